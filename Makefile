@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv when missing and installs
+# once (a stamp file records it; editing pyproject.toml or constraints.txt reinstalls).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= runs/demo
+
+.PHONY: install test demo lint bench clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The CPU build of torch goes in first: a plain "torch" requirement would pull a multi-GB CUDA build.
+# constraints.txt pins the versions this project is tested with; pyproject.toml keeps ranges for users.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/probrep demo --out $(OUT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/vae_step.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,5 @@
+"""Generative models as Pyro programs (a model and its guide side by side)."""
+
+from probrep.models.vae import VAE, BetaTCVAE, FactorVAE
+
+__all__ = ["VAE", "BetaTCVAE", "FactorVAE"]

@@ -1,0 +1,288 @@
+"""The VAE family as Pyro programs: VAE / beta-VAE, beta-TCVAE and FactorVAE.
+
+Each model is an ``nn.Module`` with a ``model(x)`` / ``guide(x)`` pair that calls ``pyro.sample`` inside
+``pyro.plate``; any Pyro inference (ours or Pyro's ``SVI``) can fit it. Prior ``N(0, I)``, posterior a diagonal
+Gaussian from the encoder, Bernoulli or Gaussian pixels.
+
+    negative ELBO(x) = -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z))
+
+beta scales the latent site through ``poutine.scale`` in both programs, so with the mean-field ELBO (analytic
+KL, the default) the loss is exactly reconstruction + beta * KL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from torch import nn
+
+from probrep.inference.density_ratio import classifier_loss, permute_dims
+from probrep.models.layers import make_encoder_decoder, mlp
+
+_LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class VAE(nn.Module):
+    """Variational autoencoder; ``beta > 1`` gives the beta-VAE of Higgins et al. 2017.
+
+    Args:
+        image_shape: ``(channels, height, width)`` of the data.
+        latent_dim: number of latent dimensions.
+        beta: weight of the KL term.
+        likelihood: ``"bernoulli"`` (binary pixels, logits from the decoder) or ``"gaussian"`` (fixed
+            ``obs_scale``).
+        arch: ``"conv"`` (the 64x64 disentanglement architecture) or ``"mlp"``.
+        hidden: width of the dense layer(s) of the networks (default 256 for conv, (512, 256) for mlp).
+        obs_scale: pixel standard deviation of the Gaussian likelihood.
+        name: prefix of the Pyro parameter names, so that two models can share one param store.
+    """
+
+    #: the ELBO :func:`probrep.inference.svi.fit` uses unless told otherwise (analytic KL)
+    default_elbo = "meanfield"
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 64, 64),
+        latent_dim: int = 10,
+        beta: float = 1.0,
+        likelihood: str = "bernoulli",
+        arch: str = "conv",
+        hidden: int | Sequence[int] | None = None,
+        obs_scale: float = 0.1,
+        name: str = "vae",
+    ):
+        super().__init__()
+        if int(latent_dim) < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
+        if not (math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
+        if likelihood not in _LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}: expected one of {_LIKELIHOODS}")
+        if not obs_scale > 0:
+            raise ValueError(f"obs_scale must be > 0, got {obs_scale}")
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.latent_dim = int(latent_dim)
+        self.beta = float(beta)
+        self.likelihood = likelihood
+        self.obs_scale = float(obs_scale)
+        self.name = name
+        self.encoder, self.decoder = make_encoder_decoder(arch, self.image_shape, self.latent_dim, hidden)
+
+    # ----------------------------------------------------------------------------------------------- networks
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Location and scale ``[N, latent_dim]`` of q(z|x); scale = softplus(raw) + 1e-5 keeps it positive."""
+        self._check_images(x)
+        out = self.encoder(x)
+        loc, raw_scale = out[..., : self.latent_dim], out[..., self.latent_dim :]
+        return loc, F.softplus(raw_scale) + 1e-5
+
+    def likelihood_dist(self, z: torch.Tensor) -> dist.TorchDistribution:
+        """p(x|z) as a distribution over whole images (event shape = image shape)."""
+        out = self.decoder(z)
+        if self.likelihood == "bernoulli":
+            return dist.Bernoulli(logits=out).to_event(3)
+        return dist.Normal(out, self.obs_scale).to_event(3)
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        if not torch.is_tensor(x):
+            raise TypeError(f"{type(self).__name__} expects a torch.Tensor of images, got {type(x).__name__}")
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"{type(self).__name__} expects images of shape [N, {', '.join(map(str, self.image_shape))}], "
+                f"got {tuple(x.shape)}"
+            )
+
+    # ------------------------------------------------------------------------------------------ Pyro programs
+    def model(self, x: torch.Tensor) -> None:
+        """p(z) p(x|z) with x observed; the latent site is scaled by beta."""
+        pyro.module(f"{self.name}.decoder", self.decoder)
+        self._check_images(x)
+        zeros = x.new_zeros(x.shape[0], self.latent_dim)
+        with pyro.plate("data", x.shape[0]):
+            with poutine.scale(scale=self.beta):
+                z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
+            pyro.sample("x", self.likelihood_dist(z), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        """q(z|x): a diagonal Gaussian from the encoder."""
+        pyro.module(f"{self.name}.encoder", self.encoder)
+        loc, scale = self.posterior(x)
+        with pyro.plate("data", x.shape[0]):
+            with poutine.scale(scale=self.beta):
+                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # ------------------------------------------------------------------------------------------------- utils
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior means ``[N, latent_dim]`` (the representation that metrics score)."""
+        return self.posterior(x)[0]
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean image ``[N, C, H, W]`` of p(x|z): pixel probabilities (Bernoulli) or means (Gaussian)."""
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """decode(encode(x))."""
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def traverse(self, x: torch.Tensor, dim: int, values: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """Decode each image's code with dimension ``dim`` set to each of ``values``: ``[N, V, C, H, W]``."""
+        if not 0 <= int(dim) < self.latent_dim:
+            raise ValueError(f"dim must be in [0, {self.latent_dim}), got {dim}")
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        codes = self.encode(x)
+        values = torch.as_tensor(values, dtype=codes.dtype, device=codes.device).reshape(-1)
+        grid = codes.unsqueeze(1).repeat(1, values.numel(), 1)
+        grid[:, :, dim] = values
+        images = self.decode(grid.reshape(-1, self.latent_dim))
+        return images.reshape(x.shape[0], values.numel(), *self.image_shape)
+
+
+def _log_normal_matrix(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``[M, M, D]`` matrix of log q(z_i,d | x_j) for every pair of batch members i, j and dimension d."""
+    return dist.Normal(loc.unsqueeze(0), scale.unsqueeze(0)).log_prob(z.unsqueeze(1))
+
+
+def minibatch_weighted_sampling(
+    z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, dataset_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minibatch-weighted-sampling estimates (Chen et al. 2018) of log q(z_i) and sum_d log q(z_i,d).
+
+    ``log q(z_i) ~= logsumexp_j log q(z_i | x_j) - log(N M)`` with N the dataset size and M the batch size;
+    the product of marginals likewise, one dimension at a time. Both are ``[M]``.
+    """
+    m = z.shape[0]
+    log_norm = math.log(dataset_size * m)
+    matrix = _log_normal_matrix(z, loc, scale)
+    log_qz = torch.logsumexp(matrix.sum(-1), dim=1) - log_norm
+    log_prod_qzd = (torch.logsumexp(matrix, dim=1) - log_norm).sum(-1)
+    return log_qz, log_prod_qzd
+
+
+class BetaTCVAE(VAE):
+    """beta-TCVAE (Chen et al. 2018): beta weighs only the total-correlation part of the KL.
+
+    The KL term decomposes as index-code mutual information + total correlation + dimension-wise KL; with the
+    minibatch-weighted-sampling estimates the loss is
+
+        -log p(x|z) + [log q(z|x) - log p(z)] + (beta - 1) * TC,   TC = log q(z) - sum_d log q(z_d),
+
+    the (beta - 1) * TC term entering the guide as a reparameterised ``pyro.factor``. It needs the Monte Carlo
+    ELBO (``Trace_ELBO``, the default here), not the mean-field one.
+
+    Args:
+        dataset_size: N of the estimator; ``None`` treats each batch as the whole data set.
+    """
+
+    default_elbo = "trace"
+
+    def __init__(self, *args, beta: float = 6.0, dataset_size: int | None = None, **kwargs):
+        super().__init__(*args, beta=1.0, **kwargs)
+        if not (math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
+        if dataset_size is not None and int(dataset_size) < 1:
+            raise ValueError(f"dataset_size must be a positive integer or None, got {dataset_size}")
+        self.tc_beta = float(beta)
+        self.dataset_size = None if dataset_size is None else int(dataset_size)
+
+    def _dataset_size(self, batch: int) -> int:
+        return batch if self.dataset_size is None else self.dataset_size
+
+    def guide(self, x: torch.Tensor) -> None:
+        pyro.module(f"{self.name}.encoder", self.encoder)
+        loc, scale = self.posterior(x)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            log_qz, log_prod_qzd = minibatch_weighted_sampling(z, loc, scale, self._dataset_size(x.shape[0]))
+            # a guide factor f adds f to the loss (the ELBO subtracts guide log densities)
+            pyro.factor("total_correlation", (self.tc_beta - 1.0) * (log_qz - log_prod_qzd), has_rsample=True)
+
+    @torch.no_grad()
+    def decompose(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Batch-mean MWS estimates of the KL's parts on one draw z ~ q(z|x).
+
+        Returns ``mutual_information`` (log q(z|x) - log q(z)), ``total_correlation``
+        (log q(z) - sum_d log q(z_d)), ``dimension_wise_kl`` (sum_d log q(z_d) - log p(z)) and ``kl``
+        (log q(z|x) - log p(z)); the first three sum to the fourth.
+        """
+        loc, scale = self.posterior(x)
+        z = dist.Normal(loc, scale).rsample()
+        log_qzx = dist.Normal(loc, scale).log_prob(z).sum(-1)
+        log_pz = dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        log_qz, log_prod_qzd = minibatch_weighted_sampling(z, loc, scale, self._dataset_size(x.shape[0]))
+        return {
+            "mutual_information": (log_qzx - log_qz).mean(),
+            "total_correlation": (log_qz - log_prod_qzd).mean(),
+            "dimension_wise_kl": (log_prod_qzd - log_pz).mean(),
+            "kl": (log_qzx - log_pz).mean(),
+        }
+
+
+class FactorVAE(VAE):
+    """FactorVAE (Kim & Mnih 2018): VAE loss + gamma * total correlation, TC from a discriminator.
+
+    The discriminator ``D`` outputs the logit of "z came from q(z) rather than prod_d q(z_d)", whose optimum is
+    ``log q(z) / prod_d q(z_d)``, so ``TC ~= E_q[D(z)]`` (the density-ratio trick). The model adds
+    ``-gamma * D(z)`` as a ``pyro.factor``; the discriminator is not a Pyro parameter: it is trained by its own
+    optimiser through :meth:`auxiliary_loss`, which :func:`probrep.inference.svi.fit` steps after each ELBO step.
+
+    Args:
+        gamma: weight of the TC penalty.
+        discriminator_hidden: layer widths of the MLP discriminator (the paper: six layers of 1000).
+        discriminator_lr: learning rate of its Adam optimiser (the paper: 1e-4, betas (0.5, 0.9)).
+    """
+
+    auxiliary_optimizer_kwargs = {"betas": (0.5, 0.9)}
+
+    def __init__(
+        self,
+        *args,
+        gamma: float = 10.0,
+        discriminator_hidden: Sequence[int] = (1000,) * 6,
+        discriminator_lr: float = 1e-4,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        if not (math.isfinite(gamma) and gamma >= 0):
+            raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
+        self.gamma = float(gamma)
+        self.auxiliary_lr = float(discriminator_lr)
+        self.discriminator = mlp((self.latent_dim, *discriminator_hidden, 1), activation=lambda: nn.LeakyReLU(0.2))
+
+    def model(self, x: torch.Tensor) -> None:
+        pyro.module(f"{self.name}.decoder", self.decoder)
+        self._check_images(x)
+        zeros = x.new_zeros(x.shape[0], self.latent_dim)
+        with pyro.plate("data", x.shape[0]):
+            with poutine.scale(scale=self.beta):
+                z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
+            pyro.sample("x", self.likelihood_dist(z), obs=x)
+            pyro.factor("total_correlation", -self.gamma * self.discriminator(z).squeeze(-1))
+
+    def auxiliary_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by :meth:`auxiliary_loss` with their own optimiser (the discriminator's)."""
+        return list(self.discriminator.parameters())
+
+    def auxiliary_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Discriminator loss on codes z ~ q(z|x) (detached) against their dimension-permuted copy."""
+        with torch.no_grad():
+            loc, scale = self.posterior(x)
+            z = loc + scale * torch.randn_like(loc)
+        return classifier_loss(self.discriminator(z), self.discriminator(permute_dims(z)))
+
+    @torch.no_grad()
+    def total_correlation(self, x: torch.Tensor) -> torch.Tensor:
+        """The discriminator's TC estimate E_q[D(z)] on a batch."""
+        loc, scale = self.posterior(x)
+        return self.discriminator(loc + scale * torch.randn_like(loc)).mean()

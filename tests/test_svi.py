@@ -1,0 +1,232 @@
+"""The SVI loop: user programs and autoguides, exact resume, safe checkpoints, errors, data parallel."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer.autoguide import AutoNormal
+
+from probrep.inference import checkpoint, svi
+from probrep.models import VAE, FactorVAE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _conjugate_data(n=100):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, generator=g) + 1.5
+
+
+def _conjugate_model(x):
+    mu = pyro.sample("mu", dist.Normal(0.0, 10.0))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("obs", dist.Normal(mu, 1.0), obs=x)
+
+
+def _posterior(x):
+    precision = x.numel() + 1 / 100.0
+    return x.sum().item() / precision, precision**-0.5
+
+
+def test_autoguide_recovers_the_conjugate_posterior():
+    x = _conjugate_data()
+    guide = AutoNormal(_conjugate_model)
+    # full batch: the only noise is the guide's reparameterised draw
+    fit = svi.fit(
+        _conjugate_model, x, guide=guide, steps=1500, batch_size=len(x), lr=0.02, device="cpu", progress=False
+    )
+    mean, sd = _posterior(x)
+    loc, scale = guide.median()["mu"].item(), pyro.param("AutoNormal.scales.mu").item()
+    # SVI's stationary jitter at lr 0.02 is a few hundredths of a posterior sd
+    assert abs(loc - mean) < 0.25 * sd
+    assert abs(scale / sd - 1) < 0.2
+    assert fit.losses[-100:].mean() < fit.losses[:10].mean()
+
+
+def test_hand_written_guide_with_constrained_param():
+    x = _conjugate_data()
+
+    def guide(x):
+        loc = pyro.param("q_loc", torch.tensor(0.0))
+        scale = pyro.param("q_scale", torch.tensor(1.0), constraint=dist.constraints.positive)
+        pyro.sample("mu", dist.Normal(loc, scale))
+
+    fit = svi.fit(
+        _conjugate_model,
+        x,
+        guide=guide,
+        steps=1500,
+        batch_size=len(x),
+        lr=0.02,
+        device="cpu",
+        progress=False,
+        elbo="meanfield",
+    )
+    mean, sd = _posterior(x)
+    assert set(fit.params) == {"q_loc", "q_scale"}
+    assert abs(pyro.param("q_loc").item() - mean) < 0.25 * sd
+    assert abs(pyro.param("q_scale").item() / sd - 1) < 0.2
+
+
+def _images(n=48):
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(n, 1, 16, 16, generator=g) > 0.7).float()
+
+
+def _factor_vae():
+    torch.manual_seed(0)
+    return FactorVAE((1, 16, 16), latent_dim=3, arch="mlp", hidden=(32,), discriminator_hidden=(8,))
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(step):
+    def callback(info):
+        if info.step == step:
+            raise _Crash
+
+    return callback
+
+
+@pytest.mark.parametrize("make", [_factor_vae, lambda: (torch.manual_seed(0), VAE((1, 16, 16), 3, arch="mlp"))[1]])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, make):
+    data = _images()
+    kw = dict(steps=14, batch_size=16, device="cpu", seed=3, progress=False, checkpoint_every=4)
+    straight = make()
+    svi.fit(straight, data, checkpoint_dir=tmp_path / "a", **kw)
+    reference = {k: v.clone() for k, v in straight.state_dict().items()}
+
+    crashed = make()
+    with pytest.raises(_Crash):
+        svi.fit(crashed, data, checkpoint_dir=tmp_path / "b", callbacks=[_crash_at(10)], **kw)
+    assert checkpoint.latest(tmp_path / "b").name == "checkpoint-00000008.pt"
+    resumed = make()
+    result = svi.fit(resumed, data, checkpoint_dir=tmp_path / "b", resume=True, **kw)
+    assert result.steps == 14 and len(result.losses) == 14
+    for name, value in resumed.state_dict().items():
+        assert torch.equal(value, reference[name]), name
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    data = _images()
+    svi.fit(
+        VAE((1, 16, 16), 3, arch="mlp"),
+        data,
+        steps=2,
+        batch_size=16,
+        device="cpu",
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
+    with pytest.raises(ValueError, match="batch_size"):
+        svi.fit(
+            VAE((1, 16, 16), 3, arch="mlp"),
+            data,
+            steps=4,
+            batch_size=8,
+            device="cpu",
+            progress=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
+
+
+def test_checkpoints_are_atomic_pruned_and_never_run_code(tmp_path):
+    data = _images()
+    svi.fit(
+        VAE((1, 16, 16), 3, arch="mlp"),
+        data,
+        steps=9,
+        batch_size=16,
+        device="cpu",
+        progress=False,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=2,
+        keep_checkpoints=2,
+    )
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint-00000008.pt", "checkpoint-00000009.pt"]  # pruned, no temporary files left
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "checkpoint-00000099.pt"
+    evil.write_bytes(pickle.dumps({"x": Payload()}))
+    with pytest.raises(ValueError, match="cannot load checkpoint"):
+        checkpoint.load(evil)
+    assert not marker.exists()
+
+
+def test_training_errors_are_clear():
+    data = _images()
+    m = VAE((1, 16, 16), 3, arch="mlp")
+    with pytest.raises(ValueError, match="exactly one of steps= or epochs="):
+        svi.fit(m, data, device="cpu")
+    with pytest.raises(ValueError, match=r"\[N, 1, 16, 16\]"):
+        svi.fit(m, torch.zeros(8, 1, 8, 8), steps=1, device="cpu", progress=False)
+    with pytest.raises(TypeError, match="model/guide"):
+        svi.fit(object(), data, steps=1)
+    with pytest.raises(ValueError, match="unknown elbo"):
+        svi.fit(m, data, steps=1, elbo="fancy")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        svi.fit(m, data, steps=1, device="cuda")
+    bad = _images()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError):  # Pyro's validation on the setup step names the bad site
+        svi.fit(m, bad, steps=1, batch_size=48, device="cpu", progress=False)
+
+
+def test_epochs_and_dataset_input():
+    data = torch.utils.data.TensorDataset(_images(40))
+    fit = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, epochs=3, batch_size=16, device="cpu", progress=False)
+    assert fit.steps == 3 * (40 // 16)
+
+
+def test_jit_elbo_trains():
+    # the JIT forms draw their noise in another order, so only their training behaviour is comparable
+    torch.manual_seed(0)
+    fit = svi.fit(
+        VAE((1, 16, 16), 3, arch="mlp"),
+        _images(16),
+        steps=40,
+        batch_size=16,
+        device="cpu",
+        progress=False,
+        elbo="jit_meanfield",
+        lr=3e-3,
+    )
+    # 256 binary pixels at density 0.3 start near 256 log 2 = 177 nats; the marginal entropy is ~156
+    assert fit.losses[0] / 16 > 170 and fit.losses[-5:].mean() / 16 < 165
+
+
+def test_two_process_data_parallel_run_ends_with_identical_parameters(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(ROOT / "tests" / "ddp_worker.py"),
+        str(tmp_path),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert not torch.equal(ranks[0]["first_batch"], ranks[1]["first_batch"])  # each rank saw its own shard
+    for name, value in ranks[0]["params"].items():
+        assert torch.equal(value, ranks[1]["params"][name]), name
+        assert not torch.equal(value, ranks[0]["after_first_step"][name]), f"{name} did not train"

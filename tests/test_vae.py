@@ -1,0 +1,207 @@
+"""The VAE family's losses against independent hand computations (float64, fixed weights, fixed noise)."""
+
+import math
+
+import pyro
+import pytest
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
+from probrep.inference.density_ratio import classifier_loss, permute_dims
+from probrep.models import VAE, BetaTCVAE, FactorVAE
+from probrep.models.vae import minibatch_weighted_sampling
+
+SHAPE = (1, 32, 32)
+D = 4
+
+
+def _images(n=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, *SHAPE, generator=g) > 0.6).double()
+
+
+def _sampled_z(m, x, seed):
+    """The z the guide draws under ``seed`` (the ELBO runs the guide first, so it draws the same one)."""
+    pyro.set_rng_seed(seed)
+    trace = poutine.trace(m.guide).get_trace(x)
+    return trace.nodes["z"]["value"]
+
+
+def _hand_posterior(m, x):
+    out = m.encoder(x)
+    return out[:, :D], F.softplus(out[:, D:]) + 1e-5
+
+
+def _closed_form_kl(loc, scale):
+    return 0.5 * (loc**2 + scale**2 - 1.0 - 2.0 * torch.log(scale)).sum()
+
+
+def _bernoulli_nll(m, z, x):
+    return F.binary_cross_entropy_with_logits(m.decoder(z), x, reduction="sum")
+
+
+def _elbo_loss(elbo, m, x, seed):
+    pyro.set_rng_seed(seed)
+    return elbo.differentiable_loss(m.model, m.guide, x)
+
+
+@pytest.mark.parametrize("arch", ["conv", "mlp"])
+@pytest.mark.parametrize("beta", [1.0, 4.0])
+def test_vae_loss_is_reconstruction_plus_beta_kl(arch, beta):
+    torch.manual_seed(0)
+    m = VAE(SHAPE, latent_dim=D, beta=beta, arch=arch).double()
+    x = _images()
+    loss = _elbo_loss(TraceMeanField_ELBO(), m, x, seed=3)
+    z = _sampled_z(m, x, seed=3)
+    loc, scale = _hand_posterior(m, x)
+    expected = _bernoulli_nll(m, z, x) + beta * _closed_form_kl(loc, scale)
+    assert abs(loss.item() - expected.item()) < 1e-5
+
+
+def test_beta_scales_exactly_the_kl():
+    torch.manual_seed(0)
+    m = VAE(SHAPE, latent_dim=D, beta=1.0, arch="mlp").double()
+    x = _images()
+    base = _elbo_loss(TraceMeanField_ELBO(), m, x, seed=5)
+    m.beta = 7.0
+    scaled = _elbo_loss(TraceMeanField_ELBO(), m, x, seed=5)
+    kl = _closed_form_kl(*_hand_posterior(m, x))
+    assert abs((scaled - base).item() - 6.0 * kl.item()) < 1e-6
+
+
+def test_gaussian_likelihood_loss():
+    torch.manual_seed(0)
+    m = VAE(SHAPE, latent_dim=D, likelihood="gaussian", obs_scale=0.3, arch="mlp").double()
+    x = _images()
+    loss = _elbo_loss(TraceMeanField_ELBO(), m, x, seed=2)
+    z = _sampled_z(m, x, seed=2)
+    mean = m.decoder(z)
+    nll = (0.5 * ((x - mean) / 0.3) ** 2 + math.log(0.3) + 0.5 * math.log(2 * math.pi)).sum()
+    expected = nll + _closed_form_kl(*_hand_posterior(m, x))
+    assert abs(loss.item() - expected.item()) < 1e-5
+
+
+def test_monte_carlo_elbo_uses_log_density_ratio():
+    torch.manual_seed(0)
+    m = VAE(SHAPE, latent_dim=D, beta=2.0, arch="mlp").double()
+    x = _images()
+    loss = _elbo_loss(Trace_ELBO(), m, x, seed=4)
+    z = _sampled_z(m, x, seed=4)
+    loc, scale = _hand_posterior(m, x)
+    log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum()
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum()
+    assert abs(loss.item() - (_bernoulli_nll(m, z, x) + 2.0 * (log_q - log_p)).item()) < 1e-5
+
+
+def test_minibatch_weighted_sampling_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    m, n_data = 6, 1000
+    loc, scale = torch.randn(m, D, generator=g, dtype=torch.float64), torch.rand(m, D, generator=g).double() + 0.3
+    z = loc + scale * torch.randn(m, D, generator=g, dtype=torch.float64)
+    log_qz, log_prod = minibatch_weighted_sampling(z, loc, scale, n_data)
+    for i in range(m):
+        per_j = [torch.distributions.Normal(loc[j], scale[j]).log_prob(z[i]) for j in range(m)]
+        joint = torch.logsumexp(torch.stack([p.sum() for p in per_j]), 0) - math.log(n_data * m)
+        marg = sum(torch.logsumexp(torch.stack([p[d] for p in per_j]), 0) - math.log(n_data * m) for d in range(D))
+        assert abs(log_qz[i].item() - joint.item()) < 1e-10
+        assert abs(log_prod[i].item() - marg.item()) < 1e-10
+
+
+def test_beta_tcvae_decomposition_sums_to_kl_and_loss_matches():
+    torch.manual_seed(0)
+    m = BetaTCVAE(SHAPE, latent_dim=D, beta=6.0, arch="mlp", dataset_size=500).double()
+    x = _images(16)
+    parts = m.decompose(x)
+    total = parts["mutual_information"] + parts["total_correlation"] + parts["dimension_wise_kl"]
+    assert abs(total.item() - parts["kl"].item()) < 1e-9
+    # loss = recon + [log q(z|x) - log p(z)] + (beta - 1) * TC, all on the guide's draw of z
+    loss = _elbo_loss(Trace_ELBO(), m, x, seed=9)
+    z = _sampled_z(m, x, seed=9)
+    loc, scale = _hand_posterior(m, x)
+    log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    log_qz, log_prod = minibatch_weighted_sampling(z, loc, scale, 500)
+    expected = _bernoulli_nll(m, z, x) + (log_q - log_p).sum() + 5.0 * (log_qz - log_prod).sum()
+    assert abs(loss.item() - expected.item()) < 1e-5
+
+
+def test_beta_tcvae_with_beta_one_is_the_vae():
+    torch.manual_seed(0)
+    tc = BetaTCVAE(SHAPE, latent_dim=D, beta=1.0, arch="mlp").double()
+    plain = VAE(SHAPE, latent_dim=D, arch="mlp").double()
+    plain.load_state_dict(tc.state_dict())
+    x = _images()
+    assert abs(_elbo_loss(Trace_ELBO(), tc, x, 1).item() - _elbo_loss(Trace_ELBO(), plain, x, 1).item()) < 1e-8
+
+
+def test_factor_vae_loss_adds_gamma_times_discriminator_tc():
+    torch.manual_seed(0)
+    m = FactorVAE(SHAPE, latent_dim=D, gamma=3.0, arch="mlp", discriminator_hidden=(16, 16)).double()
+    x = _images()
+    loss = _elbo_loss(TraceMeanField_ELBO(), m, x, seed=6)
+    z = _sampled_z(m, x, seed=6)
+    loc, scale = _hand_posterior(m, x)
+    expected = _bernoulli_nll(m, z, x) + _closed_form_kl(loc, scale) + 3.0 * m.discriminator(z).sum()
+    assert abs(loss.item() - expected.item()) < 1e-5
+    # the discriminator is trained by its own optimiser, not registered with Pyro
+    assert not any(name.startswith("vae.discriminator") for name in pyro.get_param_store().keys())
+    assert len(m.auxiliary_parameters()) == 2 * 3
+
+
+def test_permute_dims_keeps_marginals_and_breaks_dependence():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5000, 1, generator=g)
+    z = torch.cat([a, a + 0.01 * torch.randn(5000, 1, generator=g)], 1)  # correlation ~ 1
+    p = permute_dims(z, generator=g)
+    assert torch.equal(p.sort(0).values, z.sort(0).values)
+    corr = torch.corrcoef(p.T)[0, 1].item()
+    assert abs(corr) < 4 / math.sqrt(5000)  # 4 standard errors of a null correlation
+
+
+def test_classifier_logit_recovers_log_density_ratio():
+    # P = N(1, 1), Q = N(0, 1): log p/q = x - 1/2. Logistic regression on 2 x 100k draws; the standard
+    # error of each coefficient is ~ 1/sqrt(n I) ~ 0.005, so 0.03 is about 6 SE.
+    g = torch.Generator().manual_seed(0)
+    xp, xq = torch.randn(100_000, generator=g) + 1.0, torch.randn(100_000, generator=g)
+    w = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = classifier_loss(w[0] * xp + w[1], w[0] * xq + w[1])
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert abs(w[0].item() - 1.0) < 0.03 and abs(w[1].item() + 0.5) < 0.03
+
+
+def test_encode_decode_reconstruct_traverse_shapes():
+    torch.manual_seed(0)
+    m = VAE((1, 64, 64), latent_dim=5)
+    x = (torch.rand(3, 1, 64, 64) > 0.5).float()
+    assert m.encode(x).shape == (3, 5)
+    rec = m.reconstruct(x)
+    assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
+    grid = m.traverse(x, dim=2, values=torch.linspace(-2, 2, 7))
+    assert grid.shape == (3, 7, 1, 64, 64)
+    # the traversal changes only dimension 2 of the code: decoding the encoded code reproduces column 0..
+    codes = m.encode(x)
+    codes[:, 2] = -2.0
+    assert torch.allclose(grid[:, 0], m.decode(codes), atol=1e-6)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="divisible by 16"):
+        VAE((1, 30, 30))
+    with pytest.raises(ValueError, match="likelihood"):
+        VAE(likelihood="poisson")
+    with pytest.raises(ValueError, match="beta"):
+        VAE(beta=-1.0)
+    m = VAE(SHAPE, latent_dim=D, arch="mlp")
+    with pytest.raises(ValueError, match=r"\[N, 1, 32, 32\]"):
+        m.guide(torch.zeros(2, 1, 64, 64))
+    with pytest.raises(ValueError, match="dim"):
+        m.traverse(torch.zeros(1, *SHAPE), dim=D, values=[0.0])
