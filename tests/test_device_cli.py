@@ -1,0 +1,91 @@
+"""Device resolution, the probrep command, and a short training run on procedural dSprites."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from probrep import __version__, cli
+from probrep.data import DSprites
+from probrep.device import describe, jax_platform, resolve_device
+from probrep.inference import svi
+from probrep.models import VAE
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected and resolve_device(None).type == expected
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    with pytest.raises(TypeError, match="device must be"):
+        resolve_device(0)
+    if not torch.cuda.is_available():
+        for request in ("cuda", "cuda:1", "CUDA:0"):
+            with pytest.raises(ValueError, match="CUDA is not available"):
+                resolve_device(request)
+
+
+def test_jax_platform_is_reported():
+    assert jax_platform() == "cpu"  # conftest pins JAX_PLATFORMS=cpu
+    assert describe()["jax_platform"] == "cpu"
+
+
+def test_cli_version_and_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--version"])
+    assert stop.value.code == 0 and __version__ in capsys.readouterr().out
+    assert cli.main([]) == 0 and "train" in capsys.readouterr().out
+    assert cli.main(["info"]) == 0 and "torch_device_auto" in capsys.readouterr().out
+
+
+def test_cli_train_vae_writes_outputs_and_resumes(tmp_path, capsys):
+    args = [
+        "train",
+        "vae",
+        "--arch",
+        "mlp",
+        "--latent-dim",
+        "3",
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--checkpoint-every",
+        "3",
+    ]
+    assert cli.main([*args, "--steps", "3"]) == 0
+    for name in ("loss.png", "reconstructions.png", "traversals.png", "summary.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert str(tmp_path.resolve()) in capsys.readouterr().out
+    assert cli.main([*args, "--steps", "5", "--resume"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 5 and len(summary["kl_per_dimension"]) == 3
+    assert (tmp_path / "checkpoints" / "checkpoint-00000005.pt").exists()
+    # a CUDA request on a CPU machine is a clear error, not a traceback
+    if not torch.cuda.is_available():
+        assert cli.main([*args, "--steps", "1", "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_training_on_a_dsprites_subset_lowers_the_loss():
+    # An untrained decoder predicts ~0.5 per pixel: ~4096 log 2 = 2839 nats per image. The first thing a VAE
+    # learns is the mean image, whose loss is the summed per-pixel binary entropy of the subset's mean, H_mean
+    # (~444 nats here, KL ~0). After 150 steps the loss must be below 1.1 H_mean: an ~80% drop. Measured over
+    # seeds 0-3 on this machine: 445-465 nats over the last 25 steps.
+    torch.manual_seed(0)
+    ds = DSprites()
+    subset = np.random.default_rng(0).choice(len(ds), 1024, replace=False)
+    x = ds[subset]
+    p = x.mean(0).clip(1e-6, 1 - 1e-6)
+    h_mean = float(-(p * np.log(p) + (1 - p) * np.log(1 - p)).sum())
+    vae = VAE((1, 64, 64), latent_dim=6, beta=1.0)
+    fit = svi.fit(vae, torch.from_numpy(x), steps=150, batch_size=32, lr=2e-3, device="cpu", progress=False, seed=0)
+    per_image = fit.losses / 32
+    assert per_image[0] > 2500
+    assert per_image[-25:].mean() < 1.1 * h_mean
