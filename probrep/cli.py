@@ -49,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model")
     train_sub = train.add_subparsers(dest="model_family", metavar="MODEL", required=True)
     _add_train_vae(train_sub)
+    scm = sub.add_parser("scm", help="structural causal models from a JSON file")
+    scm_sub = scm.add_subparsers(dest="scm_command", metavar="ACTION", required=True)
+    sample = scm_sub.add_parser("sample", help="sample an SCM (optionally intervened) to CSV")
+    sample.add_argument("file", help='JSON: {"format": 1, "nodes": [{"name": "X", "equation": "..."}, ...]}')
+    sample.add_argument("--n", type=int, default=1000)
+    sample.add_argument("--do", action="append", default=[], metavar="NODE=VALUE",
+                        help="a number (hard), or an equation such as 'X+1' or 'Normal(3,1)'")  # fmt: skip
+    sample.add_argument("--backend", choices=["numpyro", "pyro", "numpy"], default="numpyro")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", required=True, help="CSV file to write")
+    graph = scm_sub.add_parser("graph", help="draw the causal graph as PNG")
+    graph.add_argument("file")
+    graph.add_argument("--out", required=True)
     demo = sub.add_parser("demo", help="the flagship pipeline: a short beta-VAE run on procedural dSprites")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--steps", type=int, default=1500)
@@ -106,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _report(outputs)
             return 0
+        if args.command == "scm":
+            from probrep.causal import cli as scm_cli
+
+            return scm_cli.run(args)
         if args.command == "demo":
             from probrep.runs import train_vae_on_dsprites
 
@@ -115,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _report(outputs)
             return 0
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
         print(f"probrep: error: {exc}", file=sys.stderr)
         return 2
     parser.print_help()

@@ -1,0 +1,6 @@
+"""Causal models: structural causal models with interventions and counterfactuals."""
+
+from probrep.causal.parse import EquationError
+from probrep.causal.scm import SCM, Mechanism
+
+__all__ = ["SCM", "Mechanism", "EquationError"]

@@ -1,0 +1,153 @@
+"""An SCM as a NumPyro or Pyro program: one sample site per noise term and per node, inside a ``rows`` plate.
+
+Unconditioned, every node is a ``Delta`` sample site at its mechanism's value, so NumPyro's ``handlers.do`` and
+Pyro's ``poutine.do`` intervene on it like on any site. Conditioned on observed nodes, each observed node adds
+the log density of its value given its parents (change of variables through the noise term its mechanism is
+solved for) as a factor, and the solved noise is recorded as a deterministic site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from probrep.causal.compile import compile_expr
+from probrep.causal.noise import make_distribution
+
+
+def _primitives(backend: str, device: Any = None) -> SimpleNamespace:
+    if backend == "numpyro":
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+
+        return SimpleNamespace(
+            sample=numpyro.sample, deterministic=numpyro.deterministic, factor=numpyro.factor, plate=numpyro.plate,
+            Delta=dist.Delta, ops="jax", asarray=lambda v: jnp.asarray(v, dtype=jnp.result_type(float)),
+            broadcast=lambda v, n: jnp.broadcast_to(jnp.asarray(v, dtype=jnp.result_type(float)), (n,)),
+            where=jnp.where, inf=jnp.inf, device=None,
+        )  # fmt: skip
+    if backend == "pyro":
+        import pyro
+        import pyro.distributions as dist
+        import torch
+
+        from probrep.device import resolve_device
+
+        dev = resolve_device(device)
+        dtype = torch.get_default_dtype()
+
+        def broadcast(v, n):
+            t = torch.as_tensor(v, dtype=dtype, device=dev) if not torch.is_tensor(v) else v.to(dtype)
+            return t.expand(n) if t.dim() == 0 else t
+
+        return SimpleNamespace(
+            sample=pyro.sample, deterministic=pyro.deterministic, factor=pyro.factor, plate=pyro.plate,
+            Delta=dist.Delta, ops="torch", asarray=lambda v: torch.as_tensor(v, dtype=dtype, device=dev),
+            broadcast=broadcast, where=torch.where, inf=float("inf"), device=dev,
+        )  # fmt: skip
+    raise ValueError(f"unknown program backend {backend!r}: expected 'numpyro' or 'pyro'")
+
+
+def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, device: Any = None) -> Callable:
+    """``model(n)`` (unconditioned; ``n`` rows) or ``model()`` (conditioned on ``observed`` arrays [m])."""
+    prim = _primitives(backend, device)
+    fns = scm.compiled(prim.ops)
+    dists = {name: make_distribution(u, backend, prim.device) for name, u in scm.noises.items()}
+    data, solvers, rows = {}, {}, None
+    if observed:
+        for name, values in observed.items():
+            array = np.asarray(values, dtype=float)
+            if array.ndim == 0:
+                array = array[None]
+            if array.ndim != 1 or not np.all(np.isfinite(array)):
+                raise ValueError(
+                    f"observed values of node {name!r} must be a finite 1-D array, got shape {array.shape}"
+                )
+            if rows is not None and len(array) != rows:
+                raise ValueError(f"observed arrays differ in length: node {name!r} has {len(array)}, expected {rows}")
+            rows = len(array)
+            data[name] = prim.asarray(array)
+            node = scm.node(name)
+            if not node.noises:
+                continue
+            inversion = scm.inversion(name)
+            if inversion is None:
+                what = f"its mechanism {node.text!r}" if node.symbolic else "its callable mechanism"
+                raise ValueError(
+                    f"cannot condition on node {name!r}: {what} is not invertible in any of its noise terms"
+                )
+            solvers[name] = (
+                inversion.noise.name,
+                compile_expr(inversion.solution, prim.ops),
+                compile_expr(inversion.log_abs_jacobian, prim.ops),
+            )
+
+    def model(n: int | None = None):
+        size = rows if observed else n
+        if size is None or int(size) < 1:
+            raise ValueError("the SCM program needs the number of rows: model(n)")
+        env: dict[str, Any] = {}
+        with prim.plate("rows", int(size)):
+            for name, node in scm._nodes.items():
+                solved = solvers.get(name, (None,))[0]
+                for u in node.noises:
+                    if u.name != solved:
+                        env[u.name] = prim.sample(u.name, dists[u.name])
+                if name in data:
+                    env[name] = data[name]
+                    if solved is not None:
+                        _, solve, log_jac = solvers[name]
+                        u = prim.broadcast(solve(env), size)
+                        d = dists[solved]
+                        log_p = prim.where(d.support.check(u), d.log_prob(u), -prim.inf) + log_jac(env)
+                        prim.factor(f"{name}_given_parents", log_p)
+                        env[solved] = prim.deterministic(solved, u)
+                    prim.deterministic(name, env[name])
+                    continue
+                value = prim.broadcast(fns[name](env), int(size))
+                if observed:
+                    env[name] = prim.deterministic(name, value)
+                else:
+                    env[name] = prim.sample(name, prim.Delta(value))
+        return {name: env[name] for name in scm.nodes}
+
+    return model
+
+
+def numpyro_sampler(scm, n: int) -> Callable[[int], dict]:
+    """A jit-compiled ``sample(seed) -> {node: array [n]}`` for the NumPyro program, cached per ``n``."""
+    key = ("numpyro_sampler", n)
+    if key not in scm._cache:
+        import jax
+        from numpyro import handlers
+
+        program = make_program(scm, "numpyro")
+
+        @jax.jit
+        def run(rng_key):
+            trace = handlers.trace(handlers.seed(program, rng_key)).get_trace(n)
+            return {name: trace[name]["value"] for name in scm.nodes}
+
+        def sample(seed: int) -> dict:
+            out = run(jax.random.PRNGKey(seed))
+            return {name: out[name] for name in scm.nodes}  # jit returns keys sorted; keep topological order
+
+        scm._cache[key] = sample
+    return scm._cache[key]
+
+
+def pyro_sample(scm, n: int, seed: int, device: Any = None) -> dict:
+    """Run the Pyro program once with ``seed``: ``{node: tensor [n]}`` on ``device``."""
+    import pyro
+    import torch
+    from pyro import poutine
+
+    program = make_program(scm, "pyro", device=device)
+    pyro.set_rng_seed(seed)
+    with torch.no_grad():
+        trace = poutine.trace(program).get_trace(n)
+    return {name: trace.nodes[name]["value"] for name in scm.nodes}
