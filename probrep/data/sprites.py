@@ -217,6 +217,22 @@ class DSprites:
         cols = [gen.integers(0, size, size=int(n), dtype=np.int64) for size in self.factor_sizes]
         return np.stack(cols, axis=1)
 
+    def scm(self, confounding: float = 0.0):
+        """The factors as a structural causal model (see :mod:`probrep.data.sprites_scm`)."""
+        from probrep.data.sprites_scm import dsprites_scm
+
+        return dsprites_scm(self.factor_sizes, confounding)
+
+    def sample_scm(self, scm, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` factor vectors from ``scm`` (e.g. ``self.scm().do(...)``) and render them.
+
+        Returns ``(classes int64 [n, 6], images float32 [n, 1, 64, 64])``.
+        """
+        from probrep.data.sprites_scm import classes_from_samples
+
+        classes = classes_from_samples(scm.sample(n, seed=seed, backend="numpy"), self.factor_sizes)
+        return classes, self.render(classes)
+
     def _check_indices(self, idx: Any) -> np.ndarray:
         arr = np.asarray(idx)
         if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
