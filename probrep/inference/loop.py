@@ -189,9 +189,15 @@ def _broadcast(tensors: Iterable[torch.Tensor]) -> None:
 
 # ----------------------------------------------------------------------------------------------- optimiser
 def make_optimizer(
-    optimizer: str | Callable[..., torch.optim.Optimizer], params: Sequence[torch.Tensor], lr: float, **kwargs
+    optimizer: str | Callable[..., torch.optim.Optimizer],
+    params: Sequence[torch.Tensor] | Sequence[dict[str, Any]],
+    lr: float,
+    **kwargs,
 ) -> torch.optim.Optimizer:
-    """An optimiser by name ("adam", "adamw", "sgd", "rmsprop") or from a ``torch.optim`` class/factory."""
+    """An optimiser by name ("adam", "adamw", "sgd", "rmsprop") or from a ``torch.optim`` class/factory.
+
+    ``params`` may be tensors or torch parameter-group dicts (each may carry its own ``lr``).
+    """
     if not lr > 0:
         raise ValueError(f"learning rate must be > 0, got {lr}")
     if isinstance(optimizer, str):
@@ -199,6 +205,24 @@ def make_optimizer(
             raise ValueError(f"unknown optimizer {optimizer!r}: expected one of {sorted(_OPTIMIZERS)} or a class")
         optimizer = _OPTIMIZERS[optimizer.lower()]
     return optimizer(list(params), lr=lr, **kwargs)
+
+
+def _param_groups(
+    names: Sequence[str], named: dict[str, torch.Tensor], param_options: Callable[[str], dict[str, Any] | None] | None
+) -> list[dict[str, Any]]:
+    """Group parameters by the optimiser options ``param_options(name)`` gives them (None: the defaults)."""
+    if param_options is None:
+        return [{"params": [named[n] for n in names]}]
+    groups: dict[tuple, dict[str, Any]] = {}
+    for n in names:
+        options = param_options(n) or {}
+        if not isinstance(options, dict):
+            raise TypeError(f"param_options({n!r}) must return a dict of optimiser options or None")
+        if "lr" in options and not options["lr"] > 0:
+            raise ValueError(f"param_options({n!r}) gave learning rate {options['lr']}, must be > 0")
+        key = tuple(sorted(options.items()))
+        groups.setdefault(key, {**options, "params": []})["params"].append(named[n])
+    return list(groups.values())
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -213,6 +237,8 @@ def train(
     optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
     lr: float = 1e-3,
     optimizer_kwargs: dict[str, Any] | None = None,
+    param_options: Callable[[str], dict[str, Any] | None] | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
     auxiliary: tuple[Callable[..., torch.Tensor], Sequence[torch.Tensor], float, dict[str, Any]] | None = None,
     module: torch.nn.Module | None = None,
     device: str | torch.device = "auto",
@@ -234,7 +260,9 @@ def train(
     ``auxiliary = (aux_loss_fn, aux_params, aux_lr, aux_optimizer_kwargs)`` adds a second objective with its
     own optimiser (a discriminator or critic) stepped after the main one on the same batch. ``module`` (if
     given) is moved to the device and its ``state_dict`` (buffers included) is checkpointed.
-    ``run_config`` is stored in checkpoints and must match on resume.
+    ``param_options(name)`` may give a parameter its own optimiser options (e.g. ``{"lr": 1e-3}`` for
+    baselines); ``lr_schedule(step)`` multiplies every group's learning rate at each step (a pure function of
+    the step, so resume stays exact). ``run_config`` is stored in checkpoints and must match on resume.
     """
     start = time.perf_counter()
     device = resolve_device(device)
@@ -259,7 +287,8 @@ def train(
     params = [named[n] for n in names]
     if not params:
         raise ValueError("there is nothing to optimise: the programs registered no parameters")
-    opt = make_optimizer(optimizer, params, lr, **(optimizer_kwargs or {}))
+    opt = make_optimizer(optimizer, _param_groups(names, named, param_options), lr, **(optimizer_kwargs or {}))
+    base_lrs = [group["lr"] for group in opt.param_groups]
     aux_opt = None
     if auxiliary is not None:
         aux_loss_fn, aux_params, aux_lr, aux_kwargs = auxiliary
@@ -314,6 +343,10 @@ def train(
             loss.backward()
             if world > 1:
                 _average_gradients(params, world)
+            if lr_schedule is not None:
+                factor = float(lr_schedule(step))
+                for group, base in zip(opt.param_groups, base_lrs):
+                    group["lr"] = base * factor
             opt.step()
             opt.zero_grad(set_to_none=True)
             if aux_opt is not None:

@@ -81,6 +81,8 @@ def fit(
     optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
     lr: float = 1e-3,
     optimizer_kwargs: dict[str, Any] | None = None,
+    param_options: Callable[[str], dict[str, Any] | None] | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
     elbo: str | pyro.infer.ELBO | None = None,
     num_particles: int = 1,
     device: str | torch.device = "auto",
@@ -104,6 +106,9 @@ def fit(
         data: a tensor/array ``[N, ...]``, a tuple of them (passed to the programs as positional arguments),
             a map-style ``Dataset``, or ``None`` for programs without arguments (then give ``steps``).
         steps / epochs: how long to train (exactly one).
+        param_options: per-parameter optimiser options by Pyro parameter name, e.g.
+            ``lambda name: {"lr": 1e-3} if "baseline" in name else None``.
+        lr_schedule: ``step -> factor`` multiplying every learning rate (annealing).
         elbo: ``"trace"``, ``"tracegraph"``, ``"meanfield"``, their ``"jit_*"`` forms, or an ELBO; ``None``
             uses ``target.default_elbo``.
         device: ``"auto" | "cpu" | "cuda" | "cuda:N"``; the target module and data move there.
@@ -154,6 +159,8 @@ def fit(
         optimizer=optimizer,
         lr=lr,
         optimizer_kwargs=optimizer_kwargs,
+        param_options=param_options,
+        lr_schedule=lr_schedule,
         auxiliary=auxiliary,
         module=module,
         device=device,
