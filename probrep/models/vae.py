@@ -108,6 +108,10 @@ class VAE(nn.Module):
             with poutine.scale(scale=self.beta):
                 z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
             pyro.sample("x", self.likelihood_dist(z), obs=x)
+            self.model_penalty(z)
+
+    def model_penalty(self, z: torch.Tensor) -> None:
+        """Extra terms of the model's log joint inside the data plate (none here; FactorVAE adds one)."""
 
     def guide(self, x: torch.Tensor) -> None:
         """q(z|x): a diagonal Gaussian from the encoder."""
@@ -260,15 +264,9 @@ class FactorVAE(VAE):
         self.auxiliary_lr = float(discriminator_lr)
         self.discriminator = mlp((self.latent_dim, *discriminator_hidden, 1), activation=lambda: nn.LeakyReLU(0.2))
 
-    def model(self, x: torch.Tensor) -> None:
-        pyro.module(f"{self.name}.decoder", self.decoder)
-        self._check_images(x)
-        zeros = x.new_zeros(x.shape[0], self.latent_dim)
-        with pyro.plate("data", x.shape[0]):
-            with poutine.scale(scale=self.beta):
-                z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
-            pyro.sample("x", self.likelihood_dist(z), obs=x)
-            pyro.factor("total_correlation", -self.gamma * self.discriminator(z).squeeze(-1))
+    def model_penalty(self, z: torch.Tensor) -> None:
+        """``-gamma * D(z)``: the total-correlation penalty as a factor of the model."""
+        pyro.factor("total_correlation", -self.gamma * self.discriminator(z).squeeze(-1))
 
     def auxiliary_parameters(self) -> list[nn.Parameter]:
         """Parameters trained by :meth:`auxiliary_loss` with their own optimiser (the discriminator's)."""
