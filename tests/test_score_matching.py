@@ -9,7 +9,6 @@ import torch
 from probrep.inference import score_matching as sm
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     old = torch.get_default_dtype()
