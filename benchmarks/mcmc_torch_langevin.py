@@ -1,0 +1,152 @@
+"""Batched torch MALA: chain-steps per second for 1, 64 and 1024 chains, against the energy gradient alone.
+
+Two learned-energy-model stand-ins (random weights, fixed seed, SiLU MLPs plus |x|^2/2 to confine the chains):
+a small one on 32-d states (32 -> 128 -> 128 -> 1: the worst case for the sampler's share) and an image-sized
+one on 784-d states (784 -> 512 -> 512 -> 1, an MNIST energy model). For each energy and batch size the
+benchmark times, in alternating blocks so that machine drift hits both alike,
+
+    gradient alone:  x.requires_grad_(); E = f(x); grad = autograd.grad(E.sum(), x)        (the floor)
+    sampler:         probrep.inference.langevin.langevin(f, x0, steps, step_size=..., num_warmup=0)
+
+and reports the median time per step, chain-steps per second and the ratio sampler / gradient (the issue's
+target: at most 1.3). Each MALA step costs exactly one energy-and-gradient evaluation; the rest is the
+sampler's own arithmetic (proposal, correction, accept, bookkeeping).
+
+    python benchmarks/mcmc_torch_langevin.py [--steps 300] [--blocks 5] [--threads 1] [--device cpu]
+
+Writes benchmarks/results/mcmc_torch_langevin.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from probrep.device import resolve_device
+from probrep.inference.langevin import langevin
+
+ENERGIES = {"mlp32": (32, 128), "mlp784": (784, 512)}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_energy(device: torch.device, dim: int = 32, hidden: int = 128) -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(dim, hidden),
+        torch.nn.SiLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.SiLU(),
+        torch.nn.Linear(hidden, 1),
+    ).to(device)
+
+    class Energy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):  # a confining quadratic keeps the chains in a bounded region
+            return self.net(x).squeeze(-1) + 0.5 * (x * x).sum(-1)
+
+    return Energy().to(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_gradient(energy, x0: torch.Tensor, steps: int) -> float:
+    x = x0.clone()
+    sync(x.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        xg = x.detach().requires_grad_(True)
+        e = energy(xg)
+        (g,) = torch.autograd.grad(e.sum(), xg)
+    sync(x.device)
+    return (time.perf_counter() - start) / steps
+
+
+def time_sampler(energy, x0: torch.Tensor, steps: int, step_size: float) -> float:
+    sync(x0.device)
+    start = time.perf_counter()
+    langevin(energy, x0, steps=steps, step_size=step_size, num_warmup=0, seed=0, progress=False)
+    sync(x0.device)
+    return (time.perf_counter() - start) / (steps + 1)  # +1: the initial energy check is a gradient too
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--chains", type=int, nargs="+", default=[1, 64, 1024])
+    parser.add_argument("--energies", nargs="+", default=list(ENERGIES), choices=list(ENERGIES))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "mcmc_torch_langevin.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    rows: dict[str, dict] = {}
+    for energy_name in args.energies:
+        dim, hidden = ENERGIES[energy_name]
+        energy = make_energy(device, dim, hidden)
+        rows[energy_name] = {}
+        for chains in args.chains:
+            x0 = torch.randn(chains, dim, generator=torch.Generator().manual_seed(1)).to(device)
+            # a step size near the adapted one, so acceptance is realistic (it does not change the cost)
+            step = float(langevin(energy, x0, steps=50, num_warmup=200, progress=False).step_size.median())
+            time_gradient(energy, x0, 20)
+            time_sampler(energy, x0, 20, step)  # warm caches
+            grad_times, sampler_times = [], []
+            for _ in range(args.blocks):
+                grad_times.append(time_gradient(energy, x0, args.steps))
+                sampler_times.append(time_sampler(energy, x0, args.steps, step))
+            g, s = statistics.median(grad_times), statistics.median(sampler_times)
+            rows[energy_name][str(chains)] = {
+                "gradient_only_us_per_step": round(g * 1e6, 1),
+                "sampler_us_per_step": round(s * 1e6, 1),
+                "sampler_chain_steps_per_s": round(chains / s, 1),
+                "gradient_chain_evals_per_s": round(chains / g, 1),
+                "ratio_sampler_vs_gradient": round(s / g, 3),
+                "step_size": step,
+            }
+            print(
+                f"{energy_name} chains {chains:5d}: gradient {g * 1e6:9.1f} us, sampler {s * 1e6:9.1f} us per step "
+                f"-> {chains / s:12.0f} chain-steps/s, ratio {s / g:.3f}",
+                flush=True,
+            )
+    result = {
+        "machine": f"{cpu_name()}, {args.threads} torch thread(s)",
+        "device": str(device),
+        "torch": torch.__version__,
+        "energies": {k: f"MLP {d}-{h}-{h}-1 SiLU + |x|^2/2" for k, (d, h) in ENERGIES.items()},
+        "steps_per_block": args.steps,
+        "blocks": args.blocks,
+        "results": rows,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
