@@ -26,14 +26,25 @@ from pyro import poutine
 
 from probrep.inference.loop import Callback, FitResult, train
 
-__all__ = ["fit", "make_elbo", "ELBOS", "FitResult"]
+__all__ = ["fit", "make_elbo", "ELBOS", "FitResult", "TraceGraphELBO"]
+
+
+class TraceGraphELBO(pyro.infer.TraceGraph_ELBO):
+    """``TraceGraph_ELBO`` with the ``differentiable_loss`` the training loop calls (Pyro's offers only
+    ``loss_and_grads``): the value of the negative ELBO with the gradient of Pyro's surrogate loss (score-function
+    terms with downstream costs minus baselines, plus the baseline loss): ``surrogate + (-elbo - surrogate).detach()``.
+    """
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        elbo, surrogate = self._loss_and_surrogate_loss(model, guide, args, kwargs)
+        return surrogate + (-elbo - surrogate).detach()
+
 
 ELBOS: dict[str, type[pyro.infer.ELBO]] = {
     "trace": pyro.infer.Trace_ELBO,
-    "tracegraph": pyro.infer.TraceGraph_ELBO,
+    "tracegraph": TraceGraphELBO,
     "meanfield": pyro.infer.TraceMeanField_ELBO,
     "jit_trace": pyro.infer.JitTrace_ELBO,
-    "jit_tracegraph": pyro.infer.JitTraceGraph_ELBO,
     "jit_meanfield": pyro.infer.JitTraceMeanField_ELBO,
 }
 
@@ -109,7 +120,7 @@ def fit(
         param_options: per-parameter optimiser options by Pyro parameter name, e.g.
             ``lambda name: {"lr": 1e-3} if "baseline" in name else None``.
         lr_schedule: ``step -> factor`` multiplying every learning rate (annealing).
-        elbo: ``"trace"``, ``"tracegraph"``, ``"meanfield"``, their ``"jit_*"`` forms, or an ELBO; ``None``
+        elbo: ``"trace"``, ``"tracegraph"``, ``"meanfield"``, ``"jit_trace"``, ``"jit_meanfield"``, or an ELBO; ``None``
             uses ``target.default_elbo``.
         device: ``"auto" | "cpu" | "cuda" | "cuda:N"``; the target module and data move there.
         checkpoint_dir / checkpoint_every / resume: atomic checkpoints every k steps (and at the end);
