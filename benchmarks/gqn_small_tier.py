@@ -1,0 +1,92 @@
+"""The GQN small tier on the CPU: does a laptop-sized GQN learn the procedural rooms in bounded time?
+
+Trains ``probrep.runs_gqn.train_gqn(tier="small")`` (32x32 rooms, 10 views per scene, 1..9 context views per
+batch, 4 DRAW steps) and reports the held-out negative ELBO and bits per dimension before and after training,
+and the novel-view MSE of the model's prediction against the baseline that predicts the mean of the context
+images (target: at most half of it). The probe MSE every ``--eval-every`` steps goes into the summary.
+
+    nice -n 10 python benchmarks/gqn_small_tier.py [--steps 4000] [--threads 1] [--device cpu]
+
+Writes benchmarks/results/gqn_small_tier.json and the figures (predictions, samples, loss curve) into
+benchmarks/results/gqn_small_tier/; checkpoints go to --out (resumable with --resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+
+from probrep.runs_gqn import train_gqn
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--train-scenes", type=int, default=8000)
+    parser.add_argument("--test-scenes", type=int, default=512)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/gqn_small_tier")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(args.threads)
+    run = train_gqn(
+        args.out,
+        tier="small",
+        steps=args.steps,
+        batch_size=args.batch_size,
+        train_scenes=args.train_scenes,
+        test_scenes=args.test_scenes,
+        eval_every=args.eval_every,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+        progress=False,
+    )
+    figures = RESULTS / "gqn_small_tier"
+    figures.mkdir(parents=True, exist_ok=True)
+    for name in ("predictions", "samples", "loss_curve"):
+        shutil.copyfile(run.files[name], figures / run.files[name].name)
+    result = {
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+        **run.summary,
+    }
+    (RESULTS / "gqn_small_tier.json").write_text(json.dumps(result, indent=2) + "\n")
+    s = run.summary
+    print(
+        f"small tier, {s['steps']} steps of {s['batch_size']} on {s['device']}: "
+        f"{s['train_seconds']:.0f} s wall, {s['train_cpu_seconds']:.0f} s CPU\n"
+        f"  test negative ELBO {s['test_before_training']['negative_elbo_per_image']:.1f} -> "
+        f"{s['test']['negative_elbo_per_image']:.1f} nats/image "
+        f"({s['test_before_training']['bits_per_dim']:.4f} -> {s['test']['bits_per_dim']:.4f} bits/dim)\n"
+        f"  novel-view MSE {s['test']['mse']:.5f} vs context-mean {s['test']['baseline_mse']:.5f} "
+        f"(ratio {s['test']['mse_ratio']:.3f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""The Generative Query Network: representation shapes, the ELBO against closed-form KLs computed by hand,
+equivalence of the speed-ups, prediction and sampling, schedules, and the training run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pyro
+import pytest
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from pyro.infer import TraceMeanField_ELBO
+
+from probrep.data.rooms import Rooms
+from probrep.data.rooms_dataset import GQNDataset
+from probrep.inference import checkpoint as ckpt
+from probrep.inference import svi
+from probrep.inference.loop import StepInfo
+from probrep.models.gqn import (
+    GQN,
+    PixelSigmaAnnealing,
+    PyramidRepresentation,
+    TowerRepresentation,
+    learning_rate_schedule,
+    linear_anneal,
+)
+from probrep.runs_gqn import train_gqn
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a busy 2-core machine two threads spend most of their time waiting for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = {"image_size": 16, "r_channels": 8, "h_channels": 8, "z_channels": 3, "canvas_channels": 4, "kernel_size": 3}
+
+
+def _batch(b=2, k=3, size=16, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.rand(b, k, 3, size, size, generator=g, dtype=dtype),
+        torch.randn(b, k, 7, generator=g, dtype=dtype),
+        torch.randn(b, 7, generator=g, dtype=dtype),
+        torch.rand(b, 3, size, size, generator=g, dtype=dtype),
+    )
+
+
+# --------------------------------------------------------------------------------------- representations
+@pytest.mark.parametrize("size", [32, 64])
+def test_representation_output_shapes(size):
+    x, v = torch.rand(5, 3, size, size), torch.randn(5, 7)
+    assert TowerRepresentation(3, 7, 16)(x, v).shape == (5, 16, size // 4, size // 4)
+    assert TowerRepresentation(3, 7, 16, pool=True)(x, v).shape == (5, 16, 1, 1)
+    assert PyramidRepresentation(3, 7, 16, size)(x, v).shape == (5, 16, 1, 1)
+    for kind, spatial in [("tower", size // 4), ("pool", 1), ("pyramid", 1)]:
+        model = GQN(image_size=size, representation=kind, r_channels=16, h_channels=8, z_channels=2, steps=1)
+        r = model.represent(x.view(1, 5, 3, size, size), v.view(1, 5, 7))
+        assert r.shape == (1, 16, spatial, spatial)
+
+
+def test_pool_is_the_spatial_mean_of_the_tower_and_views_are_summed():
+    torch.manual_seed(0)
+    tower, pool = TowerRepresentation(3, 7, 8), TowerRepresentation(3, 7, 8, pool=True)
+    pool.load_state_dict(tower.state_dict())
+    x, v = torch.rand(4, 3, 16, 16), torch.randn(4, 7)
+    torch.testing.assert_close(pool(x, v), tower(x, v).mean(dim=(2, 3), keepdim=True))
+    model = GQN(**TINY, steps=1).double()
+    ctx, ctx_v, _, _ = _batch(b=1, k=3)
+    summed = sum(model.representation(ctx[:, i], ctx_v[:, i]) for i in range(3))
+    torch.testing.assert_close(model.represent(ctx, ctx_v), summed)
+
+
+# ----------------------------------------------------------------------------------------------- the ELBO
+def _closed_form_kl(mq, sq, mp, sp):
+    """KL(N(mq, sq^2) || N(mp, sp^2)) summed over all but the batch dimension, written out."""
+    kl = torch.log(sp / sq) + (sq**2 + (mq - mp) ** 2) / (2 * sp**2) - 0.5
+    return kl.flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("share_cores", [True, False])
+def test_elbo_is_gaussian_nll_plus_closed_form_kl_of_every_step(share_cores):
+    torch.manual_seed(0)
+    model = GQN(**TINY, steps=3, share_cores=share_cores, sigma=0.7).double()
+    batch = _batch()
+    ctx, ctx_v, q_v, q = batch
+    pyro.set_rng_seed(1)
+    guide_trace = poutine.trace(model.guide).get_trace(*batch)
+    model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(*batch)
+
+    # by hand: run the generator on the guide's z's; each step's prior comes from the state before it
+    gen = model.generator
+    with torch.no_grad():
+        condition = model._condition(ctx, ctx_v, q_v)
+        state = gen.initial_state(2, condition)
+        kl_total = torch.zeros(2, dtype=torch.float64)
+        for step in range(3):
+            site = f"z_{step + 1}"
+            raw = gen.priors[0 if share_cores else step](state.h)
+            mp, sp = raw[:, :3], F.softplus(raw[:, 3:]) + 1e-4
+            q_fn = guide_trace.nodes[site]["fn"].base_dist
+            kl = _closed_form_kl(q_fn.loc, q_fn.scale, mp, sp)
+            p_fn = model_trace.nodes[site]["fn"].base_dist
+            torch.testing.assert_close(p_fn.loc, mp)  # the model's prior is the one computed by hand
+            torch.testing.assert_close(p_fn.scale, sp)
+            # the per-step KL the mean-field ELBO uses equals the closed form
+            pyro_kl = torch.distributions.kl_divergence(guide_trace.nodes[site]["fn"], model_trace.nodes[site]["fn"])
+            torch.testing.assert_close(pyro_kl, kl)
+            assert (kl > 0).all()
+            kl_total += kl
+            state = gen.generate(step, guide_trace.nodes[site]["value"], condition, state)
+        mean = torch.sigmoid(gen.observation(state.u))
+        nll = ((q - mean) ** 2 / (2 * 0.7**2) + math.log(0.7) + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+    pyro.set_rng_seed(1)
+    loss = TraceMeanField_ELBO().differentiable_loss(model.model, model.guide, *batch)
+    assert loss.item() == pytest.approx((nll + kl_total).sum().item(), rel=1e-10)
+
+
+def _loss_and_grads(model, batch, seed=3):
+    model.zero_grad()
+    pyro.set_rng_seed(seed)
+    loss = TraceMeanField_ELBO().differentiable_loss(model.model, model.guide, *batch)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("option", ["reuse_guide_states", "checkpoint_steps"])
+def test_speed_options_change_no_number(option):
+    torch.manual_seed(0)
+    model = GQN(**TINY, steps=3, reuse_guide_states=False).double()
+    batch = _batch()
+    reference = _loss_and_grads(model, batch)
+    setattr(model, option, True)
+    other = _loss_and_grads(model, batch)
+    torch.testing.assert_close(other[0], reference[0])
+    assert reference[1].keys() == other[1].keys() and len(reference[1]) == len(list(model.parameters()))
+    for name in reference[1]:
+        torch.testing.assert_close(other[1][name], reference[1][name], msg=name)
+
+
+def test_model_replayed_on_other_z_does_not_reuse_states():
+    torch.manual_seed(0)
+    model = GQN(**TINY, steps=2).double()
+    batch = _batch()
+    pyro.set_rng_seed(0)
+    guide_trace = poutine.trace(model.guide).get_trace(*batch)
+    shifted = guide_trace.copy()
+    shifted.nodes["z_2"] = dict(shifted.nodes["z_2"], value=guide_trace.nodes["z_2"]["value"] + 1.0)
+    mean = poutine.replay(model.model, trace=shifted)(*batch)
+    model.reuse_guide_states = False
+    expected = poutine.replay(model.model, trace=shifted)(*batch)
+    torch.testing.assert_close(mean, expected)
+
+
+# -------------------------------------------------------------------------------------- predict and sample
+def test_predict_and_sample():
+    torch.manual_seed(0)
+    model = GQN(**TINY, steps=2)
+    ctx, ctx_v, q_v, _ = _batch(dtype=torch.float32)
+    pred = model.predict(ctx, ctx_v, q_v)
+    assert pred.shape == (2, 3, 16, 16) and (pred > 0).all() and (pred < 1).all()
+    torch.testing.assert_close(model.predict(ctx, ctx_v, q_v), pred)  # deterministic: z at the prior means
+    samples = model.sample(ctx, ctx_v, q_v, num_samples=4)
+    assert samples.shape == (4, 2, 3, 16, 16)
+    assert (samples[0] - samples[1]).abs().max() > 1e-4
+    # the model program without a query image draws one
+    trace = poutine.trace(model.model).get_trace(ctx, ctx_v, q_v)
+    site = trace.nodes["query_image"]
+    assert not site["is_observed"] and site["value"].shape == (2, 3, 16, 16)
+
+
+def test_bad_inputs_are_named():
+    model = GQN(**TINY, steps=1)
+    ctx, ctx_v, q_v, q = _batch(dtype=torch.float32)
+    with pytest.raises(ValueError, match="context_images"):
+        model.predict(ctx[:, :, :, :8], ctx_v, q_v)
+    with pytest.raises(ValueError, match="context_viewpoints"):
+        model.predict(ctx, ctx_v[:, :2], q_v)
+    with pytest.raises(ValueError, match="query_viewpoint"):
+        model.predict(ctx, ctx_v, q_v[:, :5])
+    with pytest.raises(ValueError, match="query_image"):
+        model.model(ctx, ctx_v, q_v, q[:1])
+    with pytest.raises(TypeError, match="context_images"):
+        model.predict(ctx.numpy(), ctx_v, q_v)
+    with pytest.raises(ValueError, match="representation"):
+        GQN(representation="mean")
+    with pytest.raises(ValueError, match="image_size"):
+        GQN(image_size=30)
+    with pytest.raises(ValueError, match="num_samples"):
+        model.sample(ctx, ctx_v, q_v, num_samples=0)
+
+
+# --------------------------------------------------------------------------------------------- schedules
+def test_annealing_schedules():
+    sigma = linear_anneal(2.0, 0.7, 100)
+    assert [sigma(0), sigma(50), sigma(100), sigma(500)] == pytest.approx([2.0, 1.35, 0.7, 0.7])
+    model = GQN(**TINY, steps=1)
+    callback = PixelSigmaAnnealing(model, 2.0, 0.7, steps=10)
+    callback(StepInfo(step=5, loss=0.0, params={}))
+    assert model.sigma == pytest.approx(1.35)
+    factor = learning_rate_schedule(5e-4, 5e-5, 1000)
+    assert [5e-4 * factor(t) for t in (0, 500, 1000, 5000)] == pytest.approx([5e-4, 2.75e-4, 5e-5, 5e-5])
+    with pytest.raises(ValueError, match="steps"):
+        linear_anneal(1.0, 0.5, 0)
+
+
+# ----------------------------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def tiny_rooms() -> GQNDataset:
+    return GQNDataset(Rooms(image_size=16, num_views=4, seed=0).generate(64), seed=0)
+
+
+def test_svi_fit_learns_to_render_rooms(tiny_rooms):
+    torch.manual_seed(0)
+    model = GQN(**TINY, steps=2, sigma=0.2)
+    probe = tiny_rooms.batch(list(range(32)), num_context=2)
+
+    def mse() -> float:
+        return float(((model.predict(*probe[:3]) - probe[3]) ** 2).mean())
+
+    before = mse()
+    fit = svi.fit(model, tiny_rooms, steps=40, batch_size=8, lr=3e-3, seed=0, progress=False)
+    assert fit.losses[-5:].mean() < fit.losses[:5].mean()
+    assert mse() < 0.65 * before  # from the untrained 0.042 to 0.023 in 40 steps
+
+
+def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
+    common = {"steps": 4, "train_scenes": 16, "test_scenes": 8, "anneal_steps": 4, "device": "cpu", "progress": False}
+    common["batch_size"] = 4
+    whole = train_gqn(tmp_path / "whole", checkpoint_every=2, **common)
+    for name in ("loss_curve", "predictions", "samples", "summary", "checkpoint"):
+        assert whole.files[name].is_file()
+    summary = json.loads(whole.files["summary"].read_text())
+    assert summary["steps"] == 4 and summary["image_size"] == 32
+    assert set(summary["test"]) == {"negative_elbo_per_image", "bits_per_dim", "mse", "baseline_mse", "mse_ratio"}
+    nelbo = summary["test"]["negative_elbo_per_image"]
+    assert summary["test"]["bits_per_dim"] == pytest.approx(nelbo / (3 * 32 * 32 * math.log(2)))
+    assert whole.model.sigma == pytest.approx(0.7)
+
+    train_gqn(tmp_path / "split", checkpoint_every=2, **{**common, "steps": 2})
+    resumed = train_gqn(tmp_path / "split", checkpoint_every=2, resume=True, **common)
+    a = ckpt.load(whole.files["checkpoint"])["module"]
+    b = ckpt.load(resumed.files["checkpoint"])["module"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
