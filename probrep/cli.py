@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from probrep import __version__
+from probrep import __version__, cli_more
 
 
 def _add_train_vae(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model")
     train_sub = train.add_subparsers(dest="model_family", metavar="MODEL", required=True)
     _add_train_vae(train_sub)
+    cli_more.add_train_air(train_sub)
+    cli_more.add_train_gqn(train_sub)
+    cli_more.add_mcmc(sub)
     scm = sub.add_parser("scm", help="structural causal models from a JSON file")
     scm_sub = scm.add_subparsers(dest="scm_command", metavar="ACTION", required=True)
     sample = scm_sub.add_parser("sample", help="sample an SCM (optionally intervened) to CSV")
@@ -62,7 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     graph = scm_sub.add_parser("graph", help="draw the causal graph as PNG")
     graph.add_argument("file")
     graph.add_argument("--out", required=True)
-    demo = sub.add_parser("demo", help="the flagship pipeline: a short beta-VAE run on procedural dSprites")
+    ev = sub.add_parser("evaluate", help="score a trained run: IRS and the disentanglement metrics")
+    ev.add_argument("--checkpoint", required=True, metavar="DIR", help="a folder written by 'probrep train vae'")
+    ev.add_argument("--metrics", default="irs,irs_interventional,mig,dci,factor_vae",
+                    help="comma-separated: irs, irs_interventional, mig, dci, sap, factor_vae, beta_vae, modularity, "
+                    "gaussian_tc, or 'all'")  # fmt: skip
+    ev.add_argument("--num-points", type=int, default=10_000)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-progress", action="store_true")
+    demo = sub.add_parser(
+        "demo", help="the flagship pipeline: VAE vs beta-VAE on procedural dSprites, scored by IRS, MIG, DCI, ..."
+    )
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--steps", type=int, default=1500)
     demo.add_argument("--device", default="auto")
@@ -87,6 +101,30 @@ def _report(outputs) -> None:
         print(f"    {name:16s} {path}")
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from probrep import reports
+    from probrep.device import resolve_device
+    from probrep.evaluate import ALL_METRICS, encoder_fn, evaluate, headline, load_run
+
+    metrics = (
+        ALL_METRICS if args.metrics.strip() == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    )
+    model, summary = load_run(args.checkpoint)
+    device = resolve_device(args.device)
+    model.to(device)
+    result = evaluate(
+        encoder_fn(model, device), metrics, num_points=args.num_points, seed=args.seed, progress=not args.no_progress
+    )
+    path = reports.write_json(
+        {"run": summary, "scores": result.scores, "seconds": result.seconds}, f"{args.checkpoint}/metrics.json"
+    )
+    for name, value in headline(result.scores).items():
+        print(f"{name:24s} {value:8.3f}")
+    print("seconds: " + ", ".join(f"{name} {sec:.1f}" for name, sec in result.seconds.items()))
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -98,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key, value in describe().items():
                 print(f"{key:18s} {value}")
             return 0
+        if args.command == "mcmc":
+            return cli_more.run_mcmc(args)
+        if args.command == "train" and args.model_family == "air":
+            return cli_more.train_air(args)
+        if args.command == "train" and args.model_family == "gqn":
+            return cli_more.train_gqn(args)
         if args.command == "train":
             from probrep.runs import train_vae_on_dsprites
 
@@ -123,14 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from probrep.causal import cli as scm_cli
 
             return scm_cli.run(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
         if args.command == "demo":
-            from probrep.runs import train_vae_on_dsprites
+            from probrep.evaluate import demo
 
-            print("probrep demo: beta-VAE (beta=4, 10 latents) on procedural dSprites, rendered on the fly")
-            outputs = train_vae_on_dsprites(
-                args.out, steps=args.steps, device=args.device, seed=args.seed, progress=not args.no_progress
-            )
-            _report(outputs)
+            print("probrep demo: does a VAE learn, without labels, factors that stay put under interventions?")
+            demo(args.out, steps=args.steps, device=args.device, seed=args.seed, progress=not args.no_progress)
             return 0
     except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
         print(f"probrep: error: {exc}", file=sys.stderr)
