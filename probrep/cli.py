@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated: irs, irs_interventional, mig, dci, sap, factor_vae, beta_vae, modularity, "
                     "gaussian_tc, or 'all'")  # fmt: skip
     ev.add_argument("--num-points", type=int, default=10_000)
+    ev.add_argument("--votes", type=int, nargs=2, default=[10_000, 5_000], metavar=("TRAIN", "EVAL"),
+                    help="votes of the FactorVAE / BetaVAE score protocols")  # fmt: skip
     ev.add_argument("--device", default="auto")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-progress", action="store_true")
@@ -113,7 +115,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model.to(device)
     result = evaluate(
-        encoder_fn(model, device), metrics, num_points=args.num_points, seed=args.seed, progress=not args.no_progress
+        encoder_fn(model, device),
+        metrics,
+        num_points=args.num_points,
+        vote_sizes=tuple(args.votes),
+        seed=args.seed,
+        progress=not args.no_progress,
     )
     path = reports.write_json(
         {"run": summary, "scores": result.scores, "seconds": result.seconds}, f"{args.checkpoint}/metrics.json"

@@ -31,6 +31,7 @@ class RunOutputs:
     out: Path
     files: dict[str, Path] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # the trained model, in eval mode
 
 
 def build_model(kind: str, latent_dim: int, beta: float, gamma: float, arch: str, dataset_size: int) -> VAE:
@@ -144,4 +145,4 @@ def train_vae_on_dsprites(
         "data": "procedural dSprites (a regeneration of the factor grid, not the original pixels)",
     }
     files["summary"] = reports.write_json(summary, out / "summary.json")
-    return RunOutputs(out=out, files=files, summary=summary)
+    return RunOutputs(out=out, files=files, summary=summary, model=vae)
