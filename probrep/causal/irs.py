@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from probrep.causal.arrays import as_2d_array, check_same_rows
+from probrep.causal.metrics_base import check_codes, check_factors, check_same_rows, discretize
 
 
 @dataclass
@@ -32,30 +32,19 @@ class IRSResult:
     num_active_dims: int
 
 
-def discretize(values: np.ndarray, num_bins: int) -> np.ndarray:
-    """Equal-width histogram bins per column (numpy histogram edges, then digitize), as disentanglement_lib."""
-    if int(num_bins) < 1:
-        raise ValueError(f"num_bins must be a positive integer, got {num_bins}")
-    out = np.empty(values.shape, dtype=np.int64)
-    for j in range(values.shape[1]):
-        edges = np.histogram(values[:, j], bins=int(num_bins))[1]
-        out[:, j] = np.digitize(values[:, j], edges[:-1])
-    return out
-
-
 def irs(factors, codes, diff_quantile: float = 0.99, num_bins: int | None = None) -> IRSResult:
     """Interventional Robustness Score of ``codes [N, D]`` with respect to ``factors [N, K]``.
 
     ``factors`` are discrete values (any numbers); give ``num_bins`` to discretise continuous factors into
     equal-width bins first. numpy arrays and torch tensors are accepted.
     """
-    g = as_2d_array(factors, "factors")
-    z = as_2d_array(codes, "codes").astype(np.float64)
-    check_same_rows(g, z)
+    g = check_factors(factors, classes=False)
+    z = check_codes(codes)
+    check_same_rows(g, "factors", z, "codes")
     if not 0.0 <= float(diff_quantile) <= 1.0:
         raise ValueError(f"diff_quantile must be in [0, 1], got {diff_quantile}")
     if num_bins is not None:
-        g = discretize(g.astype(np.float64), num_bins)
+        g = discretize(g.astype(np.float64), num_bins)  # equal-width bins: numpy histogram edges, then digitize
     num_latents, num_factors = z.shape[1], g.shape[1]
 
     active = z.var(axis=0) > 0.0
