@@ -29,8 +29,14 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The quick side-by-side benchmarks; the long ones (posteriordb, AIR accuracy, GQN small tier, 100k MMD) are
+# run one by one from benchmarks/. Comparisons against BlackJAX, POT and geomloss need `pip install -e '.[bench]'`.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/vae_step.py
+	$(BIN)/python benchmarks/scm_sampling.py
+	$(BIN)/python benchmarks/score_matching_cost.py
+	$(BIN)/python benchmarks/mcmc_nuts.py
+	$(BIN)/python benchmarks/air_step.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import pyro.distributions as dist
 import pyro.optim
 import torch
 import torch.nn.functional as F
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 from pyro import poutine
 from pyro.infer import SVI, TraceGraph_ELBO
 from torch import nn
@@ -41,16 +41,6 @@ from probrep.models.air import AIR, TraceGraphELBO
 BATCH, SIZE, WINDOW, STEPS, Z_WHAT, RNN, HIDDEN = 64, 50, 28, 3, 50, 256, 200
 LR, BASELINE_LR, SEED = 1e-4, 1e-3, 0
 SCALE_PRIOR = (2.3, 0.2)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def batch_order(size: int):

@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import pyro
 import torch
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
 from probrep.data.rooms import Rooms
 from probrep.data.rooms_dataset import GQNDataset
@@ -33,16 +33,6 @@ from probrep.inference import svi
 from probrep.models.gqn import GQN
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:

@@ -17,25 +17,15 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 from pathlib import Path
 
 import torch
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
 from probrep.runs_gqn import train_gqn
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

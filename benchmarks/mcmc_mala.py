@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 from jax.flatten_util import ravel_pytree  # noqa: E402
 from numpyro.infer.util import initialize_model  # noqa: E402
 
@@ -67,16 +67,6 @@ def targets() -> dict:
     except FileNotFoundError as exc:
         print(f"skipping sblrc_blr: {exc}")
     return out
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def min_ess(draws: dict[str, np.ndarray], sites) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import arviz as az  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 from numpyro.infer import MCMC, NUTS  # noqa: E402
 
 from probrep.data.posteriordb import eight_schools_noncentered  # noqa: E402
@@ -39,16 +39,6 @@ Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], dtype=np.float32)
 SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0], dtype=np.float32)
 WARMUP, SAMPLES, CHAINS = 1000, 1000, 4
 SITES = ("mu", "tau", "theta_trans")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def min_ess(draws: dict[str, np.ndarray]) -> float:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
 from probrep.data import posteriordb  # noqa: E402
 from probrep.inference import mcmc  # noqa: E402
@@ -46,16 +46,6 @@ CONFIGS = {
         "kernel_kwargs": {"dense_mass": True},
     },
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

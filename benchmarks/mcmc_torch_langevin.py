@@ -21,27 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
 from probrep.device import resolve_device
 from probrep.inference.langevin import langevin
 
 ENERGIES = {"mlp32": (32, 128), "mlp784": (784, 512)}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_energy(device: torch.device, dim: int = 32, hidden: int = 128) -> torch.nn.Module:

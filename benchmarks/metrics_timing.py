@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import sklearn
 import torch
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
 from probrep.causal import metrics as M
 from probrep.data import DSprites
@@ -54,16 +54,6 @@ class ScaledEncoder(torch.nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(x) * self.scale
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_encoder(path: str | None, device: torch.device) -> tuple[ScaledEncoder, str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -26,18 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
+
 DIM, BANDWIDTH, SEED = 16, 4.0, 0
 METHODS = ("probrep_blockwise", "torch_cdist_full", "geomloss_tensorized")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def available_bytes(device: str) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyro
 import pyro.optim
 import torch
 import torch.nn.functional as F
+from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 from pyro.infer import SVI, TraceMeanField_ELBO
 
 from probrep.data import DSprites
@@ -48,16 +48,6 @@ def batch_order(size: int):
 def make_vae(device):
     torch.manual_seed(0)
     return VAE((1, 64, 64), latent_dim=LATENT, beta=BETA).to(device)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device):
