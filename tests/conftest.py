@@ -17,3 +17,13 @@ def _fresh_pyro_state():
     pyro.set_rng_seed(0)
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for modules of small tensors: on a busy 2-core machine two threads mostly wait for
+    each other. Opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

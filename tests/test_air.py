@@ -20,14 +20,7 @@ from probrep.models.air import (
 )
 from probrep.models.spatial import image_to_window, read_theta, window_to_image, write_theta, z_where_to_boxes
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: these small networks gain nothing from two, and on a busy 2-core machine two lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = dict(

@@ -12,14 +12,7 @@ from probrep.inference import svi
 from probrep.models.air import AIR, TraceGraphELBO
 from probrep.runs_air import CountAccuracyLogger, train_air
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: these small networks gain nothing from two, and on a busy 2-core machine two lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = dict(

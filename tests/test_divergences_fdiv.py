@@ -23,13 +23,7 @@ ENTRIES = [(name, None) for name in dv.F_DIVERGENCES if name != "alpha"] + [("al
 IDS = [name if a is None else f"alpha={a}" for name, a in ENTRIES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids waiting on a second, busy core of a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pdf(x, m, s):

@@ -28,14 +28,7 @@ from probrep.models.gqn import (
 )
 from probrep.runs_gqn import train_gqn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two threads spend most of their time waiting for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = {"image_size": 16, "r_channels": 8, "h_channels": 8, "z_channels": 3, "canvas_channels": 4, "kernel_size": 3}

@@ -20,14 +20,7 @@ from scipy.stats import norm
 from probrep.inference.langevin import MALA
 from probrep.inference.langevin_torch import hmc, langevin, pyro_potential
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tensors are tiny: one intra-op thread is fastest, and immune to a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def z_bound(m: int, alpha: float = 0.01) -> float:

@@ -21,12 +21,7 @@ from probrep.inference import divergences as dv
 LEVELS = (2.0, 4.0, 6.0, 8.0, 10.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _scores(b=6, seed=0, scale=2.0):

@@ -14,14 +14,7 @@ from probrep.data.raycast import FLOOR, SHAPES, SKY, WALL, Lighting, intersect_o
 from probrep.data.rooms import FLOOR_COLOURS, OBJECT_COLOURS, WALL_COLOURS, Rooms, SceneFactors
 from probrep.data.rooms_dataset import GQNDataset, load_rooms
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two threads spend most of their time waiting for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _one_object(shape: str, size: float, yaw: float = 0.0) -> dict[str, torch.Tensor]:
