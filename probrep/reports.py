@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-def _atomic_target(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _commit(tmp: Path, path: Path) -> Path:
-    os.replace(tmp, path)
-    return path
+from probrep.files import atomic_open
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
@@ -29,23 +18,19 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    tmp = _atomic_target(path)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_open(path) as handle:
+            fig.savefig(handle, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     finally:
         plt.close(fig)
-    return _commit(tmp, path)
+    return path
 
 
 def write_json(data: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write JSON atomically."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
-    return _commit(tmp, path)
+    with atomic_open(path, "w") as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
+    return Path(path)
 
 
 def _pyplot():

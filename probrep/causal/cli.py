@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from probrep.causal.scm import SCM
+from probrep.files import atomic_open
 
 
 def parse_interventions(items: list[str]) -> dict[str, float | str]:
@@ -28,18 +28,10 @@ def parse_interventions(items: list[str]) -> dict[str, float | str]:
 
 def write_csv(columns: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
     """Write columns as CSV atomically (header = node names)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = np.stack([np.asarray(v, dtype=float).reshape(-1) for v in columns.values()], 1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            np.savetxt(handle, table, delimiter=",", header=",".join(columns), comments="", fmt="%.8g")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path, "w") as handle:
+        np.savetxt(handle, table, delimiter=",", header=",".join(columns), comments="", fmt="%.8g")
+    return Path(path)
 
 
 def draw_graph(scm: SCM, path: str | os.PathLike) -> Path:

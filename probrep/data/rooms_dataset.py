@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from probrep.data.rooms import Rooms, RoomsBatch, SceneFactors, _to_uint8
 from probrep.device import resolve_device
+from probrep.files import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +57,8 @@ def save_rooms(
     arrays["viewpoints"] = rooms.viewpoints(yaw, pitch).numpy()
     arrays["meta"] = np.array([CACHE_FORMAT, start], np.int64)
     arrays["config"] = np.array(json.dumps(rooms.config()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, images=images, camera_yaw=yaw, camera_pitch=pitch, allow_pickle=False, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        np.savez(handle, images=images, camera_yaw=yaw, camera_pitch=pitch, allow_pickle=False, **arrays)
     logger.info("wrote %d rooms (%d views each) to %s", num_scenes, rooms.num_views, path)
     return path
 
