@@ -81,12 +81,28 @@ class SamplerResult:
 
 def energy_and_grad(energy_fn: EnergyFn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``E(x)`` [chains] and ``grad E(x)`` [chains, ...], detached (chains are independent, so the gradient of
-    the summed energy is each chain's own gradient)."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        energy = energy_fn(x)
-        (grad,) = torch.autograd.grad(energy.sum(), x)
+    the summed energy is each chain's own gradient: seeding the backward pass with ones is that sum, without
+    the sum's forward and backward nodes)."""
+    if not torch.is_grad_enabled():
+        with torch.enable_grad():
+            return energy_and_grad(energy_fn, x)
+    x = x.detach().requires_grad_(True)
+    energy = energy_fn(x)
+    (grad,) = torch.autograd.grad(energy, x, grad_outputs=_ones(energy))
     return energy.detach(), grad
+
+
+_ONES: dict[tuple, torch.Tensor] = {}
+
+
+def _ones(like: torch.Tensor) -> torch.Tensor:
+    """Cached ones shaped like ``like`` (per shape, device and dtype: the chains' energies). An expanded scalar,
+    so that a backward pass that wrongly wrote into its incoming gradient would raise instead of corrupting it."""
+    key = (like.shape, like.device, like.dtype)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = torch.ones((), device=like.device, dtype=like.dtype).expand(like.shape)
+    return ones
 
 
 def _check_energy(energy_fn: EnergyFn, x: torch.Tensor) -> ChainState:
@@ -124,42 +140,24 @@ def _per_chain(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view((-1,) + (1,) * (x.dim() - 1))
 
 
-def _event_sum(v: torch.Tensor) -> torch.Tensor:
-    return v.sum(dim=tuple(range(1, v.dim())))
-
-
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-chain inner product over the event dimensions: [chains, ...] x [chains, ...] -> [chains]."""
+    if a.dim() == 2:
+        return torch.linalg.vecdot(a, b)
     return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
 
 
-_CONSTANTS: dict[tuple, torch.Tensor] = {}
-
-
-def _constant(value: float, like: torch.Tensor) -> torch.Tensor:
-    """A cached 0-d tensor on ``like``'s device and dtype (a Python scalar would be converted on every call)."""
-    key = (value, like.device, like.dtype)
-    if key not in _CONSTANTS:
-        _CONSTANTS[key] = torch.tensor(value, device=like.device, dtype=like.dtype)
-    return _CONSTANTS[key]
-
-
-def _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, generator) -> tuple[ChainState, StepInfo]:
-    """Metropolis decision (or unconditional move) per chain, shared by Langevin and HMC.
+def _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, log_u) -> tuple[ChainState, StepInfo]:
+    """Metropolis decision (or unconditional move) per chain, shared by Langevin and HMC; ``log_u`` [chains] is
+    the log of the chains' uniform draws.
 
     A non-finite energy or gradient at the proposal makes ``log_ratio`` NaN or infinite (the gradient enters it
     through the momentum), so one test on [chains] catches them all; such proposals are rejected and, being below
     ``-MAX_ENERGY_ERROR``, counted as divergences. ULA moves unless the proposal is non-finite."""
-    if adjust:
-        log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf, posinf=-math.inf)
-        accept_prob = torch.minimum(log_ratio, _constant(0.0, log_ratio)).exp()
-        u = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device, dtype=log_ratio.dtype)
-        accepted = u < accept_prob
-        diverging = log_ratio < _constant(-MAX_ENERGY_ERROR, log_ratio)
-    else:
-        accepted = torch.isfinite(log_ratio)
-        diverging = ~accepted
-        accept_prob = torch.nan_to_num(log_ratio, nan=-math.inf, posinf=-math.inf).clamp(max=0.0).exp()
+    log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf, posinf=-math.inf)
+    accept_prob = log_ratio.clamp(max=0.0).exp_()
+    diverging = log_ratio < -MAX_ENERGY_ERROR
+    accepted = log_u < log_ratio if adjust else log_ratio > -math.inf
     mask = _per_chain(accepted, state.x)
     new = ChainState(
         torch.where(mask, x_new, state.x),
@@ -169,18 +167,33 @@ def _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, generator) ->
     return new, StepInfo(accept_prob, accepted, diverging)
 
 
-def _langevin_move(state, energy_fn, e, root, generator, adjust, noise=None) -> tuple[ChainState, StepInfo]:
-    """The step with per-chain ``e`` and ``sqrt(e)`` [chains] given (the loop caches ``sqrt(e)``)."""
+class _Shaped(NamedTuple):
+    """Per-chain step sizes broadcast against the state: ``e``, ``sqrt(e)`` and ``sqrt(e) / 2``."""
+
+    e: torch.Tensor
+    root: torch.Tensor
+    half_root: torch.Tensor
+
+    @classmethod
+    def of(cls, e: torch.Tensor, x: torch.Tensor) -> _Shaped:
+        root = _per_chain(e.sqrt(), x)
+        return cls(_per_chain(e, x), root, root * 0.5)
+
+
+def _langevin_move(state, energy_fn, shaped: _Shaped, xi, log_u, adjust) -> tuple[ChainState, StepInfo]:
+    """The step with the step sizes ``shaped`` and the noise ``xi`` [chains, ...], ``log_u`` [chains] given.
+
+    With ``w = (sqrt(e)/2)(g + g')``: ``-1/2 (|xi - w|^2 - |xi|^2) = w . (xi - w/2)``, one inner product."""
     x, energy, grad = state
-    xi = noise if noise is not None else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    e_b, root_b = _per_chain(e, x), _per_chain(root, x)
-    x_new = torch.addcmul(x, e_b, grad, value=-0.5).addcmul_(root_b, xi)
+    x_new = torch.addcmul(x, shaped.e, grad, value=-0.5).addcmul_(shaped.root, xi)
     energy_new, grad_new = energy_and_grad(energy_fn, x_new)
-    # with s = g + g': |xi - (sqrt(e)/2) s|^2 - |xi|^2 = (e/4) |s|^2 - sqrt(e) xi . s
-    total = grad + grad_new
-    correction = torch.addcmul(_dot(xi, total) * root, _dot(total, total), e, value=-0.25).neg_()
-    log_ratio = (energy - energy_new).sub_(correction, alpha=0.5)
-    return _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, generator)
+    w = torch.add(grad, grad_new).mul_(shaped.half_root)
+    log_ratio = torch.sub(energy, energy_new).add_(_dot(w, torch.add(xi, w, alpha=-0.5)))
+    return _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, log_u)
+
+
+def _log_uniform(chains: int, like: torch.Tensor, generator) -> torch.Tensor:
+    return torch.rand(chains, generator=generator, device=like.device, dtype=like.dtype).log_()
 
 
 def langevin_step(
@@ -192,7 +205,34 @@ def langevin_step(
     noise: torch.Tensor | None = None,
 ) -> tuple[ChainState, StepInfo]:
     """One batched Langevin step with per-chain ``step_size`` [chains] (the noise variance ``e``)."""
-    return _langevin_move(state, energy_fn, step_size, step_size.sqrt(), generator, adjust, noise)
+    x = state.x
+    xi = noise if noise is not None else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    log_u = _log_uniform(x.shape[0], x, generator) if adjust else None
+    return _langevin_move(state, energy_fn, _Shaped.of(step_size, x), xi, log_u, adjust)
+
+
+class _NoiseBlocks:
+    """Standard-normal noise [chains, ...] and log-uniforms [chains] for the loop, drawn for many steps in one
+    call: at a few chains, drawing per step costs as much as the sampler's arithmetic. Blocks hold at most
+    about 2**16 numbers; the sequence of draws is a function of the generator's seed alone."""
+
+    def __init__(self, x: torch.Tensor, generator: torch.Generator, uniforms: bool, budget: int = 2**16):
+        self.shape, self.generator, self.uniforms = tuple(x.shape), generator, uniforms
+        self.device, self.dtype = x.device, x.dtype
+        self.block = max(1, min(256, budget // max(1, x.numel())))
+        self.normals: tuple[torch.Tensor, ...] = ()
+        self.log_us: tuple[torch.Tensor, ...] = ()
+        self.next = 0
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.next == len(self.normals):
+            kw = {"generator": self.generator, "device": self.device, "dtype": self.dtype}
+            self.normals = torch.randn((self.block,) + self.shape, **kw).unbind(0)
+            if self.uniforms:
+                self.log_us = torch.rand((self.block, self.shape[0]), **kw).log_().unbind(0)
+            self.next = 0
+        i, self.next = self.next, self.next + 1
+        return self.normals[i], self.log_us[i] if self.uniforms else None
 
 
 def hmc_step(
@@ -201,21 +241,24 @@ def hmc_step(
     step_size: torch.Tensor,
     num_leapfrog: int,
     generator: torch.Generator | None = None,
+    momentum: torch.Tensor | None = None,
+    log_u: torch.Tensor | None = None,
 ) -> tuple[ChainState, StepInfo]:
-    """One batched HMC transition: fresh momentum, ``num_leapfrog`` leap-frog steps of per-chain size
-    ``step_size`` [chains], Metropolis accept on ``H = E + |p|^2/2``."""
+    """One batched HMC transition: fresh momentum (or ``momentum``), ``num_leapfrog`` leap-frog steps of
+    per-chain size ``step_size`` [chains], Metropolis accept on ``H = E + |p|^2/2`` (against ``log_u`` if given)."""
     x, energy, grad = state
     h = _per_chain(step_size, x)
-    p = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    kinetic0 = 0.5 * _event_sum(p * p)
+    p = momentum if momentum is not None else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    log_u = log_u if log_u is not None else _log_uniform(x.shape[0], x, generator)
+    kinetic0 = 0.5 * _dot(p, p)
     p = torch.addcmul(p, h, grad, value=-0.5)
     x_new, energy_new, grad_new = x, energy, grad
     for leap in range(num_leapfrog):
         x_new = torch.addcmul(x_new, h, p)
         energy_new, grad_new = energy_and_grad(energy_fn, x_new)
         p = torch.addcmul(p, h, grad_new, value=-1.0 if leap < num_leapfrog - 1 else -0.5)
-    log_ratio = energy + kinetic0 - energy_new - 0.5 * _event_sum(p * p)
-    return _finish(state, x_new, energy_new, grad_new, log_ratio, True, generator)
+    log_ratio = energy + kinetic0 - energy_new - 0.5 * _dot(p, p)
+    return _finish(state, x_new, energy_new, grad_new, log_ratio, True, log_u)
 
 
 def _find_step_size(state, energy_fn, generator, initial=1.0, threshold=0.5, max_iter=40) -> tuple[torch.Tensor, int]:
@@ -276,7 +319,9 @@ def _initial_step(step_size, state, energy_fn, generator) -> tuple[torch.Tensor,
 
 
 def _run(
-    make_transition: Callable[[torch.Generator], Callable[[ChainState, torch.Tensor], tuple[ChainState, StepInfo]]],
+    make_transition: Callable[
+        [torch.Generator, torch.Tensor], Callable[[ChainState, torch.Tensor], tuple[ChainState, StepInfo]]
+    ],
     energy_fn: EnergyFn,
     x0: torch.Tensor,
     steps: int,
@@ -302,17 +347,19 @@ def _run(
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
     generator = torch.Generator(device=x.device).manual_seed(int(seed))
-    transition = make_transition(generator)
+    transition = make_transition(generator, x)
     state = _check_energy(energy_fn, x)
     eps, evals = _initial_step(step_size, state, energy_fn, generator)
     if step_size is None:
         eps = to_initial(eps)
     dual = adapt.dual_averaging_init(eps.log())
     chains, kept = x.shape[0], steps // thin
+    # preallocated: keeping each step's state tensor instead would claim fresh memory every step, which costs
+    # more than the copy once states are large
     samples = torch.empty((kept,) + tuple(x.shape), device=x.device, dtype=x.dtype)
     energies = torch.empty((kept, chains), device=x.device, dtype=x.dtype)
     accept_sum = torch.zeros(chains, device=x.device, dtype=x.dtype)
-    diverging = torch.zeros((steps, chains), device=x.device, dtype=torch.bool)
+    divergences = torch.zeros(chains, device=x.device, dtype=torch.int64)
     total = num_warmup + steps
     every = max(1, total // 100)
     bar = tqdm(total=total, desc=description, disable=not progress, dynamic_ncols=True)
@@ -326,7 +373,7 @@ def _run(
             else:
                 s = t - num_warmup
                 accept_sum.add_(info.accept_prob)
-                diverging[s] = info.diverging
+                divergences.add_(info.diverging)
                 if (s + 1) % thin == 0:
                     samples[s // thin] = state.x
                     energies[s // thin] = state.energy
@@ -337,7 +384,6 @@ def _run(
     finally:
         bar.close()
     accept_rate = accept_sum / steps
-    divergences = diverging.sum(0)
     logger.info(
         "%s: %d chains, %d warm-up + %d steps, mean acceptance %.3f, mean step size %.4g, %d divergences",
         description,
@@ -394,13 +440,14 @@ def langevin(
     if not isinstance(adjust, bool):
         raise TypeError(f"adjust must be a bool, got {type(adjust).__name__}")
 
-    def make_transition(generator):
-        shaped: dict = {}  # sqrt(e), recomputed only when the step size changes
+    def make_transition(generator, x):
+        noise = _NoiseBlocks(x, generator, uniforms=adjust)
+        cached: dict = {}  # the broadcast step sizes, recomputed only when the step size changes
 
         def transition(state, eps):
-            if shaped.get("eps") is not eps:
-                shaped.update(eps=eps, root=eps.sqrt())
-            return _langevin_move(state, energy_fn, eps, shaped["root"], generator, adjust)
+            if cached.get("eps") is not eps:
+                cached.update(eps=eps, shaped=_Shaped.of(eps, x))
+            return _langevin_move(state, energy_fn, cached["shaped"], *noise.draw(), adjust)
 
         return transition
 
@@ -443,8 +490,14 @@ def hmc(
     et al. 2013). Arguments and result as for :func:`langevin`; ``step_size`` here is the leap-frog ``h``."""
     num_leapfrog = _check_int("num_leapfrog", num_leapfrog, 1)
 
-    def make_transition(generator):
-        return lambda state, eps: hmc_step(state, energy_fn, eps, num_leapfrog, generator)
+    def make_transition(generator, x):
+        noise = _NoiseBlocks(x, generator, uniforms=True)
+
+        def transition(state, eps):
+            momentum, log_u = noise.draw()
+            return hmc_step(state, energy_fn, eps, num_leapfrog, momentum=momentum, log_u=log_u)
+
+        return transition
 
     return _run(
         make_transition,
