@@ -1,8 +1,9 @@
 """Batched torch MALA: chain-steps per second for 1, 64 and 1024 chains, against the energy gradient alone.
 
-Two learned-energy-model stand-ins (random weights, fixed seed, SiLU MLPs plus |x|^2/2 to confine the chains):
-a small one on 32-d states (32 -> 128 -> 128 -> 1: the worst case for the sampler's share) and an image-sized
-one on 784-d states (784 -> 512 -> 512 -> 1, an MNIST energy model). For each energy and batch size the
+Three learned-energy-model stand-ins (random weights, fixed seed, plus |x|^2/2 to confine the chains): a small
+SiLU MLP on 32-d states (32 -> 128 -> 128 -> 1: the worst case for the sampler's share), an image-sized MLP on
+784-d states (784 -> 512 -> 512 -> 1) and probrep's own image energy model, ``ConvEnergy`` on 1x28x28 images
+(three stride-2 convolutions, 32/64/64 channels). For each energy and batch size the
 benchmark times, in alternating blocks so that machine drift hits both alike,
 
     gradient alone:  x.requires_grad_(); E = f(x); grad = autograd.grad(E.sum(), x)        (the floor)
@@ -30,19 +31,23 @@ from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from thi
 
 from probrep.device import resolve_device
 from probrep.inference.langevin import langevin
+from probrep.models.ebm import ConvEnergy, MLPEnergy
 
-ENERGIES = {"mlp32": (32, 128), "mlp784": (784, 512)}
+ENERGIES = {  # name -> (state shape, description)
+    "mlp32": ((32,), "MLP 32-128-128-1 SiLU + |x|^2/2"),
+    "mlp784": ((784,), "MLP 784-512-512-1 SiLU + |x|^2/2"),
+    "conv28": ((1, 28, 28), "probrep ConvEnergy on 1x28x28 (32/64/64 channels) + |x|^2/2"),
+}
 
 
-def make_energy(device: torch.device, dim: int = 32, hidden: int = 128) -> torch.nn.Module:
+def make_energy(device: torch.device, name: str = "mlp32") -> torch.nn.Module:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(dim, hidden),
-        torch.nn.SiLU(),
-        torch.nn.Linear(hidden, hidden),
-        torch.nn.SiLU(),
-        torch.nn.Linear(hidden, 1),
-    ).to(device)
+    shape = ENERGIES[name][0]
+    if name == "conv28":
+        net = ConvEnergy(shape)
+    else:
+        hidden = 128 if name == "mlp32" else 512
+        net = MLPEnergy(shape[0], (hidden, hidden))
 
     class Energy(torch.nn.Module):
         def __init__(self):
@@ -50,7 +55,7 @@ def make_energy(device: torch.device, dim: int = 32, hidden: int = 128) -> torch
             self.net = net
 
         def forward(self, x):  # a confining quadratic keeps the chains in a bounded region
-            return self.net(x).squeeze(-1) + 0.5 * (x * x).sum(-1)
+            return self.net(x) + 0.5 * (x * x).flatten(1).sum(-1)
 
     return Energy().to(device)
 
@@ -94,11 +99,11 @@ def main() -> None:
     device = resolve_device(args.device)
     rows: dict[str, dict] = {}
     for energy_name in args.energies:
-        dim, hidden = ENERGIES[energy_name]
-        energy = make_energy(device, dim, hidden)
+        shape = ENERGIES[energy_name][0]
+        energy = make_energy(device, energy_name)
         rows[energy_name] = {}
         for chains in args.chains:
-            x0 = torch.randn(chains, dim, generator=torch.Generator().manual_seed(1)).to(device)
+            x0 = torch.randn((chains, *shape), generator=torch.Generator().manual_seed(1)).to(device)
             # a step size near the adapted one, so acceptance is realistic (it does not change the cost)
             step = float(langevin(energy, x0, steps=50, num_warmup=200, progress=False).step_size.median())
             time_gradient(energy, x0, 20)
@@ -125,7 +130,7 @@ def main() -> None:
         "machine": f"{cpu_name()}, {args.threads} torch thread(s)",
         "device": str(device),
         "torch": torch.__version__,
-        "energies": {k: f"MLP {d}-{h}-{h}-1 SiLU + |x|^2/2" for k, (d, h) in ENERGIES.items()},
+        "energies": {k: description for k, (_, description) in ENERGIES.items() if k in args.energies},
         "steps_per_block": args.steps,
         "blocks": args.blocks,
         "results": rows,

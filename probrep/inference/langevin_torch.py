@@ -168,27 +168,31 @@ def _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, log_u) -> tup
 
 
 class _Shaped(NamedTuple):
-    """Per-chain step sizes broadcast against the state: ``e``, ``sqrt(e)`` and ``sqrt(e) / 2``."""
+    """Per-chain step sizes: ``e`` and ``sqrt(e)`` broadcast against the state, ``sqrt(e) / 2`` and ``e / 8``
+    per chain [chains]."""
 
     e: torch.Tensor
     root: torch.Tensor
     half_root: torch.Tensor
+    eighth: torch.Tensor
 
     @classmethod
     def of(cls, e: torch.Tensor, x: torch.Tensor) -> _Shaped:
-        root = _per_chain(e.sqrt(), x)
-        return cls(_per_chain(e, x), root, root * 0.5)
+        root = e.sqrt()
+        return cls(_per_chain(e, x), _per_chain(root, x), root * 0.5, e * 0.125)
 
 
 def _langevin_move(state, energy_fn, shaped: _Shaped, xi, log_u, adjust) -> tuple[ChainState, StepInfo]:
     """The step with the step sizes ``shaped`` and the noise ``xi`` [chains, ...], ``log_u`` [chains] given.
 
-    With ``w = (sqrt(e)/2)(g + g')``: ``-1/2 (|xi - w|^2 - |xi|^2) = w . (xi - w/2)``, one inner product."""
+    With ``s = g + g'`` and ``h = sqrt(e)/2``: ``-1/2 (|xi - h s|^2 - |xi|^2) = h (s . xi) - (e/8) |s|^2``, two
+    reductions over the state and no further full-size temporaries (at many chains the step is memory-bound)."""
     x, energy, grad = state
     x_new = torch.addcmul(x, shaped.e, grad, value=-0.5).addcmul_(shaped.root, xi)
     energy_new, grad_new = energy_and_grad(energy_fn, x_new)
-    w = torch.add(grad, grad_new).mul_(shaped.half_root)
-    log_ratio = torch.sub(energy, energy_new).add_(_dot(w, torch.add(xi, w, alpha=-0.5)))
+    total = torch.add(grad, grad_new)
+    log_ratio = torch.sub(energy, energy_new).addcmul_(shaped.half_root, _dot(total, xi))
+    log_ratio.addcmul_(shaped.eighth, _dot(total, total), value=-1.0)
     return _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, log_u)
 
 
@@ -233,6 +237,53 @@ class _NoiseBlocks:
             self.next = 0
         i, self.next = self.next, self.next + 1
         return self.normals[i], self.log_us[i] if self.uniforms else None
+
+
+class _Recorder:
+    """The kept states and the running acceptance and divergence totals. Holds on to each step's tensors (they
+    are fresh every step) and writes them out in blocks, one op per block instead of four per step: at a few
+    chains each op costs as much as the arithmetic. Blocks hold at most about 2**16 numbers (as
+    :class:`_NoiseBlocks`), so at large batches this is a copy per step into preallocated memory."""
+
+    def __init__(self, x: torch.Tensor, kept: int, budget: int = 2**16):
+        chains, kw = x.shape[0], {"device": x.device, "dtype": x.dtype}
+        self.samples = torch.empty((kept,) + tuple(x.shape), **kw)
+        self.energies = torch.empty((kept, chains), **kw)
+        self.accept_sum = torch.zeros(chains, **kw)
+        self.divergences = torch.zeros(chains, device=x.device, dtype=torch.int64)
+        self.block = max(1, min(256, budget // max(1, x.numel())))
+        self.xs: list[torch.Tensor] = []
+        self.es: list[torch.Tensor] = []
+        self.infos: list[StepInfo] = []
+        self.written = 0
+
+    def step(self, info: StepInfo) -> None:
+        self.infos.append(info)
+        if len(self.infos) == self.block:
+            self._flush_infos()
+
+    def keep(self, state: ChainState) -> None:
+        self.xs.append(state.x)
+        self.es.append(state.energy)
+        if len(self.xs) == self.block:
+            self._flush_states()
+
+    def _flush_infos(self) -> None:
+        if self.infos:
+            self.accept_sum.add_(torch.stack([i.accept_prob for i in self.infos]).sum(0))
+            self.divergences.add_(torch.stack([i.diverging for i in self.infos]).sum(0))
+            self.infos = []
+
+    def _flush_states(self) -> None:
+        if self.xs:
+            end = self.written + len(self.xs)
+            torch.stack(self.xs, out=self.samples[self.written : end])
+            torch.stack(self.es, out=self.energies[self.written : end])
+            self.written, self.xs, self.es = end, [], []
+
+    def close(self) -> None:
+        self._flush_infos()
+        self._flush_states()
 
 
 def hmc_step(
@@ -353,13 +404,8 @@ def _run(
     if step_size is None:
         eps = to_initial(eps)
     dual = adapt.dual_averaging_init(eps.log())
-    chains, kept = x.shape[0], steps // thin
-    # preallocated: keeping each step's state tensor instead would claim fresh memory every step, which costs
-    # more than the copy once states are large
-    samples = torch.empty((kept,) + tuple(x.shape), device=x.device, dtype=x.dtype)
-    energies = torch.empty((kept, chains), device=x.device, dtype=x.dtype)
-    accept_sum = torch.zeros(chains, device=x.device, dtype=x.dtype)
-    divergences = torch.zeros(chains, device=x.device, dtype=torch.int64)
+    chains = x.shape[0]
+    record = _Recorder(x, steps // thin)
     total = num_warmup + steps
     every = max(1, total // 100)
     bar = tqdm(total=total, desc=description, disable=not progress, dynamic_ncols=True)
@@ -371,19 +417,17 @@ def _run(
                     dual = adapt.dual_averaging_update(dual, info.accept_prob, target_accept)
                     eps = (dual.log_step_size_avg if t == num_warmup - 1 else dual.log_step_size).exp()
             else:
-                s = t - num_warmup
-                accept_sum.add_(info.accept_prob)
-                divergences.add_(info.diverging)
-                if (s + 1) % thin == 0:
-                    samples[s // thin] = state.x
-                    energies[s // thin] = state.energy
+                record.step(info)
+                if (t - num_warmup + 1) % thin == 0:
+                    record.keep(state)
             if (t + 1) % every == 0 or t + 1 == total:
                 bar.update(t + 1 - bar.n)
                 if progress:
                     bar.set_postfix(acc=f"{info.accept_prob.mean().item():.3f}", step=f"{eps.mean().item():.3g}")
     finally:
         bar.close()
-    accept_rate = accept_sum / steps
+    record.close()
+    accept_rate, divergences = record.accept_sum / steps, record.divergences
     logger.info(
         "%s: %d chains, %d warm-up + %d steps, mean acceptance %.3f, mean step size %.4g, %d divergences",
         description,
@@ -395,8 +439,8 @@ def _run(
         int(divergences.sum()),
     )
     return SamplerResult(
-        samples=samples,
-        energy=energies,
+        samples=record.samples,
+        energy=record.energies,
         accept_rate=accept_rate,
         step_size=eps,
         divergences=divergences,
