@@ -330,6 +330,34 @@ def test_count_confusion_and_accuracy_by_hand():
     np.testing.assert_array_equal(matrix, [[2, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]])
 
 
+def test_count_elbo_at_count_zero_is_the_empty_canvas_in_closed_form_and_otherwise_log_p_minus_log_q():
+    air = small_air(z_pres_prior=0.3)
+    _, _, _, x = _fixed_latents()
+    k = 0.3
+    p0 = (k + k**2 + k**3) / (1 + k + k**2 + k**3)
+    empty = [math.log(1 - p0) + _normal_logpdf(x[b, 0].numpy(), 0.0, 0.3) for b in range(2)]
+    np.testing.assert_allclose(air.count_elbo(x, 0, num_samples=3).numpy(), empty, rtol=0, atol=1e-9)
+
+    # count 2, one draw: the hand-checked log joint of the drawn latents minus the guide's log density of them
+    pyro.set_rng_seed(3)
+    got = air.count_elbo(x, 2, num_samples=1)
+    pyro.set_rng_seed(3)
+    forced = {f"z_pres_{t}": torch.tensor([1.0, 1.0] if t < 2 else [0.0, 0.0], dtype=torch.float64) for t in range(3)}
+    with torch.no_grad():
+        drawn = poutine.trace(poutine.condition(air.guide, data=forced)).get_trace(x)
+    latents = {name: site["value"] for name, site in drawn.nodes.items() if site["type"] == "sample"}
+    joint = poutine.trace(poutine.condition(air.model, data=latents)).get_trace(x)
+    joint.compute_log_prob()
+    drawn.compute_log_prob()
+    log_q = sum(drawn.nodes[f"z_{kind}_{t}"]["log_prob"] for kind in ("where", "what") for t in range(3))
+    expected = sum(site["log_prob"] for site in joint.nodes.values() if site["type"] == "sample") - log_q
+    torch.testing.assert_close(got, expected.detach(), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="count must be an integer in \\[0, 3\\]"):
+        air.count_elbo(x, 4)
+    table = air.count_elbo_table(x, torch.tensor([1, 2]), num_samples=1)
+    assert set(table) == {1, 2} and all(len(row) == 4 for row in table.values())
+
+
 def test_bad_inputs_are_named():
     air = small_air()
     with pytest.raises(ValueError, match=r"shape \[B, 1, 20, 20\]"):
