@@ -79,6 +79,7 @@ def main() -> None:
         "count_confusion_rows_true_columns_inferred": s["count_confusion"],
         "count_accuracy_history": s["count_accuracy_history"],
         "count_elbo_rows_true_columns_forced": s["count_elbo_rows_true_columns_forced"],
+        "ghost_windows": s["ghost_windows"],
         "n_test": s["n_test"],
         "train_seconds": s["train_seconds"],
         "seconds_per_step": round(s["train_seconds"] / max(s["steps"], 1), 3),

@@ -273,6 +273,7 @@ def train_air(
         # which count the objective itself prefers per true count (see AIR.count_elbo): tells over-counting
         # from a guide stuck in a local optimum
         "count_elbo_rows_true_columns_forced": air.count_elbo_table(test_images.to(fit.device), test_counts),
+        "ghost_windows": air.ghost_windows(test_images.to(fit.device), test_counts),
         "loss_first_50_steps_per_image": float(per_image[:50].mean()) if len(per_image) else None,
         "loss_last_50_steps_per_image": float(per_image[-50:].mean()) if len(per_image) else None,
         "train_seconds": round(fit.seconds, 1),

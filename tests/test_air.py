@@ -358,6 +358,26 @@ def test_count_elbo_at_count_zero_is_the_empty_canvas_in_closed_form_and_otherwi
     assert set(table) == {1, 2} and all(len(row) == 4 for row in table.values())
 
 
+def test_ghost_windows_tell_present_windows_that_draw_nothing():
+    air = small_air()
+    _, _, _, x = _fixed_latents()
+    with torch.no_grad():  # a guide that attends every step, windows at the prior's centre
+        air.predict[-1].weight.zero_()
+        air.predict[-1].bias.zero_()
+        air.predict[-1].bias[0] = 20.0
+    counts = torch.tensor([3, 0])
+    air.decoder_bias = -60.0  # windows write ~0: every present window is a ghost, the visible count is 0
+    assert air.window_peaks(air.infer(x)).max() < 1e-20
+    report = air.ghost_windows(x, counts)
+    assert report["ghost_fraction"] == 1.0 and report["visible_count_accuracy"] == 0.5
+    air.decoder_bias = 60.0  # windows write ~1 inside their square: nothing is a ghost, the visible count is 3
+    torch.testing.assert_close(air.window_peaks(air.infer(x)), torch.ones(2, 3, dtype=torch.float64))
+    report = air.ghost_windows(x, counts, threshold=0.5)
+    assert report["ghost_fraction"] == 0.0 and report["visible_count_accuracy"] == 0.5
+    with pytest.raises(ValueError, match="differ in length"):
+        air.ghost_windows(x, torch.tensor([1]))
+
+
 def test_bad_inputs_are_named():
     air = small_air()
     with pytest.raises(ValueError, match=r"shape \[B, 1, 20, 20\]"):

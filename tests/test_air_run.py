@@ -91,6 +91,10 @@ def test_train_air_leaves_its_files_and_resumes(tmp_path):
     table = s["count_elbo_rows_true_columns_forced"]  # true count -> ELBO at forced counts 0..N
     assert sorted(table) == [str(c) for c, row in enumerate(s["count_confusion"]) if sum(row) > 0]
     assert all(len(row) == 4 and np.isfinite(row).all() for row in table.values())
+    assert (
+        0.0 <= s["ghost_windows"]["ghost_fraction"] <= 1.0
+        and 0.0 <= s["ghost_windows"]["visible_count_accuracy"] <= 1.0
+    )
 
     resumed = train_air(tmp_path, steps=6, resume=True, **common)
     assert [step for step, _ in resumed.summary["count_accuracy_history"]] == [0, 2, 4, 6]

@@ -441,6 +441,39 @@ class AIR(nn.Module):
         return float((true == inferred).mean()), count_confusion(true, inferred, top, self.num_steps)
 
     @torch.no_grad()
+    def window_peaks(self, inference: AIRInference) -> torch.Tensor:
+        """The brightest pixel each step's window writes on the canvas ``[B, N]``, present or not."""
+        b, n = inference.z_pres.shape
+        windows = self.decode(inference.z_what.reshape(b * n, -1))
+        placed = window_to_image(windows, inference.z_where.reshape(b * n, 3), self.image_size)
+        return placed.reshape(b, n, -1).amax(-1)
+
+    @torch.no_grad()
+    def ghost_windows(self, images: torch.Tensor, counts, threshold: float = 0.1, batch_size: int = 500) -> dict:
+        """How far ``z_pres`` counts differ from what the model draws. A *ghost* is a present window whose
+        brightest pixel is below ``threshold`` (it adds nothing visible); the *visible count* counts present
+        windows that are not ghosts. Returns the fraction of present windows that are ghosts and the accuracy of
+        the visible count against ``counts``: a model whose visible count is right but whose ``z_pres`` count is
+        not has learned the scenes' decomposition and pays the count prior for empty windows instead of switching
+        them off."""
+        true = torch.as_tensor(counts).reshape(-1).cpu()
+        if len(images) != len(true):
+            raise ValueError(f"images and counts differ in length: {len(images)} vs {len(true)}")
+        present = ghosts = correct = 0
+        for i in range(0, len(images), batch_size):
+            inference = self.infer(images[i : i + batch_size])
+            on = inference.z_pres > 0
+            ghost = on & (self.window_peaks(inference) < threshold)
+            present += int(on.sum())
+            ghosts += int(ghost.sum())
+            correct += int(((on & ~ghost).sum(1).cpu() == true[i : i + batch_size]).sum())
+        return {
+            "threshold": float(threshold),
+            "ghost_fraction": ghosts / present if present else 0.0,
+            "visible_count_accuracy": correct / len(true),
+        }
+
+    @torch.no_grad()
     def count_elbo(self, x: torch.Tensor, count: int, num_samples: int = 8) -> torch.Tensor:
         """The ELBO of each image ``[B]`` with the count forced to ``count``: ``z_pres = (1,..,1,0,..)`` in both
         model and guide, ``E_q[log p(x, z) - log q(z_where, z_what | x, z_pres)]`` over ``num_samples`` draws of
