@@ -11,6 +11,9 @@ learning rate (default 1e-2; the paper used 1e-3, Pyro's AIR tutorial found 0.1 
 The run is resumable (``--resume`` continues from its last checkpoint). It leaves the usual run folder
 (reconstructions with the inferred windows, loss curve, summary) and copies the accuracy curve (PNG + JSON) and
 the reconstructions to benchmarks/results/air_count_accuracy[_TAG].{png,json} and ..._reconstructions.png.
+The JSON also holds two diagnostics of the final model on the held-out scenes: the ELBO with the count forced
+to 0..N per true count (AIR.count_elbo) and the fraction of present windows that draw nothing, with the accuracy
+of counting only the windows that draw something (AIR.ghost_windows).
 """
 
 from __future__ import annotations
