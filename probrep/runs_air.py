@@ -249,6 +249,7 @@ def train_air(
         title="held-out scenes with inferred windows (red: step 1, green: step 2, blue: step 3)",
     )
     per_image = fit.losses / min(batch_size, n_train)
+    held_out = test_images.to(fit.device)
     summary = {
         "model": "air",
         "tier": tier,
@@ -272,8 +273,8 @@ def train_air(
         "count_accuracy_history": [(r["step"], r["accuracy"]) for r in tracker.history],
         # which count the objective itself prefers per true count (see AIR.count_elbo): tells over-counting
         # from a guide stuck in a local optimum
-        "count_elbo_rows_true_columns_forced": air.count_elbo_table(test_images.to(fit.device), test_counts),
-        "ghost_windows": air.ghost_windows(test_images.to(fit.device), test_counts),
+        "count_elbo_rows_true_columns_forced": air.count_elbo_table(held_out, test_counts),
+        "ghost_windows": air.ghost_windows(held_out, test_counts),
         "loss_first_50_steps_per_image": float(per_image[:50].mean()) if len(per_image) else None,
         "loss_last_50_steps_per_image": float(per_image[-50:].mean()) if len(per_image) else None,
         "train_seconds": round(fit.seconds, 1),

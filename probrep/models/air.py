@@ -39,6 +39,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro import poutine
 from torch import nn
 
 from probrep.inference.svi import TraceGraphELBO
@@ -304,13 +305,16 @@ class AIR(nn.Module):
         out = torch.sigmoid(self.decoder(z_what) + self.decoder_bias)
         return out.view(*z_what.shape[:-1], self.window_size, self.window_size)
 
+    def _placed(self, z_where: torch.Tensor, z_what: torch.Tensor) -> torch.Tensor:
+        """Every step's window written on its own canvas, ``[B, N, H * H]``, all steps in one batched call."""
+        b, n = z_where.shape[:2]
+        windows = self.decode(z_what.reshape(b * n, -1))
+        return window_to_image(windows, z_where.reshape(b * n, 3), self.image_size).view(b, n, -1)
+
     def render(self, z_pres: torch.Tensor, z_where: torch.Tensor, z_what: torch.Tensor) -> torch.Tensor:
         """The canvas ``[B, H, H] = sum_t z_pres_t * write(decode(z_what_t), z_where_t)``, all steps at once."""
-        b, n = z_pres.shape
-        windows = self.decode(z_what.reshape(b * n, -1))
-        placed = window_to_image(windows, z_where.reshape(b * n, 3), self.image_size).view(b, n, -1)
-        canvas = (placed * z_pres.unsqueeze(-1)).sum(1)
-        return canvas.view(b, self.image_size, self.image_size)
+        canvas = (self._placed(z_where, z_what) * z_pres.unsqueeze(-1)).sum(1)
+        return canvas.view(z_pres.shape[0], self.image_size, self.image_size)
 
     def _where_dist(self, out: torch.Tensor) -> dist.Normal:
         """Guide's Normal over z_where from the predict head: standardised offsets from the prior."""
@@ -443,10 +447,7 @@ class AIR(nn.Module):
     @torch.no_grad()
     def window_peaks(self, inference: AIRInference) -> torch.Tensor:
         """The brightest pixel each step's window writes on the canvas ``[B, N]``, present or not."""
-        b, n = inference.z_pres.shape
-        windows = self.decode(inference.z_what.reshape(b * n, -1))
-        placed = window_to_image(windows, inference.z_where.reshape(b * n, 3), self.image_size)
-        return placed.reshape(b, n, -1).amax(-1)
+        return self._placed(inference.z_where, inference.z_what).amax(-1)
 
     @torch.no_grad()
     def ghost_windows(self, images: torch.Tensor, counts, threshold: float = 0.1, batch_size: int = 500) -> dict:
@@ -480,8 +481,6 @@ class AIR(nn.Module):
         the guide. Comparing counts shows which explanation the objective itself prefers, apart from the
         guide's ``z_pres`` (a model that over-counts because extra windows raise the ELBO needs a stronger
         count prior; one whose single windows explain an object badly sits in a local optimum)."""
-        from pyro import poutine
-
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= self.num_steps:
             raise ValueError(f"count must be an integer in [0, {self.num_steps}], got {count!r}")
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
