@@ -1,5 +1,6 @@
 """The SVI loop: user programs and autoguides, exact resume, safe checkpoints, errors, data parallel."""
 
+import logging
 import os
 import pickle
 import subprocess
@@ -137,6 +138,22 @@ def test_resume_refuses_a_different_run(tmp_path):
             checkpoint_dir=tmp_path,
             resume=True,
         )
+
+
+def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(tmp_path, caplog):
+    # an earlier, longer run leaves checkpoints at later steps than the new run will reach; were they kept,
+    # rotation would delete the new run's checkpoints and resume would continue the earlier run
+    data = _images()
+    kw = dict(batch_size=16, device="cpu", progress=False, checkpoint_dir=tmp_path, checkpoint_every=2)
+    svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=8, **kw)
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["checkpoint-00000006.pt", "checkpoint-00000008.pt"]
+    with caplog.at_level(logging.WARNING, logger="probrep.inference.loop"):
+        fresh = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, **kw)
+    assert "removing 2 checkpoint(s)" in caplog.text
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]
+    assert fresh.checkpoint == checkpoint.latest(tmp_path) and fresh.checkpoint.is_file()
+    resumed = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, resume=True, **kw)
+    assert resumed.steps == 4 and len(resumed.losses) == 4
 
 
 def test_checkpoints_are_atomic_pruned_and_never_run_code(tmp_path):

@@ -263,6 +263,9 @@ def train(
     ``param_options(name)`` may give a parameter its own optimiser options (e.g. ``{"lr": 1e-3}`` for
     baselines); ``lr_schedule(step)`` multiplies every group's learning rate at each step (a pure function of
     the step, so resume stays exact). ``run_config`` is stored in checkpoints and must match on resume.
+    A fresh run (``resume=False``) owns ``checkpoint_dir``: it removes the checkpoints an earlier run left there
+    (with a warning), since keeping them would let rotation delete this run's checkpoints in favour of the
+    earlier run's later steps, and a later ``resume`` would continue the wrong run.
     """
     start = time.perf_counter()
     device = resolve_device(device)
@@ -305,6 +308,15 @@ def train(
         logger.info("resumed from %s at step %d", found, first)
     elif resume:
         logger.info("resume=True but no checkpoint in %s: starting from step 0", checkpoint_dir)
+    elif checkpoint_dir is not None and rank == 0 and (stale := ckpt.list_checkpoints(checkpoint_dir)):
+        logger.warning(
+            "starting a fresh run in %s: removing %d checkpoint(s) of an earlier run (up to %s); "
+            "pass resume=True to continue that run instead",
+            checkpoint_dir,
+            len(stale),
+            stale[-1].name,
+        )
+        ckpt.prune(checkpoint_dir, keep=0)
     if world > 1:
         _broadcast(params + (list(module.state_dict().values()) if module is not None else []))
 
