@@ -9,9 +9,13 @@ baseline learning rate 1e-3. Both train on the same procedural scenes (probrep.d
 same order. Blocks of steps alternate between the two so that drift on a shared machine hits both alike; the
 figure is the median step time after warm-up.
 
-    python benchmarks/air_step.py [--blocks 8] [--steps 15] [--threads 2]
+``--guide-input residual`` (probrep's default, Difference AIR) times both guides reading, at each step, the image
+minus what earlier steps drew: one extra decode/write and one more image projection per step for the guide and
+one for the baseline LSTM. ``--guide-input image`` times the original AIR guide.
 
-Writes benchmarks/results/air_step.json and prints the ratio.
+    python benchmarks/air_step.py [--guide-input residual] [--blocks 8] [--steps 15] [--threads 1]
+
+Writes benchmarks/results/air_step.json (residual) or air_step_image_guide.json and prints the ratio.
 """
 
 from __future__ import annotations
@@ -88,8 +92,9 @@ def image_to_window(z_where, images):
 
 
 class PlainAIR(nn.Module):
-    def __init__(self):
+    def __init__(self, residual):
         super().__init__()
+        self.residual = residual
         inputs = SIZE * SIZE + 3 + Z_WHAT + 1
         self.rnn = nn.LSTMCell(inputs, RNN)
         self.predict = mlp([RNN, HIDDEN, 7])
@@ -133,6 +138,11 @@ class PlainAIR(nn.Module):
         z_pres, z_where, z_what = data.new_ones(n, 1), data.new_zeros(n, 3), data.new_zeros(n, Z_WHAT)
         with pyro.plate("data", n):
             for t in range(STEPS):
+                if self.residual and t > 0:  # read what earlier steps left: subtract the last window drawn
+                    with torch.no_grad():
+                        drawn = window_to_image(z_where, torch.sigmoid(self.decode(z_what) - 2.0))
+                        data = data - drawn * z_pres.view(-1, 1, 1)
+                        flat = data.reshape(n, -1)
                 rnn_input = torch.cat((flat, z_where, z_what, z_pres), 1)
                 h, c = self.rnn(rnn_input, (h, c))
                 out = self.predict(h)
@@ -155,10 +165,10 @@ class PlainAIR(nn.Module):
                     )
 
 
-def plain_pyro_times(data, steps):
+def plain_pyro_times(data, steps, guide_input):
     pyro.clear_param_store()
     torch.manual_seed(0)
-    air = PlainAIR()
+    air = PlainAIR(residual=guide_input == "residual")
     optim = pyro.optim.Adam(lambda module, param: {"lr": BASELINE_LR if module.startswith("bl_") else LR})
     engine = SVI(air.model, air.guide, optim, loss=TraceGraph_ELBO())
     order = batch_order(len(data))
@@ -171,7 +181,7 @@ def plain_pyro_times(data, steps):
     return times
 
 
-def probrep_times(data, steps):
+def probrep_times(data, steps, guide_input):
     torch.manual_seed(0)
     air = AIR(
         SIZE,
@@ -185,6 +195,7 @@ def probrep_times(data, steps):
         baseline_hidden=HIDDEN,
         scale_prior=SCALE_PRIOR,
         z_pres_prior=0.01,
+        guide_input=guide_input,
     )
     stamps = []
     svi.fit(
@@ -208,9 +219,13 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3, help="steps dropped at the start of each block")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "air_step.json"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--guide-input", choices=["residual", "image"], default="residual")
+    parser.add_argument("--out", default=None, help="default: results/air_step.json, or ..._image_guide.json")
     args = parser.parse_args()
+    results = Path(__file__).parent / "results"
+    default = "air_step.json" if args.guide_input == "residual" else "air_step_image_guide.json"
+    out = Path(args.out or results / default)
     torch.set_num_threads(args.threads)
     scenes = MultiObjects().sample(2048, seed=0)
     data = torch.from_numpy(scenes.images[:, 0]).contiguous()  # [N, 50, 50]
@@ -218,7 +233,7 @@ def main() -> None:
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for block in range(args.blocks):
         for name, run in runners.items():
-            samples[name] += run(data, args.steps + args.warmup)[args.warmup :]
+            samples[name] += run(data, args.steps + args.warmup, args.guide_input)[args.warmup :]
         print(
             f"block {block + 1}/{args.blocks}: "
             + ", ".join(f"{k} {statistics.median(v) * 1e3:.0f} ms" for k, v in samples.items()),
@@ -237,6 +252,7 @@ def main() -> None:
             "z_what": Z_WHAT,
             "lstm": RNN,
             "hidden": HIDDEN,
+            "guide_input": args.guide_input,
         },
         "median_step_ms": {k: round(v * 1e3, 1) for k, v in median.items()},
         "quartiles_step_ms": {k: [round(q * 1e3, 1) for q in statistics.quantiles(v, n=4)] for k, v in samples.items()},
@@ -244,8 +260,8 @@ def main() -> None:
         "steps_per_runner": len(samples["probrep"]),
         "target_ms": 500.0,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

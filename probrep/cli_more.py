@@ -20,6 +20,13 @@ def add_train_air(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--z-pres-prior-final", type=float, default=None, help="anneal k to this value ...")
     p.add_argument("--anneal-steps", type=int, default=None, help="... over this many steps")
     p.add_argument("--num-steps", type=int, default=3, help="most objects the model explains")
+    p.add_argument(
+        "--guide-input",
+        choices=["residual", "image"],
+        default="residual",
+        help="residual: each step reads what earlier steps left unexplained (Difference AIR); image: the whole "
+        "image at every step (original AIR)",
+    )
     p.add_argument("--max-objects", type=int, default=2, choices=[1, 2, 3])
     p.add_argument("--tier", choices=["standard", "small"], default="standard")
     p.add_argument("--n-train", type=int, default=20000)
@@ -39,7 +46,8 @@ def train_air(args: argparse.Namespace) -> int:
     out = run(
         args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, baseline_lr=args.baseline_lr,
         z_pres_prior=args.z_pres_prior, z_pres_prior_final=args.z_pres_prior_final, anneal_steps=args.anneal_steps,
-        num_steps=args.num_steps, max_objects=args.max_objects, tier=args.tier, n_train=args.n_train,
+        num_steps=args.num_steps, guide_input=args.guide_input, max_objects=args.max_objects, tier=args.tier,
+        n_train=args.n_train,
         n_test=args.n_test, eval_every=args.eval_every, device=args.device, seed=args.seed, resume=args.resume,
         checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
     )  # fmt: skip

@@ -155,6 +155,7 @@ def train_air(
     n_train: int = 20000,
     n_test: int = 1000,
     eval_every: int = 250,
+    guide_input: str = "residual",
     model_kwargs: dict[str, Any] | None = None,
     device: str = "auto",
     seed: int = 0,
@@ -181,7 +182,7 @@ def train_air(
     train = generator.sample(n_train, seed=seed)
     test = generator.sample(n_test, seed=seed + 1_000_003)
     pyro.set_rng_seed(seed)  # the networks' initialisation
-    kwargs = {"scale_prior": (generator.model_scale, 0.2), **(model_kwargs or {})}
+    kwargs = {"scale_prior": (generator.model_scale, 0.2), "guide_input": guide_input, **(model_kwargs or {})}
     air = AIR(generator.image_size, num_steps=num_steps, z_pres_prior=z_pres_prior, **kwargs)
     test_images, test_counts = test.tensors()
 
@@ -230,7 +231,8 @@ def train_air(
     files["count_accuracy_curve"] = accuracy_curve(
         tracker.history,
         out / "count_accuracy.png",
-        title=f"AIR, {tier} scenes with 0-{max_objects} objects, Adam {lr:g}, baselines {baseline_lr:g}",
+        title=f"AIR ({air.guide_input} guide), {tier} scenes with 0-{max_objects} objects, Adam {lr:g}, "
+        f"baselines {baseline_lr:g}",
     )
     files["count_accuracy_history"] = history_path
 
@@ -261,6 +263,7 @@ def train_air(
         "lr": lr,
         "baseline_lr": baseline_lr,
         "z_pres_prior": z_pres_prior,
+        "guide_input": air.guide_input,
         "z_pres_prior_final": z_pres_prior_final,
         "anneal_steps": anneal_steps,
         "n_train": n_train,

@@ -231,8 +231,9 @@ def test_tracegraph_loss_value_is_the_negative_elbo_and_its_gradient_pyros():
         torch.testing.assert_close(g if g is not None else torch.zeros_like(p), reference, atol=1e-10, rtol=1e-8)
 
 
-def test_baseline_parameters_learn_only_from_the_baseline_loss():
-    air = small_air()
+@pytest.mark.parametrize("guide_input", ["image", "residual"])
+def test_baseline_parameters_learn_only_from_the_baseline_loss(guide_input):
+    air = small_air(guide_input=guide_input)
     _, _, _, x = _fixed_latents()
     baseline = [p for n, p in air.named_parameters() if n.startswith("baseline.")]
     others = [p for n, p in air.named_parameters() if not n.startswith("baseline.")]
@@ -294,9 +295,10 @@ def test_image_lstm_cell_is_an_lstm_cell_on_the_concatenated_input():
     torch.testing.assert_close(c, c_ref)
 
 
+@pytest.mark.parametrize("guide_input", ["image", "residual"])
 @pytest.mark.parametrize("num_steps", [1, 2, 3, 4])
-def test_shapes_for_each_number_of_steps(num_steps):
-    air = small_air(num_steps=num_steps)
+def test_shapes_for_each_number_of_steps(num_steps, guide_input):
+    air = small_air(num_steps=num_steps, guide_input=guide_input)
     x = torch.rand(5, 1, 20, 20, dtype=torch.float64)
     guide_trace = poutine.trace(air.guide).get_trace(x)
     model_trace = poutine.trace(poutine.replay(air.model, trace=guide_trace)).get_trace(x)
@@ -398,3 +400,44 @@ def test_bad_inputs_are_named():
         air.z_pres_prior = -1.0
     with pytest.raises(ValueError, match="differ in length"):
         air.count_accuracy(torch.zeros(3, 1, 20, 20, dtype=torch.float64), torch.zeros(2))
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_residual_guide_reads_the_image_minus_what_earlier_steps_drew(greedy):
+    air = small_air(num_steps=3, guide_input="residual")
+    with torch.no_grad():  # bright windows, so that the residual differs visibly from the image
+        air.decoder[-1].bias.fill_(3.0)
+        air.predict[-1].bias[0] = 2.0  # most steps present
+    read = []
+    image_gates = air.rnn.image_gates
+    air.rnn.image_gates = lambda flat: read.append(flat.clone()) or image_gates(flat)
+    x = torch.rand(6, 1, 20, 20, dtype=torch.float64)
+    pyro.set_rng_seed(3)
+    if greedy:
+        out = air.infer(x)
+        z_pres, z_where, z_what = out.z_pres, out.z_where, out.z_what
+    else:
+        trace = poutine.trace(air.guide).get_trace(x)
+        names = ("z_pres", "z_where", "z_what")
+        z_pres, z_where, z_what = (torch.stack([trace.nodes[f"{k}_{t}"]["value"] for t in range(3)], 1) for k in names)
+    assert len(read) == 3 and z_pres.sum() > 0 and (greedy or z_pres.sum() < z_pres.numel())
+    for t in range(3):
+        drawn = air.render(z_pres[:, :t], z_where[:, :t], z_what[:, :t]).reshape(6, -1) if t else 0.0
+        torch.testing.assert_close(read[t], x.reshape(6, -1) - drawn, atol=1e-12, rtol=0)
+    assert (read[1] - read[0]).abs().max() > 0.5
+
+
+def test_residual_guide_does_not_train_the_decoder():
+    air = small_air(guide_input="residual")
+    x = torch.rand(4, 1, 20, 20, dtype=torch.float64)
+    trace = poutine.trace(air.guide).get_trace(x)
+    trace.compute_log_prob()
+    log_q = sum(site["log_prob"].sum() for site in trace.nodes.values() if site["type"] == "sample")
+    grads = torch.autograd.grad(log_q, list(air.decoder.parameters()), allow_unused=True)
+    assert all(g is None for g in grads)
+    assert any(g is not None for g in torch.autograd.grad(log_q, list(air.encoder.parameters()), allow_unused=True))
+
+
+def test_unknown_guide_input_is_refused():
+    with pytest.raises(ValueError, match="guide_input"):
+        small_air(guide_input="difference")

@@ -10,10 +10,18 @@ Model, for steps t = 0..N-1 (every site after the first ``z_pres = 0`` is masked
 
 Guide: an LSTM reads the image and the previous step's latents and predicts ``z_pres_t`` (Bernoulli) and
 ``z_where_t`` (Normal); an encoder predicts ``z_what_t`` from the window read out of the image at ``z_where_t``
-with the inverse transform. ``z_pres`` is not reparameterisable: ``TraceGraph_ELBO`` estimates its gradient by
-the score function with data-dependent neural baselines (a second LSTM over the image and the detached
-latents), which Pyro trains through its baseline loss ``sum (downstream cost - baseline)^2``; give them their
-own learning rate:
+with the inverse transform. By default (``guide_input="residual"``, the paper's Difference AIR) "the image" at
+step t is the image minus the windows steps 0..t-1 drew (the model's decoder, detached): a step that finds
+nothing left to explain sees what the first step of an empty scene sees, and learns to stop the same way.
+With ``guide_input="image"`` (the original AIR guide) every step reads the whole image; trained with Adam 1e-4
+on probrep's scenes it counts every non-empty scene as N: early on, faint windows stacked on one object all
+raise the ELBO, the ``z_pres`` logits of every step saturate, and once the windows have specialised the extra
+ones stay on as empty "ghosts" whose ``z_pres = 0`` is never sampled, so the score function cannot turn them off
+(:meth:`AIR.ghost_windows`, :meth:`AIR.count_elbo`).
+
+``z_pres`` is not reparameterisable: ``TraceGraph_ELBO`` estimates its gradient by the score function with
+data-dependent neural baselines (a second LSTM over what the guide reads and the detached latents), which Pyro
+trains through its baseline loss ``sum (downstream cost - baseline)^2``; give them their own learning rate:
 
     air = AIR(image_size=50, num_steps=3, z_pres_prior=0.01)
     fit = svi.fit(air, images, steps=..., lr=1e-4, elbo=TraceGraphELBO(),
@@ -22,10 +30,11 @@ own learning rate:
 
 (``TraceGraphELBO``, re-exported from :mod:`probrep.inference.svi`, is what ``elbo="tracegraph"`` selects.)
 
-Speed. The LSTM input is ``[image, z_where, z_what, z_pres]`` but the image is the same at every step, so its
-input projection ``W_image @ x`` (the bulk of the LSTM's work: 2500 of 2554 input features at 50x50) is computed
-once per batch rather than once per step, for the guide and the baseline alike; this is the same function as an
-``nn.LSTMCell`` on the concatenated input. The model decodes and writes all N windows in one batched call.
+Speed. The LSTM input is ``[image, z_where, z_what, z_pres]``; its input projection ``W_image @ x`` is the bulk
+of the LSTM's work (2500 of 2554 input features at 50x50), so it is a separate product: with the image guide it
+is computed once per batch rather than once per step, for the guide and the baseline alike (the residual guide
+needs it at every step). This is the same function as an ``nn.LSTMCell`` on the concatenated input. The model
+decodes and writes all N windows in one batched call.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ __all__ = [
 ]
 
 COUNT_PRIORS = ("geometric", "constant")
+GUIDE_INPUTS = ("image", "residual")
 
 
 # ------------------------------------------------------------------------------------------- count prior
@@ -152,7 +162,7 @@ class ImageLSTMCell(nn.Module):
 
 
 class _Baseline(nn.Module):
-    """The data-dependent baseline of ``z_pres``: its own LSTM over the image and the detached latents."""
+    """The data-dependent baseline of ``z_pres``: its own LSTM over what the guide reads and the detached latents."""
 
     def __init__(self, image_features: int, latent_features: int, hidden: int, head_hidden: int):
         super().__init__()
@@ -189,6 +199,10 @@ class AIR(nn.Module):
         decoder_bias: added to the decoder output before the sigmoid; negative starts with faint windows so
             the guide learns to use steps early (the tutorial's -2).
         use_baselines: neural baselines for ``z_pres`` (else plain score-function gradients).
+        guide_input: what the guide reads at step t. ``"residual"`` (default): the image minus what steps
+            0..t-1 drew (the paper's Difference AIR), so a step sees what is left to explain and "nothing left"
+            is the same decision as "empty image". ``"image"``: the whole image at every step (the original
+            AIR guide), which at Adam 1e-4 keeps empty "ghost" windows on (see the module docstring).
         name: prefix of the Pyro parameter names.
     """
 
@@ -213,6 +227,7 @@ class AIR(nn.Module):
         likelihood_scale: float = 0.3,
         decoder_bias: float = -2.0,
         use_baselines: bool = True,
+        guide_input: str = "residual",
         name: str = "air",
     ):
         super().__init__()
@@ -236,6 +251,9 @@ class AIR(nn.Module):
                 raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
         if count_prior not in COUNT_PRIORS:
             raise ValueError(f"unknown count_prior {count_prior!r}: expected one of {COUNT_PRIORS}")
+        if guide_input not in GUIDE_INPUTS:
+            raise ValueError(f"unknown guide_input {guide_input!r}: expected one of {GUIDE_INPUTS}")
+        self.guide_input = guide_input
         self.image_size, self.window_size, self.num_steps = int(image_size), int(window_size), int(num_steps)
         self.z_what_dim = int(z_what_dim)
         self.count_prior = count_prior
@@ -308,7 +326,7 @@ class AIR(nn.Module):
     def _placed(self, z_where: torch.Tensor, z_what: torch.Tensor) -> torch.Tensor:
         """Every step's window written on its own canvas, ``[B, N, H * H]``, all steps in one batched call."""
         b, n = z_where.shape[:2]
-        windows = self.decode(z_what.reshape(b * n, -1))
+        windows = self.decode(z_what.reshape(b * n, z_what.shape[-1]))
         return window_to_image(windows, z_where.reshape(b * n, 3), self.image_size).view(b, n, -1)
 
     def render(self, z_pres: torch.Tensor, z_where: torch.Tensor, z_what: torch.Tensor) -> torch.Tensor:
@@ -368,17 +386,28 @@ class AIR(nn.Module):
         """The guide's recurrence; ``greedy`` takes modes/means instead of calling ``pyro.sample``."""
         b = images.shape[0]
         flat = images.reshape(b, -1)
+        residual = self.guide_input == "residual"
+        use_baseline = self.baseline is not None and not greedy
         gates = self.rnn.image_gates(flat)
         state = (flat.new_zeros(b, self.rnn.hidden), flat.new_zeros(b, self.rnn.hidden))
-        use_baseline = self.baseline is not None and not greedy
         if use_baseline:
             bl_gates = self.baseline.rnn.image_gates(flat)
             bl_state = state
+        seen = images  # what this step reads: the image, or what earlier steps left unexplained
         z_where = flat.new_zeros(b, 3)
         z_what = flat.new_zeros(b, self.z_what_dim)
         prev = flat.new_ones(b)
         out: dict[str, list[torch.Tensor]] = {"z_pres": [], "z_where": [], "z_what": [], "z_pres_probs": []}
         for t in range(self.num_steps):
+            if residual and t > 0:
+                # the model's canvas is a constant to the guide (detached): the guide reads the decoder's output
+                # but does not train it, so the decoder learns only from the model's likelihood
+                with torch.no_grad():
+                    drawn = self._placed(z_where.unsqueeze(1), z_what.unsqueeze(1)).view(b, -1)
+                seen = seen - (prev.unsqueeze(-1) * drawn).view_as(seen)
+                gates = self.rnn.image_gates(seen.reshape(b, -1))
+                if use_baseline:
+                    bl_gates = self.baseline.rnn.image_gates(seen.reshape(b, -1))
             latents = torch.cat([z_where, z_what, prev.unsqueeze(-1)], dim=-1)
             state = self.rnn(gates, latents, state)
             head = self.predict(state[0])
@@ -387,7 +416,7 @@ class AIR(nn.Module):
             if greedy:
                 z_pres = (p > 0.5).to(p.dtype)
                 z_where = where_q.mean
-                z_what = self._what_dist(image_to_window(images, z_where, self.window_size)).mean
+                z_what = self._what_dist(image_to_window(seen, z_where, self.window_size)).mean
             else:
                 infer = {}
                 if use_baseline:
@@ -397,7 +426,7 @@ class AIR(nn.Module):
                 z_pres = pyro.sample(f"z_pres_{t}", dist.Bernoulli(p).mask(prev > 0), infer=infer)
                 on = z_pres > 0
                 z_where = pyro.sample(f"z_where_{t}", where_q.to_event(1).mask(on))
-                what_q = self._what_dist(image_to_window(images, z_where, self.window_size))
+                what_q = self._what_dist(image_to_window(seen, z_where, self.window_size))
                 z_what = pyro.sample(f"z_what_{t}", what_q.to_event(1).mask(on))
             for key, value in (("z_pres", z_pres), ("z_where", z_where), ("z_what", z_what), ("z_pres_probs", p)):
                 out[key].append(value)
