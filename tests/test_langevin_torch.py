@@ -4,6 +4,8 @@ NumPyro kernel, divergences, reproducibility and input checks.
 z-scores as in test_langevin.py: |z| <= Phi^-1(1 - 0.01 / (2m)) for m statistics per test.
 """
 
+import math
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -122,13 +124,15 @@ def test_torch_and_numpyro_mala_agree():
         assert abs(a - b) < bound * np.hypot(sa, sb), (j, a, b)
 
 
+@pytest.mark.parametrize("bad", [math.nan, -math.inf, math.inf])
 @pytest.mark.parametrize("sampler", ["mala", "hmc"])
-def test_nan_region_counts_divergences_and_chains_go_on(sampler):
-    """E = x^2/2 for x <= 1 and NaN beyond: proposals there are rejected as divergences, so the chains sample the
-    normal truncated to x <= 1, whose mean is -phi(1) / Phi(1)."""
+def test_nan_region_counts_divergences_and_chains_go_on(sampler, bad):
+    """E = x^2/2 for x <= 1 and NaN (or -inf, or +inf) beyond: proposals there are rejected as divergences (an
+    energy of -inf would otherwise win every Metropolis test), so the chains sample the normal truncated to
+    x <= 1, whose mean is -phi(1) / Phi(1)."""
 
     def energy(x):
-        return torch.where(x[:, 0] > 1.0, torch.nan, 0.5 * x[:, 0] ** 2)
+        return torch.where(x[:, 0] > 1.0, bad, 0.5 * x[:, 0] ** 2)
 
     x0 = torch.zeros(256, 1, dtype=torch.float64)
     if sampler == "mala":

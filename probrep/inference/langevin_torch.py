@@ -14,6 +14,12 @@ variance),
 accepted with probability ``min(1, alpha)`` when ``adjust`` (MALA) and always otherwise (ULA, biased).
 HMC takes ``num_leapfrog`` leap-frog steps of size ``h`` with unit mass and accepts on the change of
 ``H = E(x) + |p|^2 / 2``. Non-finite energies or gradients at a proposal reject it and count a divergence.
+
+Speed. At a few chains every eager op costs about as much as the arithmetic it does, so a step is the fewest
+ops that move the chains: the proposal, the log ratio, one comparison and the three selections. The loops draw
+random numbers for many steps at once and derive the acceptance probability and the divergence flag from the
+log ratio only where they are used: every step during warm-up (the adaptation needs them), once per block of
+steps while sampling.
 """
 
 from __future__ import annotations
@@ -147,24 +153,38 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
 
 
-def _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, log_u) -> tuple[ChainState, StepInfo]:
-    """Metropolis decision (or unconditional move) per chain, shared by Langevin and HMC; ``log_u`` [chains] is
-    the log of the chains' uniform draws.
+def _decide(state, x_new, energy_new, grad_new, log_ratio, threshold) -> tuple[ChainState, torch.Tensor]:
+    """The Metropolis decision per chain, shared by Langevin and HMC: move where ``threshold < log_ratio``
+    (``threshold`` [chains]: the log of a uniform for MALA and HMC, ``-inf`` for ULA, which always moves).
 
-    A non-finite energy or gradient at the proposal makes ``log_ratio`` NaN or infinite (the gradient enters it
-    through the momentum), so one test on [chains] catches them all; such proposals are rejected and, being below
-    ``-MAX_ENERGY_ERROR``, counted as divergences. ULA moves unless the proposal is non-finite."""
-    log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf, posinf=-math.inf)
-    accept_prob = log_ratio.clamp(max=0.0).exp_()
-    diverging = log_ratio < -MAX_ENERGY_ERROR
-    accepted = log_u < log_ratio if adjust else log_ratio > -math.inf
+    A non-finite proposal never moves: ``log_ratio`` is NaN (every comparison false) or ``-inf`` there, because
+    the energy enters it as ``E(x) - E(x')`` with a non-finite ``E(x')`` made ``+inf`` by the caller, and a
+    non-finite gradient enters it through a squared norm. Returns the new state and ``accepted`` [chains]."""
+    accepted = threshold < log_ratio
     mask = _per_chain(accepted, state.x)
     new = ChainState(
         torch.where(mask, x_new, state.x),
         torch.where(accepted, energy_new, state.energy),
         torch.where(mask, grad_new, state.grad),
     )
-    return new, StepInfo(accept_prob, accepted, diverging)
+    return new, accepted
+
+
+def _finite_energy(energy: torch.Tensor) -> torch.Tensor:
+    """``energy`` with NaN and ``-inf`` made ``+inf``: a proposal there has log ratio ``-inf`` (never taken)."""
+    return torch.nan_to_num(energy, nan=math.inf, neginf=math.inf)
+
+
+def _statistics(log_ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``min(1, alpha)`` (0 for a non-finite proposal) and the divergence flag (log ratio NaN or below
+    ``-MAX_ENERGY_ERROR``) from log ratios of any shape."""
+    log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf, posinf=-math.inf)
+    return log_ratio.clamp(max=0.0).exp_(), log_ratio < -MAX_ENERGY_ERROR
+
+
+def _step_info(log_ratio: torch.Tensor, accepted: torch.Tensor) -> StepInfo:
+    accept_prob, diverging = _statistics(log_ratio)
+    return StepInfo(accept_prob, accepted, diverging)
 
 
 class _Shaped(NamedTuple):
@@ -182,18 +202,21 @@ class _Shaped(NamedTuple):
         return cls(_per_chain(e, x), _per_chain(root, x), root * 0.5, e * 0.125)
 
 
-def _langevin_move(state, energy_fn, shaped: _Shaped, xi, log_u, adjust) -> tuple[ChainState, StepInfo]:
-    """The step with the step sizes ``shaped`` and the noise ``xi`` [chains, ...], ``log_u`` [chains] given.
+def _langevin_move(state, energy_fn, shaped: _Shaped, xi, threshold) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
+    """The step with the step sizes ``shaped``, the noise ``xi`` [chains, ...] and the Metropolis ``threshold``
+    [chains] given; returns the new state, the log ratio and ``accepted`` (see :func:`_decide`).
 
     With ``s = g + g'`` and ``h = sqrt(e)/2``: ``-1/2 (|xi - h s|^2 - |xi|^2) = h (s . xi) - (e/8) |s|^2``, two
-    reductions over the state and no further full-size temporaries (at many chains the step is memory-bound)."""
+    reductions over the state and one full-size temporary (at many chains the step is memory-bound)."""
     x, energy, grad = state
     x_new = torch.addcmul(x, shaped.e, grad, value=-0.5).addcmul_(shaped.root, xi)
     energy_new, grad_new = energy_and_grad(energy_fn, x_new)
+    energy_new = _finite_energy(energy_new)
     total = torch.add(grad, grad_new)
     log_ratio = torch.sub(energy, energy_new).addcmul_(shaped.half_root, _dot(total, xi))
     log_ratio.addcmul_(shaped.eighth, _dot(total, total), value=-1.0)
-    return _finish(state, x_new, energy_new, grad_new, log_ratio, adjust, log_u)
+    new, accepted = _decide(state, x_new, energy_new, grad_new, log_ratio, threshold)
+    return new, log_ratio, accepted
 
 
 def _log_uniform(chains: int, like: torch.Tensor, generator) -> torch.Tensor:
@@ -211,38 +234,56 @@ def langevin_step(
     """One batched Langevin step with per-chain ``step_size`` [chains] (the noise variance ``e``)."""
     x = state.x
     xi = noise if noise is not None else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    log_u = _log_uniform(x.shape[0], x, generator) if adjust else None
-    return _langevin_move(state, energy_fn, _Shaped.of(step_size, x), xi, log_u, adjust)
+    threshold = _log_uniform(x.shape[0], x, generator) if adjust else _always(x)
+    new, log_ratio, accepted = _langevin_move(state, energy_fn, _Shaped.of(step_size, x), xi, threshold)
+    return new, _step_info(log_ratio, accepted)
+
+
+def _always(x: torch.Tensor) -> torch.Tensor:
+    """The threshold of a move that is always taken (ULA): ``-inf`` [chains]."""
+    return torch.full((x.shape[0],), -math.inf, device=x.device, dtype=x.dtype)
 
 
 class _NoiseBlocks:
-    """Standard-normal noise [chains, ...] and log-uniforms [chains] for the loop, drawn for many steps in one
-    call: at a few chains, drawing per step costs as much as the sampler's arithmetic. Blocks hold at most
-    about 2**16 numbers; the sequence of draws is a function of the generator's seed alone."""
+    """The loop's random numbers, drawn for many steps in one call (at a few chains, drawing per step costs as
+    much as the sampler's arithmetic): standard-normal noise ``xi`` [chains, ...], if ``squares`` also
+    ``|xi|^2 / 2`` [chains] (HMC's initial kinetic energy), and the Metropolis thresholds [chains] (log-uniforms,
+    or ``-inf`` when every move is taken). Blocks hold at most about 2**16 numbers; the sequence of draws is a
+    function of the generator's seed alone."""
 
-    def __init__(self, x: torch.Tensor, generator: torch.Generator, uniforms: bool, budget: int = 2**16):
-        self.shape, self.generator, self.uniforms = tuple(x.shape), generator, uniforms
+    def __init__(
+        self, x: torch.Tensor, generator: torch.Generator, uniforms: bool, squares: bool = False, budget: int = 2**16
+    ):
+        self.shape, self.generator, self.uniforms, self.squares = tuple(x.shape), generator, uniforms, squares
         self.device, self.dtype = x.device, x.dtype
         self.block = max(1, min(256, budget // max(1, x.numel())))
+        self.always = _always(x)
         self.normals: tuple[torch.Tensor, ...] = ()
-        self.log_us: tuple[torch.Tensor, ...] = ()
+        self.half_squares: tuple[torch.Tensor, ...] = ()
+        self.thresholds: tuple[torch.Tensor, ...] = ()
         self.next = 0
 
-    def draw(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         if self.next == len(self.normals):
             kw = {"generator": self.generator, "device": self.device, "dtype": self.dtype}
-            self.normals = torch.randn((self.block,) + self.shape, **kw).unbind(0)
+            normals = torch.randn((self.block,) + self.shape, **kw)
+            self.normals = normals.unbind(0)
+            if self.squares:
+                flat = normals.flatten(2)
+                self.half_squares = torch.linalg.vecdot(flat, flat).mul_(0.5).unbind(0)
             if self.uniforms:
-                self.log_us = torch.rand((self.block, self.shape[0]), **kw).log_().unbind(0)
+                self.thresholds = torch.rand((self.block, self.shape[0]), **kw).log_().unbind(0)
             self.next = 0
         i, self.next = self.next, self.next + 1
-        return self.normals[i], self.log_us[i] if self.uniforms else None
+        square = self.half_squares[i] if self.squares else None
+        return self.normals[i], square, self.thresholds[i] if self.uniforms else self.always
 
 
 class _Recorder:
     """The kept states and the running acceptance and divergence totals. Holds on to each step's tensors (they
-    are fresh every step) and writes them out in blocks, one op per block instead of four per step: at a few
-    chains each op costs as much as the arithmetic. Blocks hold at most about 2**16 numbers (as
+    are fresh every step) and writes them out in blocks, one op per block instead of several per step: at a
+    few chains each op costs as much as the arithmetic. The acceptance probabilities and divergence flags are
+    computed here, per block, from the steps' log ratios. Blocks hold at most about 2**16 numbers (as
     :class:`_NoiseBlocks`), so at large batches this is a copy per step into preallocated memory."""
 
     def __init__(self, x: torch.Tensor, kept: int, budget: int = 2**16):
@@ -254,13 +295,13 @@ class _Recorder:
         self.block = max(1, min(256, budget // max(1, x.numel())))
         self.xs: list[torch.Tensor] = []
         self.es: list[torch.Tensor] = []
-        self.infos: list[StepInfo] = []
+        self.log_ratios: list[torch.Tensor] = []
         self.written = 0
 
-    def step(self, info: StepInfo) -> None:
-        self.infos.append(info)
-        if len(self.infos) == self.block:
-            self._flush_infos()
+    def step(self, log_ratio: torch.Tensor) -> None:
+        self.log_ratios.append(log_ratio)
+        if len(self.log_ratios) == self.block:
+            self._flush_statistics()
 
     def keep(self, state: ChainState) -> None:
         self.xs.append(state.x)
@@ -268,11 +309,12 @@ class _Recorder:
         if len(self.xs) == self.block:
             self._flush_states()
 
-    def _flush_infos(self) -> None:
-        if self.infos:
-            self.accept_sum.add_(torch.stack([i.accept_prob for i in self.infos]).sum(0))
-            self.divergences.add_(torch.stack([i.diverging for i in self.infos]).sum(0))
-            self.infos = []
+    def _flush_statistics(self) -> None:
+        if self.log_ratios:
+            accept_prob, diverging = _statistics(torch.stack(self.log_ratios))
+            self.accept_sum.add_(accept_prob.sum(0))
+            self.divergences.add_(diverging.sum(0))
+            self.log_ratios = []
 
     def _flush_states(self) -> None:
         if self.xs:
@@ -282,7 +324,7 @@ class _Recorder:
             self.written, self.xs, self.es = end, [], []
 
     def close(self) -> None:
-        self._flush_infos()
+        self._flush_statistics()
         self._flush_states()
 
 
@@ -297,19 +339,30 @@ def hmc_step(
 ) -> tuple[ChainState, StepInfo]:
     """One batched HMC transition: fresh momentum (or ``momentum``), ``num_leapfrog`` leap-frog steps of
     per-chain size ``step_size`` [chains], Metropolis accept on ``H = E + |p|^2/2`` (against ``log_u`` if given)."""
-    x, energy, grad = state
-    h = _per_chain(step_size, x)
+    x = state.x
     p = momentum if momentum is not None else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     log_u = log_u if log_u is not None else _log_uniform(x.shape[0], x, generator)
-    kinetic0 = 0.5 * _dot(p, p)
+    h = _per_chain(step_size, x)
+    new, log_ratio, accepted = _hmc_move(state, energy_fn, h, num_leapfrog, p, 0.5 * _dot(p, p), log_u)
+    return new, _step_info(log_ratio, accepted)
+
+
+def _hmc_move(
+    state, energy_fn, h, num_leapfrog, p, kinetic0, threshold
+) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
+    """Leap-frog from ``state`` with momentum ``p`` (``kinetic0 = |p|^2 / 2``) and per-chain step ``h``
+    broadcast against the state; returns the new state, the log ratio and ``accepted`` (see :func:`_decide`)."""
+    x, energy, grad = state
     p = torch.addcmul(p, h, grad, value=-0.5)
     x_new, energy_new, grad_new = x, energy, grad
     for leap in range(num_leapfrog):
         x_new = torch.addcmul(x_new, h, p)
         energy_new, grad_new = energy_and_grad(energy_fn, x_new)
         p = torch.addcmul(p, h, grad_new, value=-1.0 if leap < num_leapfrog - 1 else -0.5)
-    log_ratio = energy + kinetic0 - energy_new - 0.5 * _dot(p, p)
-    return _finish(state, x_new, energy_new, grad_new, log_ratio, True, log_u)
+    energy_new = _finite_energy(energy_new)
+    log_ratio = torch.sub(energy, energy_new).add_(kinetic0).sub_(_dot(p, p), alpha=0.5)
+    new, accepted = _decide(state, x_new, energy_new, grad_new, log_ratio, threshold)
+    return new, log_ratio, accepted
 
 
 def _find_step_size(state, energy_fn, generator, initial=1.0, threshold=0.5, max_iter=40) -> tuple[torch.Tensor, int]:
@@ -371,7 +424,8 @@ def _initial_step(step_size, state, energy_fn, generator) -> tuple[torch.Tensor,
 
 def _run(
     make_transition: Callable[
-        [torch.Generator, torch.Tensor], Callable[[ChainState, torch.Tensor], tuple[ChainState, StepInfo]]
+        [torch.Generator, torch.Tensor],
+        Callable[[ChainState, torch.Tensor], tuple[ChainState, torch.Tensor, torch.Tensor]],
     ],
     energy_fn: EnergyFn,
     x0: torch.Tensor,
@@ -411,19 +465,21 @@ def _run(
     bar = tqdm(total=total, desc=description, disable=not progress, dynamic_ncols=True)
     try:
         for t in range(total):
-            state, info = transition(state, eps)
+            state, log_ratio, _ = transition(state, eps)
             if t < num_warmup:
                 if adapt_step_size:
-                    dual = adapt.dual_averaging_update(dual, info.accept_prob, target_accept)
+                    accept_prob = _statistics(log_ratio)[0]
+                    dual = adapt.dual_averaging_update(dual, accept_prob, target_accept)
                     eps = (dual.log_step_size_avg if t == num_warmup - 1 else dual.log_step_size).exp()
             else:
-                record.step(info)
+                record.step(log_ratio)
                 if (t - num_warmup + 1) % thin == 0:
                     record.keep(state)
             if (t + 1) % every == 0 or t + 1 == total:
                 bar.update(t + 1 - bar.n)
                 if progress:
-                    bar.set_postfix(acc=f"{info.accept_prob.mean().item():.3f}", step=f"{eps.mean().item():.3g}")
+                    accept_prob = _statistics(log_ratio)[0].mean().item()
+                    bar.set_postfix(acc=f"{accept_prob:.3f}", step=f"{eps.mean().item():.3g}")
     finally:
         bar.close()
     record.close()
@@ -491,7 +547,8 @@ def langevin(
         def transition(state, eps):
             if cached.get("eps") is not eps:
                 cached.update(eps=eps, shaped=_Shaped.of(eps, x))
-            return _langevin_move(state, energy_fn, cached["shaped"], *noise.draw(), adjust)
+            xi, _, threshold = noise.draw()
+            return _langevin_move(state, energy_fn, cached["shaped"], xi, threshold)
 
         return transition
 
@@ -535,11 +592,13 @@ def hmc(
     num_leapfrog = _check_int("num_leapfrog", num_leapfrog, 1)
 
     def make_transition(generator, x):
-        noise = _NoiseBlocks(x, generator, uniforms=True)
+        noise = _NoiseBlocks(x, generator, uniforms=True, squares=True)
+        cached: dict = {}
 
         def transition(state, eps):
-            momentum, log_u = noise.draw()
-            return hmc_step(state, energy_fn, eps, num_leapfrog, momentum=momentum, log_u=log_u)
+            if cached.get("eps") is not eps:
+                cached.update(eps=eps, h=_per_chain(eps, x))
+            return _hmc_move(state, energy_fn, cached["h"], num_leapfrog, *noise.draw())
 
         return transition
 
