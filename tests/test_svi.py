@@ -146,11 +146,12 @@ def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(tmp_path, caplog):
     data = _images()
     kw = dict(batch_size=16, device="cpu", progress=False, checkpoint_dir=tmp_path, checkpoint_every=2)
     svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=8, **kw)
-    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["checkpoint-00000006.pt", "checkpoint-00000008.pt"]
+    names = lambda: [p.name for p in checkpoint.list_checkpoints(tmp_path)]  # noqa: E731
+    assert names() == ["checkpoint-00000006.pt", "checkpoint-00000008.pt"]
     with caplog.at_level(logging.WARNING, logger="probrep.inference.loop"):
         fresh = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, **kw)
     assert "removing 2 checkpoint(s)" in caplog.text
-    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]
+    assert names() == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]
     assert fresh.checkpoint == checkpoint.latest(tmp_path) and fresh.checkpoint.is_file()
     resumed = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, resume=True, **kw)
     assert resumed.steps == 4 and len(resumed.losses) == 4
