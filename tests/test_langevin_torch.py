@@ -125,23 +125,27 @@ def test_torch_and_numpyro_mala_agree():
 
 
 @pytest.mark.parametrize("bad", [math.nan, -math.inf, math.inf])
-@pytest.mark.parametrize("sampler", ["mala", "hmc"])
+@pytest.mark.parametrize("sampler", ["mala", "hmc", "ula"])
 def test_nan_region_counts_divergences_and_chains_go_on(sampler, bad):
     """E = x^2/2 for x <= 1 and NaN (or -inf, or +inf) beyond: proposals there are rejected as divergences (an
-    energy of -inf would otherwise win every Metropolis test), so the chains sample the normal truncated to
-    x <= 1, whose mean is -phi(1) / Phi(1)."""
+    energy of -inf would otherwise win every Metropolis test, and ULA, which takes every finite move, must not
+    take these), so MALA and HMC sample the normal truncated to x <= 1, whose mean is -phi(1) / Phi(1)."""
 
     def energy(x):
         return torch.where(x[:, 0] > 1.0, bad, 0.5 * x[:, 0] ** 2)
 
     x0 = torch.zeros(256, 1, dtype=torch.float64)
-    if sampler == "mala":
-        res = langevin(energy, x0, steps=600, step_size=1.0, seed=2, progress=False)
-    else:
+    if sampler == "hmc":
         res = hmc(energy, x0, steps=300, num_leapfrog=3, step_size=0.6, seed=2, progress=False)
+    else:
+        res = langevin(energy, x0, steps=600, step_size=1.0, adjust=sampler == "mala", seed=2, progress=False)
     x = res.samples.numpy()[..., 0]
-    assert np.isfinite(x).all() and x.max() <= 1.0
+    assert np.isfinite(x).all() and x.max() <= 1.0 and torch.isfinite(res.energy).all()
     assert int(res.divergences.sum()) > 0
+    if sampler == "ula":  # biased by design: only the region is checked, and with adaptation too
+        adapted = langevin(energy, x0[:16], steps=300, adjust=False, seed=2, progress=False)
+        assert adapted.samples.max() <= 1.0 and torch.isfinite(adapted.energy).all()
+        return
     est, se = mean_and_mcse(np.swapaxes(x, 0, 1))
     truth = -norm.pdf(1.0) / norm.cdf(1.0)
     assert abs(est - truth) < z_bound(1) * se

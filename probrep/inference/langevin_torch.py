@@ -172,7 +172,7 @@ def _decide(state, x_new, energy_new, grad_new, log_ratio, threshold) -> tuple[C
 
 def _finite_energy(energy: torch.Tensor) -> torch.Tensor:
     """``energy`` with NaN and ``-inf`` made ``+inf``: a proposal there has log ratio ``-inf`` (never taken)."""
-    return torch.nan_to_num(energy, nan=math.inf, neginf=math.inf)
+    return torch.nan_to_num(energy, nan=math.inf, posinf=math.inf, neginf=math.inf)  # else +inf -> float max
 
 
 def _statistics(log_ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
