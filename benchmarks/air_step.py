@@ -10,8 +10,9 @@ same order. Blocks of steps alternate between the two so that drift on a shared 
 figure is the median step time after warm-up.
 
 ``--guide-input residual`` (probrep's default, Difference AIR) times both guides reading, at each step, the image
-minus what earlier steps drew: one extra decode/write and one more image projection per step for the guide and
-one for the baseline LSTM. ``--guide-input image`` times the original AIR guide.
+minus what earlier steps drew: one extra decode/write per step for both, and for probrep the image projection
+of the guide and baseline LSTMs at every step instead of once (the plain ``nn.LSTMCell`` projects its whole
+input at every step either way). ``--guide-input image`` times the original AIR guide.
 
     python benchmarks/air_step.py [--guide-input residual] [--blocks 8] [--steps 15] [--threads 1]
 
@@ -139,17 +140,16 @@ class PlainAIR(nn.Module):
         with pyro.plate("data", n):
             for t in range(STEPS):
                 if self.residual and t > 0:  # read what earlier steps left: subtract the last window drawn
-                    with torch.no_grad():
-                        drawn = window_to_image(z_where, torch.sigmoid(self.decode(z_what) - 2.0))
-                        data = data - drawn * z_pres.view(-1, 1, 1)
-                        flat = data.reshape(n, -1)
+                    drawn = window_to_image(z_where, torch.sigmoid(self.decode(z_what) - 2.0))
+                    data = data - drawn * z_pres.view(-1, 1, 1)
+                    flat = data.reshape(n, -1)
                 rnn_input = torch.cat((flat, z_where, z_what, z_pres), 1)
                 h, c = self.rnn(rnn_input, (h, c))
                 out = self.predict(h)
                 z_pres_p = torch.sigmoid(out[:, 0:1])
                 where_loc = self.where_loc + self.where_scale * out[:, 1:4]
                 where_scale = self.where_scale * (F.softplus(out[:, 4:]) + 1e-4)
-                bl_input = torch.cat((flat, z_where.detach(), z_what.detach(), z_pres.detach()), 1)
+                bl_input = torch.cat((flat.detach(), z_where.detach(), z_what.detach(), z_pres.detach()), 1)
                 bl_h, bl_c = self.bl_rnn(bl_input, (bl_h, bl_c))
                 bl_value = self.bl_predict(bl_h) * z_pres
                 z_pres = pyro.sample(

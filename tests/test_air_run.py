@@ -99,5 +99,8 @@ def test_train_air_leaves_its_files_and_resumes(tmp_path):
     resumed = train_air(tmp_path, steps=6, resume=True, **common)
     assert [step for step, _ in resumed.summary["count_accuracy_history"]] == [0, 2, 4, 6]
     assert resumed.summary["steps"] == 6
+    # the parameters of both guides have the same shapes: only the recorded setting can refuse the other one
+    with pytest.raises(ValueError, match="guide_input: checkpoint 'residual' vs now 'image'"):
+        train_air(tmp_path, steps=8, resume=True, guide_input="image", **common)
     with pytest.raises(ValueError, match="z_pres_prior_final"):
         train_air(tmp_path / "bad", steps=1, z_pres_prior_final=1e-3, **common)

@@ -166,7 +166,7 @@ def test_same_seed_same_chains_and_device_kept():
 
 def test_block_recording_equals_step_by_step(monkeypatch):
     """States and statistics written in blocks (several blocks and a partial one, with thinning) are exactly those
-    written one step at a time; the divergence count matches a hand count of NaN proposals."""
+    written one step at a time, divergence counts (of NaN proposals) included."""
     from probrep.inference import langevin_torch
 
     def energy(x):

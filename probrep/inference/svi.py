@@ -124,7 +124,9 @@ def fit(
             uses ``target.default_elbo``.
         device: ``"auto" | "cpu" | "cuda" | "cuda:N"``; the target module and data move there.
         checkpoint_dir / checkpoint_every / resume: atomic checkpoints every k steps (and at the end);
-            ``resume=True`` continues from the latest one, giving the parameters of an uninterrupted run.
+            ``resume=True`` continues from the latest one, giving the parameters of an uninterrupted run. The
+            ELBO, learning rate, optimiser, seed, batch size and ``target.run_config`` (a dict, if the target has
+            one) are stored with each checkpoint; resuming with different ones is refused.
         distributed: ``"auto"`` trains data-parallel when launched by ``torchrun`` with several processes.
         clear_param_store: start from an empty Pyro param store, so parameters of earlier runs cannot leak in.
 
@@ -186,5 +188,12 @@ def fit(
         resume=resume,
         distributed=distributed,
         description=f"svi {type(target).__name__ if guide is None else getattr(target, '__name__', 'model')}",
-        run_config={"elbo": type(loss_maker).__name__, "lr": float(lr), "optimizer": str(optimizer)},
+        # a model may name settings that its parameters' shapes do not reveal (AIR's guide input), so that
+        # resuming with other settings is refused
+        run_config={
+            "elbo": type(loss_maker).__name__,
+            "lr": float(lr),
+            "optimizer": str(optimizer),
+            **dict(getattr(target, "run_config", None) or {}),
+        },
     )

@@ -11,8 +11,8 @@ Model, for steps t = 0..N-1 (every site after the first ``z_pres = 0`` is masked
 Guide: an LSTM reads the image and the previous step's latents and predicts ``z_pres_t`` (Bernoulli) and
 ``z_where_t`` (Normal); an encoder predicts ``z_what_t`` from the window read out of the image at ``z_where_t``
 with the inverse transform. By default (``guide_input="residual"``, the paper's Difference AIR) "the image" at
-step t is the image minus the windows steps 0..t-1 drew (the model's decoder, detached): a step that finds
-nothing left to explain sees what the first step of an empty scene sees, and learns to stop the same way.
+step t is the image minus the windows steps 0..t-1 drew with the model's decoder: a step that finds nothing
+left to explain sees what the first step of an empty scene sees, and learns to stop the same way.
 With ``guide_input="image"`` (the original AIR guide) every step reads the whole image; trained with Adam 1e-4
 on probrep's scenes it counts every non-empty scene as N: early on, faint windows stacked on one object all
 raise the ELBO, the ``z_pres`` logits of every step saturate, and once the windows have specialised the extra
@@ -285,6 +285,12 @@ class AIR(nn.Module):
         count_prior_step_probs(value, 1, self.count_prior)  # validates
         self._z_pres_prior = float(value)
 
+    @property
+    def run_config(self) -> dict[str, str]:
+        """Settings ``svi.fit`` stores in checkpoints and checks on resume: the two guides have parameters of
+        the same shapes, so only this tells a residual-guide checkpoint from an image-guide one."""
+        return {"guide_input": self.guide_input}
+
     def prior_step_probs(self) -> list[float]:
         """``p_t`` of the model's ``z_pres`` chain under the current ``z_pres_prior``."""
         return count_prior_step_probs(self._z_pres_prior, self.num_steps, self.count_prior)
@@ -400,14 +406,15 @@ class AIR(nn.Module):
         out: dict[str, list[torch.Tensor]] = {"z_pres": [], "z_where": [], "z_what": [], "z_pres_probs": []}
         for t in range(self.num_steps):
             if residual and t > 0:
-                # the model's canvas is a constant to the guide (detached): the guide reads the decoder's output
-                # but does not train it, so the decoder learns only from the model's likelihood
-                with torch.no_grad():
-                    drawn = self._placed(z_where.unsqueeze(1), z_what.unsqueeze(1)).view(b, -1)
+                # what the previous step drew, differentiably: the ELBO's gradient follows every path by which a
+                # step's latents (and the decoder) change what later steps read. (Cutting these paths, as a
+                # stop-gradient on the canvas would, converged faster in a 6,000-step probe but follows a biased
+                # gradient.) The baseline reads the same residual, detached like its other inputs.
+                drawn = self._placed(z_where.unsqueeze(1), z_what.unsqueeze(1)).view(b, -1)
                 seen = seen - (prev.unsqueeze(-1) * drawn).view_as(seen)
                 gates = self.rnn.image_gates(seen.reshape(b, -1))
                 if use_baseline:
-                    bl_gates = self.baseline.rnn.image_gates(seen.reshape(b, -1))
+                    bl_gates = self.baseline.rnn.image_gates(seen.reshape(b, -1).detach())
             latents = torch.cat([z_where, z_what, prev.unsqueeze(-1)], dim=-1)
             state = self.rnn(gates, latents, state)
             head = self.predict(state[0])
