@@ -171,8 +171,9 @@ def _decide(state, x_new, energy_new, grad_new, log_ratio, threshold) -> tuple[C
 
 
 def _finite_energy(energy: torch.Tensor) -> torch.Tensor:
-    """``energy`` with NaN and ``-inf`` made ``+inf``: a proposal there has log ratio ``-inf`` (never taken)."""
-    return torch.nan_to_num(energy, nan=math.inf, posinf=math.inf, neginf=math.inf)  # else +inf -> float max
+    """``energy`` with NaN and -inf made +inf, and +inf kept (``nan_to_num`` would make it the largest float): a
+    proposal there has log ratio -inf, so it is never taken, not even by ULA."""
+    return torch.nan_to_num(energy, nan=math.inf, posinf=math.inf, neginf=math.inf)
 
 
 def _statistics(log_ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
