@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
+from probrep.models.air import GUIDE_INPUTS
 from probrep.runs_air import train_air
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--baseline-lr", type=float, default=1e-2)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--z-pres-prior", type=float, default=0.01)
-    parser.add_argument("--guide-input", choices=["residual", "image"], default="residual")
+    parser.add_argument("--guide-input", choices=GUIDE_INPUTS, default="residual")
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=250)

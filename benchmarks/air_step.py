@@ -41,7 +41,7 @@ from torch import nn
 from probrep.data.objects import MultiObjects
 from probrep.inference import svi
 from probrep.inference.loop import _BatchPlan
-from probrep.models.air import AIR, TraceGraphELBO
+from probrep.models.air import AIR, GUIDE_INPUTS, TraceGraphELBO
 
 BATCH, SIZE, WINDOW, STEPS, Z_WHAT, RNN, HIDDEN = 64, 50, 28, 3, 50, 256, 200
 LR, BASELINE_LR, SEED = 1e-4, 1e-3, 0
@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3, help="steps dropped at the start of each block")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--guide-input", choices=["residual", "image"], default="residual")
+    parser.add_argument("--guide-input", choices=GUIDE_INPUTS, default="residual")
     parser.add_argument("--out", default=None, help="default: results/air_step.json, or ..._image_guide.json")
     args = parser.parse_args()
     results = Path(__file__).parent / "results"

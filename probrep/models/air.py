@@ -399,7 +399,7 @@ class AIR(nn.Module):
         if use_baseline:
             bl_gates = self.baseline.rnn.image_gates(flat)
             bl_state = state
-        seen = images  # what this step reads: the image, or what earlier steps left unexplained
+        seen = images  # what this step reads (``flat`` flattened): the image, or what earlier steps left unexplained
         z_where = flat.new_zeros(b, 3)
         z_what = flat.new_zeros(b, self.z_what_dim)
         prev = flat.new_ones(b)
@@ -410,11 +410,11 @@ class AIR(nn.Module):
                 # step's latents (and the decoder) change what later steps read. (Cutting these paths, as a
                 # stop-gradient on the canvas would, converged faster in a 6,000-step probe but follows a biased
                 # gradient.) The baseline reads the same residual, detached like its other inputs.
-                drawn = self._placed(z_where.unsqueeze(1), z_what.unsqueeze(1)).view(b, -1)
-                seen = seen - (prev.unsqueeze(-1) * drawn).view_as(seen)
-                gates = self.rnn.image_gates(seen.reshape(b, -1))
+                flat = flat - prev.unsqueeze(-1) * self._placed(z_where.unsqueeze(1), z_what.unsqueeze(1)).view(b, -1)
+                seen = flat.view_as(images)
+                gates = self.rnn.image_gates(flat)
                 if use_baseline:
-                    bl_gates = self.baseline.rnn.image_gates(seen.reshape(b, -1).detach())
+                    bl_gates = self.baseline.rnn.image_gates(flat.detach())
             latents = torch.cat([z_where, z_what, prev.unsqueeze(-1)], dim=-1)
             state = self.rnn(gates, latents, state)
             head = self.predict(state[0])
