@@ -17,13 +17,15 @@ HMC takes ``num_leapfrog`` leap-frog steps of size ``h`` with unit mass and acce
 
 Speed. At a few chains every eager op costs about as much as the arithmetic it does, so a step is the fewest
 ops that move the chains: the proposal, the log ratio, one comparison and the three selections. The loops draw
-random numbers for many steps at once and derive the acceptance probability and the divergence flag from the
-log ratio only where they are used: every step during warm-up (the adaptation needs them), once per block of
-steps while sampling.
+random numbers for many steps at once, and with them the part of the log ratio that the noise alone fixes
+(``|xi|^2 / 2``, HMC's initial kinetic energy), which they fold into the Metropolis threshold. They derive the
+acceptance probability and the divergence flag from the log ratio only where they are used: every step during
+warm-up (the adaptation needs them), once per block of steps while sampling.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -89,12 +91,19 @@ def energy_and_grad(energy_fn: EnergyFn, x: torch.Tensor) -> tuple[torch.Tensor,
     """``E(x)`` [chains] and ``grad E(x)`` [chains, ...], detached (chains are independent, so the gradient of
     the summed energy is each chain's own gradient: seeding the backward pass with ones is that sum, without
     the sum's forward and backward nodes)."""
-    if not torch.is_grad_enabled():
-        with torch.enable_grad():
-            return energy_and_grad(energy_fn, x)
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        energy = energy_fn(x)
+        (grad,) = torch.autograd.grad(energy, x, grad_outputs=_ones(energy))
+    return energy.detach(), grad
+
+
+def _gradient(energy_fn: EnergyFn, x: torch.Tensor, ones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`energy_and_grad` for the samplers' inner loops, which run with gradients enabled and hold the
+    backward seed ``ones`` (:func:`_ones` of the chains' energies) for the whole run."""
     x = x.detach().requires_grad_(True)
     energy = energy_fn(x)
-    (grad,) = torch.autograd.grad(energy, x, grad_outputs=_ones(energy))
+    (grad,) = torch.autograd.grad((energy,), (x,), (ones,))  # tuples: autograd.grad converts anything else
     return energy.detach(), grad
 
 
@@ -142,25 +151,34 @@ def langevin_init(energy_fn: EnergyFn, x: torch.Tensor) -> ChainState:
 hmc_init = langevin_init
 
 
+@functools.cache
+def _chain_shape(dim: int) -> tuple[int, ...]:
+    return (-1,) + (1,) * (dim - 1)
+
+
 def _per_chain(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.view((-1,) + (1,) * (x.dim() - 1))
+    """``v`` [chains] viewed to broadcast against ``x`` [chains, ...]."""
+    return v.view(_chain_shape(x.dim()))
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-chain inner product over the event dimensions: [chains, ...] x [chains, ...] -> [chains]."""
-    if a.dim() == 2:
-        return torch.linalg.vecdot(a, b)
-    return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
+def _square(v: torch.Tensor, leading: int = 1) -> torch.Tensor:
+    """``|v|^2`` over the event dimensions of ``v``, which follow its ``leading`` dimensions ([chains], or
+    [steps, chains] for a block of noise)."""
+    flat = v if v.dim() == leading + 1 else v.flatten(leading)
+    return torch.linalg.vecdot(flat, flat)
 
 
-def _decide(state, x_new, energy_new, grad_new, log_ratio, threshold) -> tuple[ChainState, torch.Tensor]:
-    """The Metropolis decision per chain, shared by Langevin and HMC: move where ``threshold < log_ratio``
-    (``threshold`` [chains]: the log of a uniform for MALA and HMC, ``-inf`` for ULA, which always moves).
+def _decide(state, x_new, energy_new, grad_new, partial, threshold) -> tuple[ChainState, torch.Tensor]:
+    """The Metropolis decision per chain, shared by Langevin and HMC: move where ``threshold < partial``.
 
-    A non-finite proposal never moves: ``log_ratio`` is NaN (every comparison false) or ``-inf`` there, because
+    The log ratio is ``partial + known``, with ``known`` the part the step's random numbers fix before it moves
+    (``|xi|^2 / 2`` for Langevin, the initial kinetic energy for HMC); ``threshold`` [chains] is the log of a
+    uniform minus ``known`` for MALA and HMC, and ``-inf`` for ULA, which always moves.
+
+    A non-finite proposal never moves: ``partial`` is NaN (every comparison false) or ``-inf`` there, because
     the energy enters it as ``E(x) - E(x')`` with a non-finite ``E(x')`` made ``+inf`` by the caller, and a
     non-finite gradient enters it through a squared norm. Returns the new state and ``accepted`` [chains]."""
-    accepted = threshold < log_ratio
+    accepted = threshold < partial
     mask = _per_chain(accepted, state.x)
     new = ChainState(
         torch.where(mask, x_new, state.x),
@@ -173,7 +191,7 @@ def _decide(state, x_new, energy_new, grad_new, log_ratio, threshold) -> tuple[C
 def _finite_energy(energy: torch.Tensor) -> torch.Tensor:
     """``energy`` with NaN and -inf made +inf, and +inf kept (``nan_to_num`` would make it the largest float): a
     proposal there has log ratio -inf, so it is never taken, not even by ULA."""
-    return torch.nan_to_num(energy, nan=math.inf, posinf=math.inf, neginf=math.inf)
+    return torch.nan_to_num(energy, math.inf, math.inf, math.inf)  # positional: keywords cost a microsecond
 
 
 def _statistics(log_ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,41 +201,43 @@ def _statistics(log_ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return log_ratio.clamp(max=0.0).exp_(), log_ratio < -MAX_ENERGY_ERROR
 
 
-def _step_info(log_ratio: torch.Tensor, accepted: torch.Tensor) -> StepInfo:
-    accept_prob, diverging = _statistics(log_ratio)
+def _step_info(partial: torch.Tensor, known: torch.Tensor, accepted: torch.Tensor) -> StepInfo:
+    accept_prob, diverging = _statistics(partial + known)
     return StepInfo(accept_prob, accepted, diverging)
 
 
 class _Shaped(NamedTuple):
-    """Per-chain step sizes: ``e`` and ``sqrt(e)`` broadcast against the state, ``sqrt(e) / 2`` and ``e / 8``
-    per chain [chains]."""
+    """Per-chain step-size factors broadcast against the state, for the noise ``z = xi / sqrt(2)`` (see
+    :func:`_langevin_move`): ``sqrt(2 e)`` and ``-sqrt(e / 8)``."""
 
-    e: torch.Tensor
     root: torch.Tensor
-    half_root: torch.Tensor
-    eighth: torch.Tensor
+    neg_drift: torch.Tensor
 
     @classmethod
     def of(cls, e: torch.Tensor, x: torch.Tensor) -> _Shaped:
-        root = e.sqrt()
-        return cls(_per_chain(e, x), _per_chain(root, x), root * 0.5, e * 0.125)
+        return cls(_per_chain(e.mul(2.0).sqrt_(), x), _per_chain(e.mul(0.125).sqrt_().neg_(), x))
 
 
-def _langevin_move(state, energy_fn, shaped: _Shaped, xi, threshold) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
-    """The step with the step sizes ``shaped``, the noise ``xi`` [chains, ...] and the Metropolis ``threshold``
-    [chains] given; returns the new state, the log ratio and ``accepted`` (see :func:`_decide`).
+def _langevin_move(
+    state, energy_fn, shaped: _Shaped, z, threshold, ones
+) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
+    """The step with the step sizes ``shaped``, the noise ``z = xi / sqrt(2)`` [chains, ...] (consumed: it is
+    overwritten), the Metropolis ``threshold`` [chains] (see :func:`_decide`, with ``known = |z|^2``) and the
+    backward seed ``ones``; returns the new state, ``partial`` (the log ratio minus ``|z|^2``) and ``accepted``.
 
-    With ``s = g + g'`` and ``h = sqrt(e)/2``: ``-1/2 (|xi - h s|^2 - |xi|^2) = h (s . xi) - (e/8) |s|^2``, two
-    reductions over the state and one full-size temporary (at many chains the step is memory-bound)."""
+    With ``w = z - sqrt(e/8) g`` the proposal ``x - (e/2) g + sqrt(e) xi`` is ``x + sqrt(2e) w``, and
+    ``r = w - sqrt(e/8) g'`` is the reverse move's noise over ``sqrt(2)``, so
+    ``log alpha = E(x) - E(x') - |r|^2 + |z|^2``. The scaling by ``sqrt(2)`` saves an op per step; the
+    temporary is ``z`` itself, updated in place, and there is one reduction over the state."""
     x, energy, grad = state
-    x_new = torch.addcmul(x, shaped.e, grad, value=-0.5).addcmul_(shaped.root, xi)
-    energy_new, grad_new = energy_and_grad(energy_fn, x_new)
+    w = z.addcmul_(shaped.neg_drift, grad)
+    x_new = torch.addcmul(x, shaped.root, w)
+    energy_new, grad_new = _gradient(energy_fn, x_new, ones)
     energy_new = _finite_energy(energy_new)
-    total = torch.add(grad, grad_new)
-    log_ratio = torch.sub(energy, energy_new).addcmul_(shaped.half_root, _dot(total, xi))
-    log_ratio.addcmul_(shaped.eighth, _dot(total, total), value=-1.0)
-    new, accepted = _decide(state, x_new, energy_new, grad_new, log_ratio, threshold)
-    return new, log_ratio, accepted
+    r = w.addcmul_(shaped.neg_drift, grad_new)
+    partial = torch.sub(energy, energy_new).sub_(_square(r))
+    new, accepted = _decide(state, x_new, energy_new, grad_new, partial, threshold)
+    return new, partial, accepted
 
 
 def _log_uniform(chains: int, like: torch.Tensor, generator) -> torch.Tensor:
@@ -235,9 +255,13 @@ def langevin_step(
     """One batched Langevin step with per-chain ``step_size`` [chains] (the noise variance ``e``)."""
     x = state.x
     xi = noise if noise is not None else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    threshold = _log_uniform(x.shape[0], x, generator) if adjust else _always(x)
-    new, log_ratio, accepted = _langevin_move(state, energy_fn, _Shaped.of(step_size, x), xi, threshold)
-    return new, _step_info(log_ratio, accepted)
+    z = xi * math.sqrt(0.5)
+    known = _square(z)
+    threshold = (_log_uniform(x.shape[0], x, generator) if adjust else _always(x)) - known
+    with torch.enable_grad():
+        shaped, ones = _Shaped.of(step_size, x), _ones(state.energy)
+        new, partial, accepted = _langevin_move(state, energy_fn, shaped, z, threshold, ones)
+    return new, _step_info(partial, known, accepted)
 
 
 def _always(x: torch.Tensor) -> torch.Tensor:
@@ -247,37 +271,38 @@ def _always(x: torch.Tensor) -> torch.Tensor:
 
 class _NoiseBlocks:
     """The loop's random numbers, drawn for many steps in one call (at a few chains, drawing per step costs as
-    much as the sampler's arithmetic): standard-normal noise ``xi`` [chains, ...], if ``squares`` also
-    ``|xi|^2 / 2`` [chains] (HMC's initial kinetic energy), and the Metropolis thresholds [chains] (log-uniforms,
-    or ``-inf`` when every move is taken). Blocks hold at most about 2**16 numbers; the sequence of draws is a
+    much as the sampler's arithmetic): normal noise ``v = scale * xi`` [chains, ...] (``xi`` standard normal),
+    ``known = |xi|^2 / 2`` [chains] (the part of the log ratio the noise fixes: see :func:`_decide`) and the
+    Metropolis thresholds [chains], a log-uniform minus ``known`` (``-inf`` when every move is taken). Each
+    ``v`` is the caller's to overwrite. Blocks hold at most about 2**16 numbers; the sequence of draws is a
     function of the generator's seed alone."""
 
     def __init__(
-        self, x: torch.Tensor, generator: torch.Generator, uniforms: bool, squares: bool = False, budget: int = 2**16
+        self, x: torch.Tensor, generator: torch.Generator, uniforms: bool, scale: float = 1.0, budget: int = 2**16
     ):
-        self.shape, self.generator, self.uniforms, self.squares = tuple(x.shape), generator, uniforms, squares
+        self.shape, self.generator, self.uniforms, self.scale = tuple(x.shape), generator, uniforms, scale
         self.device, self.dtype = x.device, x.dtype
         self.block = max(1, min(256, budget // max(1, x.numel())))
         self.always = _always(x)
         self.normals: tuple[torch.Tensor, ...] = ()
-        self.half_squares: tuple[torch.Tensor, ...] = ()
+        self.known: tuple[torch.Tensor, ...] = ()
         self.thresholds: tuple[torch.Tensor, ...] = ()
         self.next = 0
 
-    def draw(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.next == len(self.normals):
             kw = {"generator": self.generator, "device": self.device, "dtype": self.dtype}
             normals = torch.randn((self.block,) + self.shape, **kw)
-            self.normals = normals.unbind(0)
-            if self.squares:
-                flat = normals.flatten(2)
-                self.half_squares = torch.linalg.vecdot(flat, flat).mul_(0.5).unbind(0)
+            known = _square(normals, leading=2).mul_(0.5)
+            self.normals, self.known = (
+                (normals.mul_(self.scale) if self.scale != 1.0 else normals).unbind(0),
+                known.unbind(0),
+            )
             if self.uniforms:
-                self.thresholds = torch.rand((self.block, self.shape[0]), **kw).log_().unbind(0)
+                self.thresholds = torch.rand((self.block, self.shape[0]), **kw).log_().sub_(known).unbind(0)
             self.next = 0
         i, self.next = self.next, self.next + 1
-        square = self.half_squares[i] if self.squares else None
-        return self.normals[i], square, self.thresholds[i] if self.uniforms else self.always
+        return self.normals[i], self.known[i], self.thresholds[i] if self.uniforms else self.always
 
 
 class _Recorder:
@@ -296,12 +321,15 @@ class _Recorder:
         self.block = max(1, min(256, budget // max(1, x.numel())))
         self.xs: list[torch.Tensor] = []
         self.es: list[torch.Tensor] = []
-        self.log_ratios: list[torch.Tensor] = []
+        self.partials: list[torch.Tensor] = []
+        self.knowns: list[torch.Tensor] = []
         self.written = 0
 
-    def step(self, log_ratio: torch.Tensor) -> None:
-        self.log_ratios.append(log_ratio)
-        if len(self.log_ratios) == self.block:
+    def step(self, partial: torch.Tensor, known: torch.Tensor) -> None:
+        """A sampling step's log ratio, ``partial + known`` (see :func:`_decide`)."""
+        self.partials.append(partial)
+        self.knowns.append(known)
+        if len(self.partials) == self.block:
             self._flush_statistics()
 
     def keep(self, state: ChainState) -> None:
@@ -311,11 +339,11 @@ class _Recorder:
             self._flush_states()
 
     def _flush_statistics(self) -> None:
-        if self.log_ratios:
-            accept_prob, diverging = _statistics(torch.stack(self.log_ratios))
+        if self.partials:
+            accept_prob, diverging = _statistics(torch.stack(self.partials).add_(torch.stack(self.knowns)))
             self.accept_sum.add_(accept_prob.sum(0))
             self.divergences.add_(diverging.sum(0))
-            self.log_ratios = []
+            self.partials, self.knowns = [], []
 
     def _flush_states(self) -> None:
         if self.xs:
@@ -343,27 +371,28 @@ def hmc_step(
     x = state.x
     p = momentum if momentum is not None else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     log_u = log_u if log_u is not None else _log_uniform(x.shape[0], x, generator)
-    h = _per_chain(step_size, x)
-    new, log_ratio, accepted = _hmc_move(state, energy_fn, h, num_leapfrog, p, 0.5 * _dot(p, p), log_u)
-    return new, _step_info(log_ratio, accepted)
+    kinetic0 = _square(p).mul_(0.5)
+    with torch.enable_grad():
+        h, ones = _per_chain(step_size, x), _ones(state.energy)
+        new, partial, accepted = _hmc_move(state, energy_fn, h, num_leapfrog, p, log_u - kinetic0, ones)
+    return new, _step_info(partial, kinetic0, accepted)
 
 
-def _hmc_move(
-    state, energy_fn, h, num_leapfrog, p, kinetic0, threshold
-) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
-    """Leap-frog from ``state`` with momentum ``p`` (``kinetic0 = |p|^2 / 2``) and per-chain step ``h``
-    broadcast against the state; returns the new state, the log ratio and ``accepted`` (see :func:`_decide`)."""
+def _hmc_move(state, energy_fn, h, num_leapfrog, p, threshold, ones) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
+    """Leap-frog from ``state`` with momentum ``p`` and per-chain step ``h`` broadcast against the state, the
+    Metropolis ``threshold`` (see :func:`_decide`, ``known = |p|^2 / 2``) and the backward seed ``ones``; returns
+    the new state, ``partial`` (the log ratio minus ``|p|^2 / 2``) and ``accepted``."""
     x, energy, grad = state
     p = torch.addcmul(p, h, grad, value=-0.5)
     x_new, energy_new, grad_new = x, energy, grad
     for leap in range(num_leapfrog):
         x_new = torch.addcmul(x_new, h, p)
-        energy_new, grad_new = energy_and_grad(energy_fn, x_new)
+        energy_new, grad_new = _gradient(energy_fn, x_new, ones)
         p = torch.addcmul(p, h, grad_new, value=-1.0 if leap < num_leapfrog - 1 else -0.5)
     energy_new = _finite_energy(energy_new)
-    log_ratio = torch.sub(energy, energy_new).add_(kinetic0).sub_(_dot(p, p), alpha=0.5)
-    new, accepted = _decide(state, x_new, energy_new, grad_new, log_ratio, threshold)
-    return new, log_ratio, accepted
+    partial = torch.sub(energy, energy_new).sub_(_square(p), alpha=0.5)
+    new, accepted = _decide(state, x_new, energy_new, grad_new, partial, threshold)
+    return new, partial, accepted
 
 
 def _find_step_size(state, energy_fn, generator, initial=1.0, threshold=0.5, max_iter=40) -> tuple[torch.Tensor, int]:
@@ -425,9 +454,9 @@ def _initial_step(step_size, state, energy_fn, generator) -> tuple[torch.Tensor,
 
 def _run(
     make_transition: Callable[
-        [torch.Generator, torch.Tensor],
+        [torch.Generator, torch.Tensor, torch.Tensor],
         Callable[[ChainState, torch.Tensor], tuple[ChainState, torch.Tensor, torch.Tensor]],
-    ],
+    ],  # (generator, x0, backward seed) -> (state, step size) -> (state, partial, known): see _decide
     energy_fn: EnergyFn,
     x0: torch.Tensor,
     steps: int,
@@ -453,8 +482,8 @@ def _run(
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
     generator = torch.Generator(device=x.device).manual_seed(int(seed))
-    transition = make_transition(generator, x)
     state = _check_energy(energy_fn, x)
+    transition = make_transition(generator, x, _ones(state.energy))
     eps, evals = _initial_step(step_size, state, energy_fn, generator)
     if step_size is None:
         eps = to_initial(eps)
@@ -464,23 +493,33 @@ def _run(
     total = num_warmup + steps
     every = max(1, total // 100)
     bar = tqdm(total=total, desc=description, disable=not progress, dynamic_ncols=True)
+
+    def show(done: int, partial: torch.Tensor, known: torch.Tensor) -> None:
+        bar.update(done - bar.n)
+        if progress:
+            accept_prob = _statistics(partial + known)[0].mean().item()
+            bar.set_postfix(acc=f"{accept_prob:.3f}", step=f"{eps.mean().item():.3g}")
+
     try:
-        for t in range(total):
-            state, log_ratio, _ = transition(state, eps)
-            if t < num_warmup:
+        # gradients on for the energy's; the samplers' own tensors never require grad, so they record nothing
+        with torch.enable_grad():
+            for t in range(num_warmup):
+                state, partial, known = transition(state, eps)
                 if adapt_step_size:
-                    accept_prob = _statistics(log_ratio)[0]
+                    accept_prob = _statistics(partial + known)[0]
                     dual = adapt.dual_averaging_update(dual, accept_prob, target_accept)
                     eps = (dual.log_step_size_avg if t == num_warmup - 1 else dual.log_step_size).exp()
-            else:
-                record.step(log_ratio)
-                if (t - num_warmup + 1) % thin == 0:
+                if (t + 1) % every == 0:
+                    show(t + 1, partial, known)
+            # the sampling loop is the hot one: no branches but the thinning and the progress bar's
+            for t in range(num_warmup + 1, total + 1):
+                state, partial, known = transition(state, eps)
+                record.step(partial, known)
+                if (t - num_warmup) % thin == 0:
                     record.keep(state)
-            if (t + 1) % every == 0 or t + 1 == total:
-                bar.update(t + 1 - bar.n)
-                if progress:
-                    accept_prob = _statistics(log_ratio)[0].mean().item()
-                    bar.set_postfix(acc=f"{accept_prob:.3f}", step=f"{eps.mean().item():.3g}")
+                if t % every == 0:
+                    show(t, partial, known)
+            show(total, partial, known)
     finally:
         bar.close()
     record.close()
@@ -541,15 +580,16 @@ def langevin(
     if not isinstance(adjust, bool):
         raise TypeError(f"adjust must be a bool, got {type(adjust).__name__}")
 
-    def make_transition(generator, x):
-        noise = _NoiseBlocks(x, generator, uniforms=adjust)
+    def make_transition(generator, x, ones):
+        noise = _NoiseBlocks(x, generator, uniforms=adjust, scale=math.sqrt(0.5))
         cached: dict = {}  # the broadcast step sizes, recomputed only when the step size changes
 
         def transition(state, eps):
             if cached.get("eps") is not eps:
                 cached.update(eps=eps, shaped=_Shaped.of(eps, x))
-            xi, _, threshold = noise.draw()
-            return _langevin_move(state, energy_fn, cached["shaped"], xi, threshold)
+            z, known, threshold = noise.draw()
+            new, partial, _ = _langevin_move(state, energy_fn, cached["shaped"], z, threshold, ones)
+            return new, partial, known
 
         return transition
 
@@ -592,14 +632,16 @@ def hmc(
     et al. 2013). Arguments and result as for :func:`langevin`; ``step_size`` here is the leap-frog ``h``."""
     num_leapfrog = _check_int("num_leapfrog", num_leapfrog, 1)
 
-    def make_transition(generator, x):
-        noise = _NoiseBlocks(x, generator, uniforms=True, squares=True)
+    def make_transition(generator, x, ones):
+        noise = _NoiseBlocks(x, generator, uniforms=True)
         cached: dict = {}
 
         def transition(state, eps):
             if cached.get("eps") is not eps:
                 cached.update(eps=eps, h=_per_chain(eps, x))
-            return _hmc_move(state, energy_fn, cached["h"], num_leapfrog, *noise.draw())
+            p, known, threshold = noise.draw()
+            new, partial, _ = _hmc_move(state, energy_fn, cached["h"], num_leapfrog, p, threshold, ones)
+            return new, partial, known
 
         return transition
 
