@@ -26,10 +26,11 @@ warm-up (the adaptation needs them), once per block of steps while sampling.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -275,7 +276,10 @@ class _NoiseBlocks:
     ``known = |xi|^2 / 2`` [chains] (the part of the log ratio the noise fixes: see :func:`_decide`) and the
     Metropolis thresholds [chains], a log-uniform minus ``known`` (``-inf`` when every move is taken). Each
     ``v`` is the caller's to overwrite. Blocks hold at most about 2**16 numbers; the sequence of draws is a
-    function of the generator's seed alone."""
+    function of the generator's seed alone. A block is split into per-step views a chunk at a time (a view
+    costs a third of a microsecond; a short run would otherwise pay for a whole block of them)."""
+
+    CHUNK = 32
 
     def __init__(
         self, x: torch.Tensor, generator: torch.Generator, uniforms: bool, scale: float = 1.0, budget: int = 2**16
@@ -284,25 +288,33 @@ class _NoiseBlocks:
         self.device, self.dtype = x.device, x.dtype
         self.block = max(1, min(256, budget // max(1, x.numel())))
         self.always = _always(x)
-        self.normals: tuple[torch.Tensor, ...] = ()
-        self.known: tuple[torch.Tensor, ...] = ()
-        self.thresholds: tuple[torch.Tensor, ...] = ()
-        self.next = 0
+        self.blocks: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        self.start = self.block  # where the next chunk starts in the current block
+        self.views: Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = iter(())
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.next == len(self.normals):
+        drawn = next(self.views, None)
+        if drawn is None:
+            self._next_chunk()
+            drawn = next(self.views)
+        return drawn
+
+    def _next_chunk(self) -> None:
+        if self.start == self.block:
             kw = {"generator": self.generator, "device": self.device, "dtype": self.dtype}
             normals = torch.randn((self.block,) + self.shape, **kw)
             known = _square(normals, leading=2).mul_(0.5)
-            self.normals, self.known = (
-                (normals.mul_(self.scale) if self.scale != 1.0 else normals).unbind(0),
-                known.unbind(0),
-            )
+            if self.scale != 1.0:
+                normals.mul_(self.scale)
+            thresholds = None
             if self.uniforms:
-                self.thresholds = torch.rand((self.block, self.shape[0]), **kw).log_().sub_(known).unbind(0)
-            self.next = 0
-        i, self.next = self.next, self.next + 1
-        return self.normals[i], self.known[i], self.thresholds[i] if self.uniforms else self.always
+                thresholds = torch.rand((self.block, self.shape[0]), **kw).log_().sub_(known)
+            self.blocks, self.start = (normals, known, thresholds), 0
+        normals, known, thresholds = self.blocks
+        chunk = slice(self.start, min(self.start + self.CHUNK, self.block))
+        self.start = chunk.stop
+        limits = thresholds[chunk].unbind(0) if thresholds is not None else itertools.repeat(self.always)
+        self.views = zip(normals[chunk].unbind(0), known[chunk].unbind(0), limits)
 
 
 class _Recorder:
