@@ -20,7 +20,7 @@ from numpyro.infer import MCMC
 from scipy.stats import norm
 
 from probrep.inference.langevin import MALA
-from probrep.inference.langevin_torch import hmc, langevin, pyro_potential
+from probrep.inference.langevin_torch import hmc, hmc_step, langevin, langevin_init, langevin_step, pyro_potential
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -184,6 +184,65 @@ def test_block_recording_equals_step_by_step(monkeypatch):
     torch.testing.assert_close(blocked.accept_rate, single.accept_rate, rtol=1e-12, atol=0)  # summation order
     assert torch.equal(blocked.energy, energy(blocked.samples.flatten(0, 1)).view(233, 3))
     assert int(blocked.divergences.sum()) > 0
+
+
+def quartic_energy(x: torch.Tensor) -> torch.Tensor:
+    return 0.25 * (x**4).sum(-1) + x[:, 0] * x[:, 1]
+
+
+def quartic_grad(x: torch.Tensor) -> torch.Tensor:
+    g = x**3
+    return g + torch.stack([x[:, 1], x[:, 0]] + [torch.zeros_like(x[:, 0])] * (x.shape[1] - 2), -1)
+
+
+def test_torch_steps_match_the_textbook_formulas():
+    """One MALA step and one HMC transition against the formulas written out by hand (float64, so to rounding):
+    the MALA log ratio E(x) - E(x') - 1/2 (|xi - (sqrt(e)/2)(g + g')|^2 - |xi|^2), and leap-frog with
+    H = E + |p|^2 / 2. Each chain either stays or moves to the proposal."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    e = torch.tensor([0.01, 0.1, 0.3, 0.6, 1.0, 2.0], dtype=torch.float64)
+    xi = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    state = langevin_init(quartic_energy, x)
+    new, info = langevin_step(state, quartic_energy, e, torch.Generator().manual_seed(0), noise=xi)
+    g = quartic_grad(x)
+    proposal = x - 0.5 * e[:, None] * g + e[:, None].sqrt() * xi
+    g_new = quartic_grad(proposal)
+    reverse = xi - 0.5 * e[:, None].sqrt() * (g + g_new)
+    log_ratio = quartic_energy(x) - quartic_energy(proposal) - 0.5 * ((reverse**2).sum(-1) - (xi**2).sum(-1))
+    torch.testing.assert_close(info.accept_prob, log_ratio.clamp(max=0).exp(), rtol=1e-10, atol=1e-12)
+    moved = info.accepted[:, None]
+    torch.testing.assert_close(new.x, torch.where(moved, proposal, x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(new.grad, quartic_grad(new.x), rtol=1e-10, atol=1e-12)
+    assert 0 < int(info.accepted.sum()) < 6  # both branches are exercised
+
+    h, p = e.sqrt() * 0.5, torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    log_u = torch.rand(6, generator=gen, dtype=torch.float64).log()
+    new, info = hmc_step(state, quartic_energy, h, 4, momentum=p, log_u=log_u)
+    q, m = x.clone(), p - 0.5 * h[:, None] * g
+    for leap in range(4):
+        q = q + h[:, None] * m
+        m = m - (1.0 if leap < 3 else 0.5) * h[:, None] * quartic_grad(q)
+    log_ratio = quartic_energy(x) + 0.5 * (p**2).sum(-1) - quartic_energy(q) - 0.5 * (m**2).sum(-1)
+    torch.testing.assert_close(info.accept_prob, log_ratio.clamp(max=0).exp(), rtol=1e-10, atol=1e-12)
+    assert torch.equal(info.accepted, log_u < log_ratio)
+    torch.testing.assert_close(new.x, torch.where(info.accepted[:, None], q, x), rtol=0, atol=1e-12)
+
+
+def test_noise_does_not_depend_on_run_length_or_chunking(monkeypatch):
+    """The random numbers are drawn in blocks and split into per-step views a chunk at a time: a shorter run is a
+    prefix of a longer one with the same seed, and the chunk size changes nothing."""
+    from probrep.inference import langevin_torch
+
+    energy = lambda x: 0.5 * (x**2).sum(-1)  # noqa: E731
+    for shape in [(3, 2), (64, 300)]:  # many steps per block; four steps per block
+        x0 = torch.zeros(shape, dtype=torch.float64)
+        run = lambda steps: langevin(energy, x0, steps=steps, step_size=0.9, seed=2, progress=False)  # noqa: E731
+        short, long = run(45), run(300)
+        assert torch.equal(short.samples, long.samples[:45])
+        monkeypatch.setattr(langevin_torch._NoiseBlocks, "CHUNK", 5)
+        assert torch.equal(run(300).samples, long.samples)
+        monkeypatch.undo()
 
 
 def test_input_errors_name_the_problem():
