@@ -235,13 +235,16 @@ def test_noise_does_not_depend_on_run_length_or_chunking(monkeypatch):
     from probrep.inference import langevin_torch
 
     energy = lambda x: 0.5 * (x**2).sum(-1)  # noqa: E731
+
+    def run(x0, steps):
+        return langevin(energy, x0, steps=steps, step_size=0.9, seed=2, progress=False).samples
+
     for shape in [(3, 2), (64, 300)]:  # many steps per block; four steps per block
         x0 = torch.zeros(shape, dtype=torch.float64)
-        run = lambda steps: langevin(energy, x0, steps=steps, step_size=0.9, seed=2, progress=False)  # noqa: E731
-        short, long = run(45), run(300)
-        assert torch.equal(short.samples, long.samples[:45])
+        long = run(x0, 300)
+        assert torch.equal(run(x0, 45), long[:45])
         monkeypatch.setattr(langevin_torch._NoiseBlocks, "CHUNK", 5)
-        assert torch.equal(run(300).samples, long.samples)
+        assert torch.equal(run(x0, 300), long)
         monkeypatch.undo()
 
 
