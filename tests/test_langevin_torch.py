@@ -151,6 +151,39 @@ def test_nan_region_counts_divergences_and_chains_go_on(sampler, bad):
     assert abs(est - truth) < z_bound(1) * se
 
 
+class _BadGradientBeyondOne(torch.autograd.Function):
+    """E = x^2 / 2 with a finite value everywhere but a NaN or infinite gradient for x > 1."""
+
+    @staticmethod
+    def forward(ctx, x, bad):
+        ctx.save_for_backward(x)
+        ctx.bad = bad
+        return 0.5 * x**2
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return grad_out * torch.where(x > 1.0, ctx.bad, x), None
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("sampler", ["mala", "hmc", "ula"])
+def test_non_finite_gradient_counts_divergences_and_chains_go_on(sampler, bad):
+    """A finite energy whose gradient is NaN or infinite beyond x = 1: proposals that land there are rejected as
+    divergences, so the chains stay finite and at x <= 1."""
+
+    def energy(x):
+        return _BadGradientBeyondOne.apply(x[:, 0], bad)
+
+    x0 = torch.zeros(64, 1, dtype=torch.float64)
+    if sampler == "hmc":
+        res = hmc(energy, x0, steps=200, num_leapfrog=3, step_size=0.6, seed=2, progress=False)
+    else:
+        res = langevin(energy, x0, steps=300, step_size=1.0, adjust=sampler == "mala", seed=2, progress=False)
+    assert torch.isfinite(res.samples).all() and res.samples.max() <= 1.0
+    assert int(res.divergences.sum()) > 0
+
+
 def test_same_seed_same_chains_and_device_kept():
     x0 = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
     a = langevin(gaussian_3 := (lambda x: 0.5 * (x**2).sum(-1)), x0, steps=50, seed=7, progress=False, device="cpu")
@@ -187,46 +220,59 @@ def test_block_recording_equals_step_by_step(monkeypatch):
 
 
 def quartic_energy(x: torch.Tensor) -> torch.Tensor:
+    x = x.flatten(1)
     return 0.25 * (x**4).sum(-1) + x[:, 0] * x[:, 1]
 
 
 def quartic_grad(x: torch.Tensor) -> torch.Tensor:
-    g = x**3
-    return g + torch.stack([x[:, 1], x[:, 0]] + [torch.zeros_like(x[:, 0])] * (x.shape[1] - 2), -1)
+    flat = x.flatten(1)
+    coupling = torch.zeros_like(flat)
+    coupling[:, 0], coupling[:, 1] = flat[:, 1], flat[:, 0]
+    return (flat**3 + coupling).view_as(x)
 
 
-def test_torch_steps_match_the_textbook_formulas():
-    """One MALA step and one HMC transition against the formulas written out by hand (float64, so to rounding):
-    the MALA log ratio E(x) - E(x') - 1/2 (|xi - (sqrt(e)/2)(g + g')|^2 - |xi|^2), and leap-frog with
-    H = E + |p|^2 / 2. Each chain either stays or moves to the proposal."""
+@pytest.mark.parametrize("shape", [(6, 3), (6, 1, 2, 2)])
+def test_torch_steps_match_the_textbook_formulas(shape):
+    """One MALA (and ULA) step and one HMC transition against the formulas written out by hand (float64, so to
+    rounding): the Langevin log ratio E(x) - E(x') - 1/2 (|xi - (sqrt(e)/2)(g + g')|^2 - |xi|^2), and leap-frog
+    with H = E + |p|^2 / 2. Each chain either stays or moves to the proposal; ULA always moves."""
     gen = torch.Generator().manual_seed(3)
-    x = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
     e = torch.tensor([0.01, 0.1, 0.3, 0.6, 1.0, 2.0], dtype=torch.float64)
-    xi = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    per_chain = e.view((-1,) + (1,) * (len(shape) - 1))
+    xi = torch.randn(shape, generator=gen, dtype=torch.float64)
+    xi_before = xi.clone()
     state = langevin_init(quartic_energy, x)
     new, info = langevin_step(state, quartic_energy, e, torch.Generator().manual_seed(0), noise=xi)
+    assert torch.equal(xi, xi_before)  # the caller's noise is not overwritten
     g = quartic_grad(x)
-    proposal = x - 0.5 * e[:, None] * g + e[:, None].sqrt() * xi
+    proposal = x - 0.5 * per_chain * g + per_chain.sqrt() * xi
     g_new = quartic_grad(proposal)
-    reverse = xi - 0.5 * e[:, None].sqrt() * (g + g_new)
-    log_ratio = quartic_energy(x) - quartic_energy(proposal) - 0.5 * ((reverse**2).sum(-1) - (xi**2).sum(-1))
+    reverse = (xi - 0.5 * per_chain.sqrt() * (g + g_new)).flatten(1)
+    log_ratio = quartic_energy(x) - quartic_energy(proposal) - 0.5 * ((reverse**2).sum(-1) - (xi**2).flatten(1).sum(-1))
     torch.testing.assert_close(info.accept_prob, log_ratio.clamp(max=0).exp(), rtol=1e-10, atol=1e-12)
-    moved = info.accepted[:, None]
+    moved = info.accepted.view(per_chain.shape)
     torch.testing.assert_close(new.x, torch.where(moved, proposal, x), rtol=0, atol=1e-12)
     torch.testing.assert_close(new.grad, quartic_grad(new.x), rtol=1e-10, atol=1e-12)
     assert 0 < int(info.accepted.sum()) < 6  # both branches are exercised
+    ula, ula_info = langevin_step(state, quartic_energy, e, adjust=False, noise=xi)
+    assert bool(ula_info.accepted.all())
+    torch.testing.assert_close(ula.x, proposal, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ula_info.accept_prob, info.accept_prob, rtol=1e-12, atol=0)
 
-    h, p = e.sqrt() * 0.5, torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    h, p = e.sqrt() * 0.5, torch.randn(shape, generator=gen, dtype=torch.float64)
+    hc = h.view(per_chain.shape)
     log_u = torch.rand(6, generator=gen, dtype=torch.float64).log()
     new, info = hmc_step(state, quartic_energy, h, 4, momentum=p, log_u=log_u)
-    q, m = x.clone(), p - 0.5 * h[:, None] * g
+    q, m = x.clone(), p - 0.5 * hc * g
     for leap in range(4):
-        q = q + h[:, None] * m
-        m = m - (1.0 if leap < 3 else 0.5) * h[:, None] * quartic_grad(q)
-    log_ratio = quartic_energy(x) + 0.5 * (p**2).sum(-1) - quartic_energy(q) - 0.5 * (m**2).sum(-1)
+        q = q + hc * m
+        m = m - (1.0 if leap < 3 else 0.5) * hc * quartic_grad(q)
+    kinetic = lambda v: 0.5 * (v**2).flatten(1).sum(-1)  # noqa: E731
+    log_ratio = quartic_energy(x) + kinetic(p) - quartic_energy(q) - kinetic(m)
     torch.testing.assert_close(info.accept_prob, log_ratio.clamp(max=0).exp(), rtol=1e-10, atol=1e-12)
     assert torch.equal(info.accepted, log_u < log_ratio)
-    torch.testing.assert_close(new.x, torch.where(info.accepted[:, None], q, x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(new.x, torch.where(info.accepted.view(per_chain.shape), q, x), rtol=0, atol=1e-12)
 
 
 def test_noise_does_not_depend_on_run_length_or_chunking(monkeypatch):

@@ -256,7 +256,7 @@ def langevin_step(
     """One batched Langevin step with per-chain ``step_size`` [chains] (the noise variance ``e``)."""
     x = state.x
     xi = noise if noise is not None else torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    z = xi * math.sqrt(0.5)
+    z = xi.expand(x.shape) * math.sqrt(0.5)  # a fresh tensor: the caller's noise is not overwritten
     known = _square(z)
     threshold = (_log_uniform(x.shape[0], x, generator) if adjust else _always(x)) - known
     with torch.enable_grad():
@@ -456,7 +456,7 @@ def _initial_step(step_size, state, energy_fn, generator) -> tuple[torch.Tensor,
     chains, x = state.x.shape[0], state.x
     if step_size is None:
         return _find_step_size(state, energy_fn, generator)
-    e = torch.as_tensor(step_size, dtype=x.dtype).to(x.device)
+    e = torch.as_tensor(step_size, dtype=x.dtype).detach().to(x.device)
     if e.dim() == 0:
         e = e.expand(chains).clone()
     if e.shape != (chains,) or not bool(torch.isfinite(e).all() and (e > 0).all()):
