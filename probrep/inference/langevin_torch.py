@@ -93,18 +93,18 @@ def energy_and_grad(energy_fn: EnergyFn, x: torch.Tensor) -> tuple[torch.Tensor,
     the summed energy is each chain's own gradient: seeding the backward pass with ones is that sum, without
     the sum's forward and backward nodes)."""
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        energy = energy_fn(x)
-        (grad,) = torch.autograd.grad(energy, x, grad_outputs=_ones(energy))
-    return energy.detach(), grad
+        return _gradient(energy_fn, x)
 
 
-def _gradient(energy_fn: EnergyFn, x: torch.Tensor, ones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`energy_and_grad` for the samplers' inner loops, which run with gradients enabled and hold the
-    backward seed ``ones`` (:func:`_ones` of the chains' energies) for the whole run."""
+def _gradient(
+    energy_fn: EnergyFn, x: torch.Tensor, ones: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`energy_and_grad` with gradients already enabled; the samplers' inner loops pass the backward seed
+    ``ones`` (:func:`_ones` of the chains' energies) that they hold for the whole run."""
     x = x.detach().requires_grad_(True)
     energy = energy_fn(x)
-    (grad,) = torch.autograd.grad((energy,), (x,), (ones,))  # tuples: autograd.grad converts anything else
+    seed = ones if ones is not None else _ones(energy)
+    (grad,) = torch.autograd.grad((energy,), (x,), (seed,))  # tuples: autograd.grad converts anything else
     return energy.detach(), grad
 
 
