@@ -464,6 +464,22 @@ def _initial_step(step_size, state, energy_fn, generator) -> tuple[torch.Tensor,
     return e, 0
 
 
+def _transition(noise: _NoiseBlocks, broadcast: Callable, move: Callable) -> Callable:
+    """The loops' step, shared by Langevin and HMC: ``broadcast(step size)`` (recomputed only when the step size
+    changes), a draw from ``noise`` and ``move(state, broadcast step size, noise, threshold)``. Returns
+    ``(state, step size) -> (state, partial, known)`` (see :func:`_decide`)."""
+    cached: dict = {}
+
+    def transition(state, eps):
+        if cached.get("eps") is not eps:
+            cached.update(eps=eps, broadcast=broadcast(eps))
+        v, known, threshold = noise.draw()
+        new, partial, _ = move(state, cached["broadcast"], v, threshold)
+        return new, partial, known
+
+    return transition
+
+
 def _run(
     make_transition: Callable[
         [torch.Generator, torch.Tensor, torch.Tensor],
@@ -593,17 +609,11 @@ def langevin(
         raise TypeError(f"adjust must be a bool, got {type(adjust).__name__}")
 
     def make_transition(generator, x, ones):
-        noise = _NoiseBlocks(x, generator, uniforms=adjust, scale=math.sqrt(0.5))
-        cached: dict = {}  # the broadcast step sizes, recomputed only when the step size changes
-
-        def transition(state, eps):
-            if cached.get("eps") is not eps:
-                cached.update(eps=eps, shaped=_Shaped.of(eps, x))
-            z, known, threshold = noise.draw()
-            new, partial, _ = _langevin_move(state, energy_fn, cached["shaped"], z, threshold, ones)
-            return new, partial, known
-
-        return transition
+        return _transition(
+            _NoiseBlocks(x, generator, uniforms=adjust, scale=math.sqrt(0.5)),
+            lambda eps: _Shaped.of(eps, x),
+            lambda state, shaped, z, threshold: _langevin_move(state, energy_fn, shaped, z, threshold, ones),
+        )
 
     return _run(
         make_transition,
@@ -645,17 +655,11 @@ def hmc(
     num_leapfrog = _check_int("num_leapfrog", num_leapfrog, 1)
 
     def make_transition(generator, x, ones):
-        noise = _NoiseBlocks(x, generator, uniforms=True)
-        cached: dict = {}
-
-        def transition(state, eps):
-            if cached.get("eps") is not eps:
-                cached.update(eps=eps, h=_per_chain(eps, x))
-            p, known, threshold = noise.draw()
-            new, partial, _ = _hmc_move(state, energy_fn, cached["h"], num_leapfrog, p, threshold, ones)
-            return new, partial, known
-
-        return transition
+        return _transition(
+            _NoiseBlocks(x, generator, uniforms=True),
+            lambda eps: _per_chain(eps, x),
+            lambda state, h, p, threshold: _hmc_move(state, energy_fn, h, num_leapfrog, p, threshold, ones),
+        )
 
     return _run(
         make_transition,
