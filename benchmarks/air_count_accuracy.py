@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
-from probrep.models.air import GUIDE_INPUTS
-from probrep.runs_air import train_air
+from probrep.experiments.air import train_air
+from probrep.models.air.model import GUIDE_INPUTS
 
 
 def main() -> None:

@@ -40,8 +40,9 @@ from torch import nn
 
 from probrep.data.objects import MultiObjects
 from probrep.inference import svi
-from probrep.inference.loop import _BatchPlan
-from probrep.models.air import AIR, GUIDE_INPUTS, TraceGraphELBO
+from probrep.inference.svi import TraceGraphELBO
+from probrep.models.air.model import AIR, GUIDE_INPUTS
+from probrep.training.loop import _BatchPlan
 
 BATCH, SIZE, WINDOW, STEPS, Z_WHAT, RNN, HIDDEN = 64, 50, 28, 3, 50, 256, 200
 LR, BASELINE_LR, SEED = 1e-4, 1e-3, 0

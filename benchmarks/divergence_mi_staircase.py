@@ -28,9 +28,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from probrep import divergences as dv
 from probrep.device import resolve_device
-from probrep.inference import divergences as dv
-from probrep.reports import save_figure, write_json
+from probrep.io.figures import save_figure, write_json
 
 LEVELS = (2.0, 4.0, 6.0, 8.0, 10.0)
 DIM, BATCH = 20, 64

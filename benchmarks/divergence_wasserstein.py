@@ -27,7 +27,7 @@ import scipy.stats
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
-from probrep.inference import divergences as dv
+from probrep import divergences as dv
 
 
 def timed(fn):

@@ -26,11 +26,11 @@ import pyro
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
-from probrep.data.rooms import Rooms
-from probrep.data.rooms_dataset import GQNDataset
+from probrep.data.rooms.dataset import GQNDataset
+from probrep.data.rooms.scene import Rooms
 from probrep.device import resolve_device
 from probrep.inference import svi
-from probrep.models.gqn import GQN
+from probrep.models.gqn.model import GQN
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -1,6 +1,6 @@
 """The GQN small tier on the CPU: does a laptop-sized GQN learn the procedural rooms in bounded time?
 
-Trains ``probrep.runs_gqn.train_gqn(tier="small")`` (32x32 rooms, 10 views per scene, 1..9 context views per
+Trains ``probrep.experiments.gqn.train_gqn(tier="small")`` (32x32 rooms, 10 views per scene, 1..9 context views per
 batch, 4 DRAW steps) and reports the held-out negative ELBO and bits per dimension before and after training,
 and the novel-view MSE of the model's prediction against the baseline that predicts the mean of the context
 images (target: at most half of it). The probe MSE every ``--eval-every`` steps goes into the summary.
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
-from probrep.runs_gqn import train_gqn
+from probrep.experiments.gqn import train_gqn
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -33,11 +33,11 @@ import sklearn
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
-from probrep.causal import metrics as M
+from probrep import metrics as M
 from probrep.data import DSprites
 from probrep.device import resolve_device
-from probrep.inference import checkpoint
 from probrep.models import VAE
+from probrep.training import checkpoint
 
 NUM_TRAIN, NUM_TEST, SEED = 10_000, 5_000, 0
 OUT = Path(__file__).parent / "results" / "metrics_timing.json"

@@ -54,7 +54,7 @@ def worker(method: str, n: int, device_name: str, block_size: int | None) -> dic
     import torch
 
     from probrep.device import resolve_device
-    from probrep.inference.divergences import mmd2
+    from probrep.divergences import mmd2
 
     device = resolve_device(device_name)
     g = torch.Generator().manual_seed(SEED)

@@ -30,8 +30,8 @@ from pyro.infer import SVI, TraceMeanField_ELBO
 from probrep.data import DSprites
 from probrep.device import resolve_device
 from probrep.inference import svi
-from probrep.inference.loop import _BatchPlan
 from probrep.models import VAE
+from probrep.training.loop import _BatchPlan
 
 BATCH, LATENT, BETA, LR, SEED = 64, 10, 4.0, 1e-3, 0
 

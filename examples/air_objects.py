@@ -16,7 +16,8 @@ import torch
 
 from probrep.data.objects import MultiObjects
 from probrep.inference import svi
-from probrep.models.air import AIR, TraceGraphELBO, count_prior
+from probrep.inference.svi import TraceGraphELBO
+from probrep.models.air.model import AIR, count_prior
 
 
 def main() -> None:
@@ -79,7 +80,7 @@ def main() -> None:
             air.boxes(inference.z_where[i][on]).round().tolist(),
         )
 
-    # The full run with curves and pictures: probrep.runs_air.train_air (`probrep train air`), e.g.
+    # The full run with curves and pictures: probrep.experiments.air.train_air (`probrep train air`), e.g.
     #   train_air("runs/air", steps=5000)  ->  count_accuracy.png, reconstructions.png, summary.json
 
 

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from probrep.inference import divergences as dv
+from probrep import divergences as dv
 
 
 def main() -> None:

@@ -18,8 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from probrep.inference.langevin import langevin  # noqa: E402
-from probrep.models.ebm import MLPEnergy, fit_score_model  # noqa: E402
-from probrep.reports import save_figure  # noqa: E402
+from probrep.inference.score_matching import fit_score_model  # noqa: E402
+from probrep.io.figures import save_figure  # noqa: E402
+from probrep.models.ebm import MLPEnergy  # noqa: E402
 
 
 def ring(n: int, generator: torch.Generator, radius: float = 3.0, width: float = 0.25) -> torch.Tensor:

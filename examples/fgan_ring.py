@@ -25,8 +25,8 @@ import time
 import torch
 from torch import nn
 
-from probrep.inference import divergences as dv
-from probrep.reports import save_figure
+from probrep import divergences as dv
+from probrep.io.figures import save_figure
 
 LEARNING_RATES = {"jensen_shannon": 1e-3, "gan": 1e-3, "squared_hellinger": 1e-3}  # others: 3e-4
 

@@ -14,9 +14,9 @@ import math
 import numpy as np
 import torch
 
-from probrep import reports
-from probrep.data.rooms import Rooms, SceneFactors
-from probrep.runs_gqn import train_gqn
+from probrep.data.rooms.scene import Rooms, SceneFactors
+from probrep.experiments.gqn import train_gqn
+from probrep.io import figures as reports
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import pyro.distributions as dist
 import torch
 
 from probrep.inference.langevin import hmc, langevin
-from probrep.inference.langevin_torch import pyro_potential
+from probrep.inference.torch_samplers.langevin_hmc import pyro_potential
 
 torch.manual_seed(0)
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from probrep.causal import SCM  # noqa: E402
-from probrep.reports import save_figure  # noqa: E402
+from probrep.io.figures import save_figure  # noqa: E402
 
 
 def main() -> None:

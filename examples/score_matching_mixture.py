@@ -17,9 +17,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from probrep.inference.score_matching import geometric_sigmas  # noqa: E402
-from probrep.models.ebm import NoiseConditionalScore, annealed_langevin, fit_score_model  # noqa: E402
-from probrep.reports import loss_curve, save_figure  # noqa: E402
+from probrep.inference.score_matching import annealed_langevin, fit_score_model  # noqa: E402
+from probrep.inference.score_matching.objectives import geometric_sigmas  # noqa: E402
+from probrep.io.figures import loss_curve, save_figure  # noqa: E402
+from probrep.models.ebm import NoiseConditionalScore  # noqa: E402
 
 
 def sample_mixture(n: int, generator: torch.Generator) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from probrep.data import DSprites
-from probrep.runs import train_vae_on_dsprites
+from probrep.experiments.vae_dsprites import train_vae_on_dsprites
 
 
 def main() -> None:
@@ -28,8 +28,8 @@ def main() -> None:
     print({k: str(v) for k, v in run.files.items()})
 
     # Which latent dimension tracks which factor? Correlate codes with the true factor classes.
-    from probrep.inference import checkpoint
-    from probrep.runs import build_model
+    from probrep.experiments.vae_dsprites import build_model
+    from probrep.training import checkpoint
 
     ds = DSprites()
     model = build_model(args.model, 10, 4.0, 10.0, "conv", len(ds))

@@ -9,16 +9,16 @@ import pytest
 import torch
 from pyro import poutine
 
-from probrep.models.air import (
+from probrep.inference.svi import TraceGraphELBO
+from probrep.models.air.model import (
     AIR,
     ImageLSTMCell,
-    TraceGraphELBO,
     count_confusion,
     count_prior,
     count_prior_step_probs,
     exponential_anneal,
 )
-from probrep.models.spatial import image_to_window, read_theta, window_to_image, write_theta, z_where_to_boxes
+from probrep.models.air.spatial import image_to_window, read_theta, window_to_image, write_theta, z_where_to_boxes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

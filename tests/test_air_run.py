@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from probrep.data.objects import MultiObjects
+from probrep.experiments.air import CountAccuracyLogger, train_air
 from probrep.inference import svi
-from probrep.models.air import AIR, TraceGraphELBO
-from probrep.runs_air import CountAccuracyLogger, train_air
+from probrep.inference.svi import TraceGraphELBO
+from probrep.models.air.model import AIR
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from scipy import integrate, optimize, stats
 
-from probrep.inference import divergences as dv
-from probrep.inference.density_ratio import classifier_loss
+from probrep import divergences as dv
+from probrep.divergences.density_ratio import classifier_loss
 
 # P = N(0.3, 1), Q = N(-0.2, 1.3^2): every integral below converges (p^4/q^3 and q^2/p decay), see each use.
 MP, SP, MQ, SQ = 0.3, 1.0, -0.2, 1.3

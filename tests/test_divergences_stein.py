@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from probrep.inference import divergences as dv
+from probrep import divergences as dv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from probrep.inference import score_matching as sm
-from probrep.models.ebm import MLPEnergy, NoiseConditionalScore, annealed_langevin, fit_score_model
+from probrep.inference.score_matching import annealed_langevin, fit_score_model
+from probrep.models.ebm import MLPEnergy, NoiseConditionalScore
 
 WEIGHTS = torch.tensor([0.8, 0.2])
 MEANS = torch.tensor([[5.0, 5.0], [-5.0, -5.0]])

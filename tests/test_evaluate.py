@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from probrep.evaluate import demo, evaluate, load_run
+from probrep.experiments.evaluate import demo, evaluate, load_run
 
 
 def centre_of_mass_encoder(images) -> np.ndarray:

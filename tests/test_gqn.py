@@ -13,12 +13,11 @@ import torch.nn.functional as F
 from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 
-from probrep.data.rooms import Rooms
-from probrep.data.rooms_dataset import GQNDataset
-from probrep.inference import checkpoint as ckpt
+from probrep.data.rooms.dataset import GQNDataset
+from probrep.data.rooms.scene import Rooms
+from probrep.experiments.gqn import train_gqn
 from probrep.inference import svi
-from probrep.inference.loop import StepInfo
-from probrep.models.gqn import (
+from probrep.models.gqn.model import (
     GQN,
     PixelSigmaAnnealing,
     PyramidRepresentation,
@@ -26,7 +25,8 @@ from probrep.models.gqn import (
     learning_rate_schedule,
     linear_anneal,
 )
-from probrep.runs_gqn import train_gqn
+from probrep.training import checkpoint as ckpt
+from probrep.training.loop import StepInfo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

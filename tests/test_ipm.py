@@ -16,7 +16,7 @@ import scipy.spatial.distance
 import scipy.stats
 import torch
 
-from probrep.inference import divergences as dv
+from probrep import divergences as dv
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,8 +16,8 @@ import torch
 from numpyro.infer import MCMC
 from scipy.stats import norm
 
-from probrep.inference import adaptation
-from probrep.inference import langevin as lg
+from probrep.inference.mcmc import adaptation
+from probrep.inference.mcmc import langevin as lg
 
 
 def z_bound(m: int, alpha: float = 0.01) -> float:

@@ -19,8 +19,15 @@ import torch
 from numpyro.infer import MCMC
 from scipy.stats import norm
 
-from probrep.inference.langevin import MALA
-from probrep.inference.langevin_torch import hmc, hmc_step, langevin, langevin_init, langevin_step, pyro_potential
+from probrep.inference.mcmc.langevin import MALA
+from probrep.inference.torch_samplers.langevin_hmc import (
+    hmc,
+    hmc_step,
+    langevin,
+    langevin_init,
+    langevin_step,
+    pyro_potential,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -200,7 +207,7 @@ def test_same_seed_same_chains_and_device_kept():
 def test_block_recording_equals_step_by_step(monkeypatch):
     """States and statistics written in blocks (several blocks and a partial one, with thinning) are exactly those
     written one step at a time, divergence counts (of NaN proposals) included."""
-    from probrep.inference import langevin_torch
+    from probrep.inference.torch_samplers import langevin_hmc as langevin_torch
 
     def energy(x):
         return torch.where(x[:, 0] > 1.5, torch.nan, 0.5 * (x**2).sum(-1))
@@ -278,7 +285,7 @@ def test_torch_steps_match_the_textbook_formulas(shape):
 def test_noise_does_not_depend_on_run_length_or_chunking(monkeypatch):
     """The random numbers are drawn in blocks and split into per-step views a chunk at a time: a shorter run is a
     prefix of a longer one with the same seed, and the chunk size changes nothing."""
-    from probrep.inference import langevin_torch
+    from probrep.inference.torch_samplers import langevin_hmc as langevin_torch
 
     energy = lambda x: 0.5 * (x**2).sum(-1)  # noqa: E731
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from sklearn.metrics import mutual_info_score
 
-from probrep.causal import metrics as M
-from probrep.causal.metrics_base import discretize
+from probrep import metrics as M
+from probrep.metrics._arrays import discretize
 
 
 def grid(sizes, reps=1):
@@ -281,7 +281,7 @@ def test_factor_vae_score_identity_and_dropped_factor():
 
 
 def test_factor_vae_score_no_active_dims_warns(caplog):
-    with caplog.at_level(logging.WARNING, logger="probrep.causal.metrics"):
+    with caplog.at_level(logging.WARNING, logger="probrep.metrics"):
         res = M.factor_vae_score(Toy((3, 4)), lambda x: np.zeros((len(x), 2)), num_train=10, num_eval=10,
                                  num_variance_estimate=100, progress=False)  # fmt: skip
     assert res.score == 0.0 and res.num_active_dims == 0

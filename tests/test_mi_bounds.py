@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from probrep.inference import divergences as dv
+from probrep import divergences as dv
 
 LEVELS = (2.0, 4.0, 6.0, 8.0, 10.0)
 

@@ -17,7 +17,7 @@ from probrep.data.objects import (
     render_stroke,
     window_boxes,
 )
-from probrep.models.spatial import window_to_image
+from probrep.models.air.spatial import window_to_image
 
 
 def test_glyph_bank_is_binary_distinct_and_never_touches_the_window_border():

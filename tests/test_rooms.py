@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from probrep.data.raycast import FLOOR, SHAPES, SKY, WALL, Lighting, intersect_objects
-from probrep.data.rooms import FLOOR_COLOURS, OBJECT_COLOURS, WALL_COLOURS, Rooms, SceneFactors
-from probrep.data.rooms_dataset import GQNDataset, load_rooms
+from probrep.data.rooms.dataset import GQNDataset, load_rooms
+from probrep.data.rooms.raycast import FLOOR, SHAPES, SKY, WALL, Lighting, intersect_objects
+from probrep.data.rooms.scene import FLOOR_COLOURS, OBJECT_COLOURS, WALL_COLOURS, Rooms, SceneFactors
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from probrep.inference import score_matching as sm
-from probrep.inference import score_matching_jax as smj
+from probrep.inference.score_matching import objectives_jax as smj
 
 
 def _weights(d, seed=0):

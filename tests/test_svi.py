@@ -13,8 +13,9 @@ import pytest
 import torch
 from pyro.infer.autoguide import AutoNormal
 
-from probrep.inference import checkpoint, svi
+from probrep.inference import svi
 from probrep.models import VAE, FactorVAE
+from probrep.training import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,7 +149,7 @@ def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(tmp_path, caplog):
     svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=8, **kw)
     names = lambda: [p.name for p in checkpoint.list_checkpoints(tmp_path)]  # noqa: E731
     assert names() == ["checkpoint-00000006.pt", "checkpoint-00000008.pt"]
-    with caplog.at_level(logging.WARNING, logger="probrep.inference.loop"):
+    with caplog.at_level(logging.WARNING, logger="probrep.training.loop"):
         fresh = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, **kw)
     assert "removing 2 checkpoint(s)" in caplog.text
     assert names() == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]

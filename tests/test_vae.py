@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from pyro import poutine
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from probrep.inference.density_ratio import classifier_loss, permute_dims
+from probrep.divergences.density_ratio import classifier_loss, permute_dims
 from probrep.models import VAE, BetaTCVAE, FactorVAE
 from probrep.models.vae import minibatch_weighted_sampling
 

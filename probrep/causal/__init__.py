@@ -1,16 +1,17 @@
-"""Causal models (SCMs, interventions, counterfactuals) and the representation measures: IRS and, in
-``probrep.causal.metrics`` (imported on first use: it loads scikit-learn), the disentanglement metrics."""
+"""Structural causal models: the equation language, interventions (``do``, soft), counterfactuals, and Gaussian
+closed forms. The representation scores live in :mod:`probrep.metrics`; ``irs`` and ``metrics`` are re-exported
+here because the README has always imported them from this package (``metrics`` loads on first use)."""
 
-from probrep.causal.irs import IRSResult, irs
 from probrep.causal.parse import EquationError
 from probrep.causal.scm import SCM, Mechanism
+from probrep.metrics.irs import IRSResult, irs
 
-__all__ = ["SCM", "Mechanism", "EquationError", "irs", "IRSResult"]
+__all__ = ["SCM", "Mechanism", "EquationError", "irs", "IRSResult", "metrics"]
 
 
 def __getattr__(name: str):
     if name == "metrics":
         import importlib
 
-        return importlib.import_module("probrep.causal.metrics")
+        return importlib.import_module("probrep.metrics")
     raise AttributeError(f"module 'probrep.causal' has no attribute {name!r}")

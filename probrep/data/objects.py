@@ -7,7 +7,7 @@ around ``scale`` (default 1.3, so a window covers about 28 / 1.3 = 21.5 px) and 
 interpolation, fully inside the canvas; positions are redrawn until no two objects' ink boxes overlap by more
 than ``max_overlap`` of the smaller box. Overlapping pixels take the maximum.
 
-Labels come in the model's own convention (:mod:`probrep.models.spatial`): ``z_where = (s, x, y)`` with
+Labels come in the model's own convention (:mod:`probrep.models.air.spatial`): ``z_where = (s, x, y)`` with
 ``s = k * image_size / 28`` and ``(x, y)`` the window centre in normalised coordinates (-1 the left / top edge
 of the canvas, +1 the right / bottom edge). The window of an object then covers the normalised square
 ``[x - 1/s, x + 1/s] x [y - 1/s, y + 1/s]``. Canvas pixel centre ``j + 0.5`` sits at ``X = 2 (j + 0.5) / H - 1``

@@ -1,16 +1,17 @@
-"""Inference: SVI (``svi.fit``) on the shared training loop, checkpoints, MCMC (``mcmc``, ``langevin``),
-score matching, and divergences. The JAX-backed modules load on first use, so ``import probrep.inference``
-does not pull in JAX, NumPyro and arviz."""
+"""Inference: SVI (``svi.fit``), MCMC on NumPyro programs (``mcmc``), batched torch samplers
+(``torch_samplers``, with ``langevin`` the user-facing module of both Langevin families) and score matching.
+``divergences`` is re-exported from :mod:`probrep.divergences`. Submodules load on first use, so
+``import probrep.inference`` pulls in neither Pyro nor JAX."""
 
 import importlib
 
-from probrep.inference import checkpoint, svi
-
-_LAZY = ("mcmc", "langevin", "langevin_torch", "adaptation", "divergences", "score_matching", "score_matching_jax")
-__all__ = ["checkpoint", "svi", *_LAZY]
+_LAZY = ("svi", "mcmc", "langevin", "torch_samplers", "score_matching")
+__all__ = [*_LAZY, "divergences"]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         return importlib.import_module(f"probrep.inference.{name}")
+    if name == "divergences":
+        return importlib.import_module("probrep.divergences")
     raise AttributeError(f"module 'probrep.inference' has no attribute {name!r}")

@@ -24,7 +24,7 @@ import pyro.infer
 import torch
 from pyro import poutine
 
-from probrep.inference.loop import Callback, FitResult, train
+from probrep.training.loop import Callback, FitResult, train
 
 __all__ = ["fit", "make_elbo", "ELBOS", "FitResult", "TraceGraphELBO"]
 
@@ -131,7 +131,7 @@ def fit(
         clear_param_store: start from an empty Pyro param store, so parameters of earlier runs cannot leak in.
 
     Returns:
-        :class:`~probrep.inference.loop.FitResult` with per-step losses (negative ELBO of each batch, in nats),
+        :class:`~probrep.training.loop.FitResult` with per-step losses (negative ELBO of each batch, in nats),
         the fitted parameters and the last checkpoint.
     """
     model, guide_fn = _programs(target, guide)

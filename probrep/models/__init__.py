@@ -1,7 +1,7 @@
 """Generative models as Pyro programs (a model and its guide side by side)."""
 
-from probrep.models.air import AIR
-from probrep.models.gqn import GQN
+from probrep.models.air.model import AIR
+from probrep.models.gqn.model import GQN
 from probrep.models.vae import VAE, BetaTCVAE, FactorVAE
 
 __all__ = ["VAE", "BetaTCVAE", "FactorVAE", "AIR", "GQN"]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
-from probrep.inference.density_ratio import classifier_loss, permute_dims
+from probrep.divergences.density_ratio import classifier_loss, permute_dims
 from probrep.models.layers import make_encoder_decoder, mlp
 
 _LIKELIHOODS = ("bernoulli", "gaussian")

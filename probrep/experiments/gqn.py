@@ -1,0 +1,285 @@
+"""The run behind ``probrep train gqn``: train a Generative Query Network on procedural rooms and leave a
+checkpoint, a loss curve, predicted-versus-true query views, samples from a single context view and a JSON
+summary (held-out ELBO and bits per dimension before and after training, novel-view MSE against the baseline
+that predicts the mean of the context images) in one folder.
+
+Tiers: ``"small"`` (32x32 rooms, :meth:`GQN.small`: narrow networks, 4 DRAW steps; trains on a laptop CPU) and
+``"paper"`` (64x64 rooms, the paper's widths and 12 DRAW steps; for GPUs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from probrep.data.rooms.dataset import GQNDataset
+from probrep.data.rooms.scene import Rooms
+from probrep.device import resolve_device
+from probrep.experiments.vae_dsprites import RunOutputs
+from probrep.inference import svi
+from probrep.io import figures as reports
+from probrep.models.gqn.model import GQN, PixelSigmaAnnealing, learning_rate_schedule
+from probrep.training import checkpoint as ckpt
+from probrep.training.loop import StepInfo
+
+logger = logging.getLogger(__name__)
+
+TIERS: dict[str, dict[str, Any]] = {
+    "small": {"image_size": 32, "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16},
+    "paper": {"image_size": 64, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36},
+}
+#: held-out scenes are drawn from indices far above any training set
+TEST_START = 10_000_000
+
+
+def build_gqn(tier: str, **overrides: Any) -> GQN:
+    """The GQN of a tier (``overrides`` replace its settings)."""
+    if tier == "small":
+        return GQN.small(**overrides)
+    if tier == "paper":
+        return GQN(**overrides)
+    raise ValueError(f"unknown tier {tier!r}: expected one of {sorted(TIERS)}")
+
+
+@torch.no_grad()
+def evaluate_gqn(
+    model: GQN,
+    data: GQNDataset,
+    num_context: int | None = None,
+    batch_size: int = 64,
+    sigma: float | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Held-out scores over all scenes of ``data``, in batches (each with its own k unless ``num_context``).
+
+    Returns the negative ELBO per image (nats, one z sample, analytic KL, at pixel sigma ``sigma``), bits per
+    dimension ``nelbo / (C H W ln 2)``, the MSE of :meth:`GQN.predict` and of the context-mean baseline.
+    """
+    was_training, old_sigma = model.training, model.sigma
+    model.eval()
+    if sigma is not None:
+        model.sigma = float(sigma)
+    elbo = svi.make_elbo(None, model)
+    totals = {"nelbo": 0.0, "mse": 0.0, "baseline": 0.0}
+    count = 0
+    pyro.set_rng_seed(seed)
+    try:
+        for lo in range(0, len(data), batch_size):
+            rows = list(range(lo, min(lo + batch_size, len(data))))
+            ctx, ctx_v, q_v, q = data.batch(rows, num_context)
+            totals["nelbo"] += float(elbo.loss(model.model, model.guide, ctx, ctx_v, q_v, q))
+            totals["mse"] += float(((model.predict(ctx, ctx_v, q_v) - q) ** 2).mean((1, 2, 3)).sum())
+            totals["baseline"] += float(((ctx.mean(1) - q) ** 2).mean((1, 2, 3)).sum())
+            count += len(rows)
+    finally:
+        model.sigma = old_sigma
+        model.train(was_training)
+    dims = math.prod(model.image_shape)
+    nelbo = totals["nelbo"] / count
+    mse, baseline = totals["mse"] / count, totals["baseline"] / count
+    return {
+        "negative_elbo_per_image": nelbo,
+        "bits_per_dim": nelbo / (dims * math.log(2.0)),
+        "mse": mse,
+        "baseline_mse": baseline,
+        "mse_ratio": mse / baseline,
+    }
+
+
+def _blank(like: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(like)
+
+
+def train_gqn(
+    out: str | os.PathLike,
+    *,
+    tier: str = "small",
+    steps: int = 3000,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    lr_end: float | None = None,
+    sigma_start: float = 2.0,
+    sigma_end: float = 0.7,
+    anneal_steps: int | None = None,
+    train_scenes: int = 4000,
+    test_scenes: int = 256,
+    num_views: int = 10,
+    representation: str | None = None,
+    draw_steps: int | None = None,
+    checkpoint_steps: bool = False,
+    render_on_the_fly: bool = False,
+    device: str = "auto",
+    seed: int = 0,
+    resume: bool = False,
+    checkpoint_every: int = 250,
+    eval_every: int | None = None,
+    callbacks: Sequence[Callable[[StepInfo], Any]] = (),
+    progress: bool = True,
+) -> RunOutputs:
+    """Train a GQN on procedural rooms and write its results into ``out``.
+
+    The training scenes (indices ``0 .. train_scenes - 1`` of ``Rooms(seed=seed)``) are rendered once on the
+    device (or per batch with ``render_on_the_fly``); the test scenes come from indices >= 10,000,000. The
+    pixel sigma anneals linearly ``sigma_start -> sigma_end`` and the learning rate ``lr -> lr_end`` over
+    ``anneal_steps`` (default: the whole run). With ``eval_every`` the novel-view MSE of the first 64 test
+    scenes is recorded every so many steps (``summary["test_mse_curve"]``). Files in ``out``:
+    ``checkpoints/``, ``loss.png``, ``predictions.png``, ``samples.png``, ``summary.json``.
+    """
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}: expected one of {sorted(TIERS)}")
+    for arg, value in {"steps": steps, "train_scenes": train_scenes, "test_scenes": test_scenes}.items():
+        if int(value) < 1:
+            raise ValueError(f"{arg} must be >= 1, got {value}")
+    settings = TIERS[tier]
+    batch_size = int(batch_size or settings["batch_size"])
+    lr = float(lr or settings["lr"])
+    lr_end = float(lr_end or settings["lr_end"])
+    anneal = int(anneal_steps or steps)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    dev = resolve_device(device)
+
+    rooms = Rooms(image_size=settings["image_size"], num_views=num_views, seed=seed)
+    overrides: dict[str, Any] = {"checkpoint_steps": checkpoint_steps, "sigma": sigma_start}
+    if representation is not None:
+        overrides["representation"] = representation
+    if draw_steps is not None:
+        overrides["steps"] = draw_steps
+    pyro.set_rng_seed(seed)  # the networks' initialisation
+    model = build_gqn(tier, **overrides).to(dev)
+
+    t0 = time.perf_counter()
+    if render_on_the_fly:
+        train = GQNDataset(rooms, num_scenes=train_scenes, seed=seed, device=dev)
+    else:
+        rendered = rooms.generate(train_scenes, device=dev, as_uint8=True, progress=progress)
+        train = GQNDataset(rendered, seed=seed, device=dev)
+    test = GQNDataset(rooms.generate(test_scenes, start=TEST_START, device=dev), seed=seed + 1, device=dev)
+    render_seconds = time.perf_counter() - t0
+    before = evaluate_gqn(model, test, sigma=sigma_end, seed=seed)
+    logger.info("before training: %s", before)
+
+    cpu_started = time.process_time()
+    sigma_schedule = PixelSigmaAnnealing(model, sigma_start, sigma_end, anneal)
+    first = 0
+    if resume and (found := ckpt.latest(out / "checkpoints")) is not None:
+        first = int(ckpt.load(found)["step"])
+    model.sigma = sigma_schedule.value(first)  # the sigma an uninterrupted run has at this step
+    curve: list[dict[str, float]] = []
+    probe = list(range(min(64, len(test))))
+
+    def record(info: StepInfo) -> None:
+        if eval_every and info.step % eval_every == 0:
+            with torch.no_grad():
+                ctx, ctx_v, q_v, q = test.batch(probe)
+                was = model.training
+                model.eval()
+                mse = float(((model.predict(ctx, ctx_v, q_v) - q) ** 2).mean())
+                model.train(was)
+                base = float(((ctx.mean(1) - q) ** 2).mean())
+            curve.append({"step": info.step, "mse": mse, "baseline_mse": base, "sigma": model.sigma})
+            logger.info("step %d: probe MSE %.5f (context-mean baseline %.5f)", info.step, mse, base)
+
+    fit = svi.fit(
+        model,
+        train,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=learning_rate_schedule(lr, lr_end, anneal),
+        callbacks=[sigma_schedule, record, *callbacks],
+        device=dev,
+        seed=seed,
+        checkpoint_dir=out / "checkpoints",
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        progress=progress,
+    )
+    train_cpu_seconds = time.process_time() - cpu_started
+    model.eval()
+    after = evaluate_gqn(model, test, sigma=sigma_end, seed=seed)
+    by_context = {
+        str(k): evaluate_gqn(model, test, num_context=k, sigma=sigma_end, seed=seed)
+        for k in sorted({1, test.max_context // 2 + 1, test.max_context})
+    }
+    logger.info("after training: %s", after)
+
+    files: dict[str, Path] = {"checkpoint": fit.checkpoint} if fit.checkpoint else {}
+    per_image = fit.losses / min(batch_size, len(train))
+    files["loss_curve"] = reports.loss_curve(per_image, out / "loss.png")
+    files.update(_figures(model, test, out, seed))
+
+    summary = {
+        "tier": tier,
+        "image_size": rooms.image_size,
+        "num_views": num_views,
+        "representation": model.representation_kind,
+        "draw_steps": model.steps,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps": fit.steps,
+        "batch_size": batch_size,
+        "lr": [lr, lr_end],
+        "sigma": [sigma_start, sigma_end],
+        "anneal_steps": anneal,
+        "train_scenes": train_scenes,
+        "test_scenes": test_scenes,
+        "seed": seed,
+        "device": str(fit.device),
+        "torch_threads": torch.get_num_threads(),
+        "loss_first_50_steps_per_image": float(per_image[:50].mean()),
+        "loss_last_50_steps_per_image": float(per_image[-50:].mean()),
+        "test_before_training": before,
+        "test": after,
+        "test_by_context_views": by_context,
+        "test_mse_curve": curve,
+        "evaluated_at_sigma": sigma_end,
+        "render_seconds": round(render_seconds, 1),
+        "train_seconds": round(fit.seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "seconds_per_step": round(fit.seconds / max(1, fit.steps - first), 4),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "data": "procedural rooms (probrep.data.rooms.scene), ray cast; test scenes disjoint from training scenes",
+    }
+    files["summary"] = reports.write_json(summary, out / "summary.json")
+    return RunOutputs(out=out, files=files, summary=summary, model=model)
+
+
+@torch.no_grad()
+def _figures(model: GQN, test: GQNDataset, out: Path, seed: int) -> dict[str, Path]:
+    """predictions.png (3 context views, truth, prediction, a sample for 8 scenes) and samples.png (one
+    context view, the truth, the prediction and 8 samples of one query)."""
+    files = {}
+    torch.manual_seed(seed)
+    cols = min(8, len(test))
+    k = min(3, test.max_context)
+    ctx, ctx_v, q_v, q = test.batch(list(range(cols)), num_context=k)
+    pred = model.predict(ctx, ctx_v, q_v)
+    sample = model.sample(ctx, ctx_v, q_v)[0]
+    rows = [ctx[:, i] for i in range(k)] + [q, pred, sample]
+    labels = [f"context {i + 1}" for i in range(k)] + ["true query", "prediction", "a sample"]
+    files["predictions"] = reports.image_grid(
+        torch.stack(rows).cpu().numpy(),
+        out / "predictions.png",
+        row_labels=labels,
+        title=f"held-out rooms: query views predicted from {k} context views",
+    )
+    ctx, ctx_v, q_v, q = test.batch([0], num_context=1)
+    samples = model.sample(ctx, ctx_v, q_v, num_samples=8)[:, 0]
+    first = [ctx[0, 0], q[0], model.predict(ctx, ctx_v, q_v)[0]]
+    first += [_blank(q[0])] * (8 - len(first))
+    files["samples"] = reports.image_grid(
+        torch.stack([torch.stack(first), samples]).cpu().numpy(),
+        out / "samples.png",
+        row_labels=["context | truth | prediction", "8 samples"],
+        title="one context view, one query: samples show the model's uncertainty",
+    )
+    return files

@@ -1,0 +1,1 @@
+"""Files probrep writes: atomically (``files``), figures with one matplotlib setup (``figures``), JSON."""

@@ -1,0 +1,48 @@
+"""Scores of a representation against known factors, with disentanglement_lib's definitions and defaults.
+
+Arrays in: ``factors [N, K]`` (ground-truth classes) and ``codes [N, D]`` (numpy or torch). The sampled scores
+(BetaVAE, FactorVAE) take a dataset and an encoder instead.
+
+- :mod:`~probrep.metrics.irs`: Interventional Robustness Score (Suter et al. 2019)
+- :mod:`~probrep.metrics.information`: MIG, modularity, discrete mutual information, Gaussian total correlation
+- :mod:`~probrep.metrics.predictive`: DCI, SAP, explicitness (fitted classifiers: scikit-learn)
+- :mod:`~probrep.metrics.sampled`: BetaVAE and FactorVAE scores
+- :mod:`~probrep.metrics._arrays`: the input conventions every metric shares
+
+The modules that need scikit-learn load on first use, so ``import probrep.metrics`` (and IRS) stay light.
+"""
+
+import importlib
+
+_WHERE = {
+    "IRSResult": "irs",
+    "irs": "irs",
+    "MIGResult": "information",
+    "ModularityResult": "information",
+    "mig": "information",
+    "modularity": "information",
+    "gaussian_total_correlation": "information",
+    "discrete_mutual_info": "information",
+    "DCIResult": "predictive",
+    "SAPResult": "predictive",
+    "ExplicitnessResult": "predictive",
+    "dci": "predictive",
+    "dci_from_importance": "predictive",
+    "sap": "predictive",
+    "explicitness": "predictive",
+    "FactorVAEResult": "sampled",
+    "BetaVAEResult": "sampled",
+    "factor_vae_score": "sampled",
+    "beta_vae_score": "sampled",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"probrep.metrics.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'probrep.metrics' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

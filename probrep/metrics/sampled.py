@@ -1,0 +1,318 @@
+"""Disentanglement metrics that sample their own data: the FactorVAE score and the BetaVAE score.
+
+Both take a ``dataset`` with ``factor_sizes`` (classes per factor), ``sample_factors(n, rng) -> int [n, K]``
+and ``render(classes) -> images [n, ...]`` (:class:`probrep.data.DSprites` is one), and an ``encode``
+callable from images to codes ``[n, D]`` (numpy or torch out). Images reach ``encode`` as numpy arrays, or as
+torch tensors when ``encode`` is a ``torch.nn.Module`` or one of its bound methods (``vae.encode``), on that
+module's device; ``inputs=`` / ``device=`` override this.
+
+Speed: every random factor vector of a phase is drawn up front (so the numbers do not depend on the chunk
+size), then images are rendered and encoded ``chunk_size`` at a time, i.e. many votes / points per call to
+``encode`` instead of one batch of 64. Only factors with more than one value are ever chosen as the fixed
+factor (disentanglement_lib's dSprites drops the constant colour factor the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
+
+from probrep.device import resolve_device
+from probrep.metrics._arrays import check_positive_int, convergence_to_log, seed_int, to_numpy
+
+logger = logging.getLogger("probrep.metrics")
+
+_INPUTS = ("auto", "numpy", "torch")
+
+
+@dataclass(frozen=True)
+class FactorVAEResult:
+    """FactorVAE score: ``score`` (eval accuracy), ``train_accuracy``, ``num_active_dims``, ``active [D]``,
+    ``global_variance [D]``, ``classifier [D]`` (factor voted for by each code dimension, -1 if it got no
+    votes) and the vote counts ``votes_train`` / ``votes_eval [K, D]`` (rows: all K dataset factors)."""
+
+    score: float
+    train_accuracy: float
+    num_active_dims: int
+    active: np.ndarray
+    global_variance: np.ndarray
+    classifier: np.ndarray
+    votes_train: np.ndarray
+    votes_eval: np.ndarray
+
+
+@dataclass(frozen=True)
+class BetaVAEResult:
+    """BetaVAE score: ``score`` (eval accuracy of the linear classifier) and ``train_accuracy``."""
+
+    score: float
+    train_accuracy: float
+
+
+def _check_dataset(dataset: Any) -> tuple[int, np.ndarray]:
+    """(number of factors K, indices of the factors with more than one value)."""
+    missing = [a for a in ("factor_sizes", "sample_factors", "render") if not hasattr(dataset, a)]
+    if missing:
+        raise TypeError(
+            f"dataset must provide factor_sizes, sample_factors and render; {type(dataset).__name__} "
+            f"lacks {', '.join(missing)}"
+        )
+    sizes = np.asarray(dataset.factor_sizes, dtype=np.int64).reshape(-1)
+    if sizes.size == 0 or np.any(sizes < 1):
+        raise ValueError(f"dataset.factor_sizes must be positive integers, got {tuple(dataset.factor_sizes)}")
+    varying = np.flatnonzero(sizes > 1)
+    if varying.size == 0:
+        raise ValueError("dataset has no factor with more than one value; nothing to score")
+    return int(sizes.size), varying
+
+
+def _make_encoder(
+    encode: Callable[[Any], Any], inputs: str, device: str | torch.device | None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap ``encode`` as numpy images -> float64 codes ``[n, D]``, choosing numpy or torch inputs."""
+    if not callable(encode):
+        raise TypeError(f"encode must be callable (images -> codes), got {type(encode).__name__}")
+    if inputs not in _INPUTS:
+        raise ValueError(f"inputs must be one of {_INPUTS}, got {inputs!r}")
+    module = encode if isinstance(encode, torch.nn.Module) else getattr(encode, "__self__", None)
+    module = module if isinstance(module, torch.nn.Module) else None
+    use_torch = inputs == "torch" or (inputs == "auto" and (module is not None or device is not None))
+    if use_torch:
+        if device is not None:
+            dev = resolve_device(device)
+        else:
+            param = next(module.parameters(), None) if module is not None else None
+            dev = param.device if param is not None else torch.device("cpu")
+
+    def run(images: np.ndarray) -> np.ndarray:
+        if use_torch:
+            with torch.no_grad():
+                out = encode(torch.from_numpy(np.ascontiguousarray(images)).to(dev))
+        else:
+            out = encode(images)
+        codes = to_numpy(out, "encode(images)").astype(np.float64, copy=False)
+        if codes.ndim != 2 or codes.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"encode must return codes of shape [n, D] for n={images.shape[0]} images, got {codes.shape}"
+            )
+        if not np.all(np.isfinite(codes)):
+            raise ValueError("encode returned NaN or infinite codes")
+        return codes
+
+    return run
+
+
+def _sample(dataset: Any, n: int, rng: np.random.Generator, num_factors: int) -> np.ndarray:
+    factors = np.asarray(dataset.sample_factors(n, rng))
+    if factors.shape != (n, num_factors):
+        raise ValueError(f"dataset.sample_factors({n}, rng) must return shape {(n, num_factors)}, got {factors.shape}")
+    return factors
+
+
+def _encode_all(dataset: Any, encoder: Callable, factors: np.ndarray, chunk: int, bar: tqdm) -> np.ndarray:
+    parts = []
+    for start in range(0, factors.shape[0], chunk):
+        block = factors[start : start + chunk]
+        parts.append(encoder(np.asarray(dataset.render(block))))
+        bar.update(block.shape[0])
+    return np.concatenate(parts)
+
+
+def _fixed_factor_groups(
+    dataset: Any, n: int, group: int, varying: np.ndarray, num_factors: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` groups of ``group`` factor vectors sharing the value of one random varying factor each."""
+    ks = rng.choice(varying, size=n)
+    factors = _sample(dataset, n * group, rng, num_factors).reshape(n, group, num_factors)
+    rows = np.arange(n)
+    factors[rows, :, ks] = factors[rows, 0, ks][:, None]
+    return ks, factors
+
+
+def _votes(
+    dataset: Any,
+    encoder: Callable,
+    n: int,
+    batch_size: int,
+    varying: np.ndarray,
+    num_factors: int,
+    global_var: np.ndarray,
+    active: np.ndarray,
+    chunk: int,
+    rng: np.random.Generator,
+    bar: tqdm,
+) -> np.ndarray:
+    """Vote counts ``[K, D]``: one vote (k, argmin_d Var_batch(z_d) / Var(z_d) over active d) per batch."""
+    ks, factors = _fixed_factor_groups(dataset, n, batch_size, varying, num_factors, rng)
+    active_idx = np.flatnonzero(active)
+    votes = np.zeros((num_factors, global_var.size), dtype=np.int64)
+    per_chunk = max(1, chunk // batch_size)
+    for start in range(0, n, per_chunk):
+        block = factors[start : start + per_chunk]
+        codes = encoder(np.asarray(dataset.render(block.reshape(-1, num_factors))))
+        if codes.shape[1] != global_var.size:
+            raise ValueError(f"encode returned {codes.shape[1]} code dimensions, earlier {global_var.size}")
+        local = codes.reshape(block.shape[0], batch_size, -1).var(axis=1, ddof=1)
+        dims = active_idx[np.argmin(local[:, active_idx] / global_var[active_idx], axis=1)]
+        np.add.at(votes, (ks[start : start + per_chunk], dims), 1)
+        bar.update(block.shape[0] * batch_size)
+    return votes
+
+
+def _check_common(batch_size: int, num_train: int, num_eval: int, chunk_size: int) -> None:
+    check_positive_int(batch_size, "batch_size", 2)
+    check_positive_int(num_train, "num_train")
+    check_positive_int(num_eval, "num_eval")
+    check_positive_int(chunk_size, "chunk_size")
+
+
+def factor_vae_score(
+    dataset: Any,
+    encode: Callable[[Any], Any],
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    num_variance_estimate: int = 10000,
+    prune_threshold: float = 0.05,
+    seed: int | np.random.Generator = 0,
+    progress: bool = True,
+    *,
+    chunk_size: int = 4096,
+    inputs: str = "auto",
+    device: str | torch.device | None = None,
+) -> FactorVAEResult:
+    """FactorVAE disentanglement score (Kim & Mnih 2018), with disentanglement_lib's protocol and defaults.
+
+    1. Global variances ``s_d^2 = Var(z_d)`` (ddof 1) of ``num_variance_estimate`` encoded random images.
+       Active dimensions follow disentanglement_lib's ``prune_dims`` with its study setting
+       ``threshold = 0.05``: ``sqrt(s_d^2) >= prune_threshold`` (a standard deviation, not a variance), and
+       additionally ``s_d^2 > 0``. With no active dimension the score is 0 and a warning is logged.
+    2. A vote: draw a factor k uniformly among the factors with more than one value, ``batch_size`` random
+       factor vectors that all share one random value of factor k, encode them, and vote
+       ``(k, argmin_d Var_batch(z_d) / s_d^2)`` over the active d, i.e. the smallest in-batch variance of
+       the codes after dividing each dimension by its global standard deviation.
+    3. The majority-vote classifier maps each dimension d to ``argmax_k V_train[k, d]`` (ties: lowest k);
+       accuracy = ``sum_d V[c(d), d] / sum V``. ``score`` is the accuracy on ``num_eval`` fresh votes.
+
+    ``num_active_dims`` is the number of active dimensions (disentanglement_lib reports D by mistake). The
+    images are rendered and encoded ``chunk_size`` at a time (many votes per ``encode`` call); a tqdm bar
+    counts images (``progress=False`` hides it).
+    """
+    _check_common(batch_size, num_train, num_eval, chunk_size)
+    check_positive_int(num_variance_estimate, "num_variance_estimate", 2)
+    if not (np.isfinite(prune_threshold) and prune_threshold >= 0):
+        raise ValueError(f"prune_threshold must be a finite number >= 0, got {prune_threshold!r}")
+    num_factors, varying = _check_dataset(dataset)
+    encoder = _make_encoder(encode, inputs, device)
+    rs = seed_int(seed)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(rs)
+    total = num_variance_estimate + (num_train + num_eval) * batch_size
+    with tqdm(total=total, desc="FactorVAE score", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        codes = _encode_all(
+            dataset, encoder, _sample(dataset, num_variance_estimate, rng, num_factors), chunk_size, bar
+        )
+        global_var = codes.var(axis=0, ddof=1)
+        active = (np.sqrt(global_var) >= prune_threshold) & (global_var > 0)
+        num_codes = global_var.size
+        if not active.any():
+            logger.warning("factor_vae_score: no active code dimension (all std < %g); score set to 0", prune_threshold)
+            empty = np.zeros((num_factors, num_codes), dtype=np.int64)
+            return FactorVAEResult(0.0, 0.0, 0, active, global_var, np.full(num_codes, -1), empty, empty.copy())
+        args = (batch_size, varying, num_factors, global_var, active, chunk_size, rng, bar)
+        votes_train = _votes(dataset, encoder, num_train, *args)
+        votes_eval = _votes(dataset, encoder, num_eval, *args)
+    classifier = np.where(votes_train.sum(axis=0) > 0, np.argmax(votes_train, axis=0), -1)
+    cols = np.flatnonzero(classifier >= 0)
+    train_acc = votes_train[classifier[cols], cols].sum() / votes_train.sum()
+    eval_acc = votes_eval[classifier[cols], cols].sum() / votes_eval.sum()
+    return FactorVAEResult(
+        score=float(eval_acc),
+        train_accuracy=float(train_acc),
+        num_active_dims=int(active.sum()),
+        active=active,
+        global_variance=global_var,
+        classifier=classifier,
+        votes_train=votes_train,
+        votes_eval=votes_eval,
+    )
+
+
+def _beta_points(
+    dataset: Any,
+    encoder: Callable,
+    n: int,
+    batch_size: int,
+    varying: np.ndarray,
+    num_factors: int,
+    chunk: int,
+    rng: np.random.Generator,
+    bar: tqdm,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` (feature, label) points: feature = mean over pairs of |z(x1) - z(x2)|, the pairs sharing factor k."""
+    ks = rng.choice(varying, size=n)
+    first = _sample(dataset, n * batch_size, rng, num_factors).reshape(n, batch_size, num_factors)
+    second = _sample(dataset, n * batch_size, rng, num_factors).reshape(n, batch_size, num_factors)
+    rows = np.arange(n)
+    second[rows, :, ks] = first[rows, :, ks]
+    features = []
+    per_chunk = max(1, chunk // (2 * batch_size))
+    for start in range(0, n, per_chunk):
+        a, b = first[start : start + per_chunk], second[start : start + per_chunk]
+        both = np.concatenate([a.reshape(-1, num_factors), b.reshape(-1, num_factors)])
+        codes = encoder(np.asarray(dataset.render(both)))
+        z1, z2 = np.split(codes, 2)
+        features.append(np.abs(z1 - z2).reshape(a.shape[0], batch_size, -1).mean(axis=1))
+        bar.update(both.shape[0])
+    return np.concatenate(features), ks
+
+
+def beta_vae_score(
+    dataset: Any,
+    encode: Callable[[Any], Any],
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    seed: int | np.random.Generator = 0,
+    progress: bool = True,
+    *,
+    chunk_size: int = 4096,
+    inputs: str = "auto",
+    device: str | torch.device | None = None,
+) -> BetaVAEResult:
+    """BetaVAE disentanglement score (Higgins et al. 2017), disentanglement_lib's scikit-learn version.
+
+    Each point: draw a factor k uniformly among the factors with more than one value and ``batch_size`` pairs
+    of random factor vectors ``(v1_b, v2_b)`` with ``v2_b[k] = v1_b[k]``; the feature is
+    ``mean_b |z(x(v1_b)) - z(x(v2_b))|`` (per code dimension) and the label is k. A
+    ``LogisticRegression`` (scikit-learn defaults, ``random_state=seed``) is fitted on ``num_train`` points;
+    ``score`` is its accuracy on ``num_eval`` fresh points (``train_accuracy`` on the training points).
+    Images are rendered and encoded ``chunk_size`` at a time; a tqdm bar counts images.
+    """
+    _check_common(batch_size, num_train, num_eval, chunk_size)
+    num_factors, varying = _check_dataset(dataset)
+    encoder = _make_encoder(encode, inputs, device)
+    rs = seed_int(seed)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(rs)
+    total = 2 * (num_train + num_eval) * batch_size
+    with tqdm(total=total, desc="BetaVAE score", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        args = (batch_size, varying, num_factors, chunk_size, rng, bar)
+        x_train, y_train = _beta_points(dataset, encoder, num_train, *args)
+        x_eval, y_eval = _beta_points(dataset, encoder, num_eval, *args)
+    if x_eval.shape[1] != x_train.shape[1]:
+        raise ValueError(f"encode returned {x_eval.shape[1]} code dimensions, earlier {x_train.shape[1]}")
+    if np.unique(y_train).size < 2:
+        raise ValueError("beta_vae_score: the training points cover a single factor; raise num_train")
+    with convergence_to_log("LogisticRegression (BetaVAE score)"):
+        model = LogisticRegression(random_state=rs)
+        model.fit(x_train, y_train)
+    return BetaVAEResult(
+        score=float(np.mean(model.predict(x_eval) == y_eval)),
+        train_accuracy=float(np.mean(model.predict(x_train) == y_train)),
+    )

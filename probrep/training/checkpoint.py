@@ -1,0 +1,64 @@
+"""Checkpoints that are written atomically and loaded without running code.
+
+``save`` writes to a temporary file in the target folder, flushes it to disk and renames it over the final
+name, so a crash mid-write never leaves a truncated checkpoint behind. ``load`` uses
+``torch.load(weights_only=True)``: only tensors and plain Python containers come back, never pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probrep.io.files import atomic_open
+
+_NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
+
+
+def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
+    """The file name of the checkpoint taken after ``step`` optimisation steps."""
+    return Path(directory) / f"checkpoint-{step:08d}.pt"
+
+
+def save(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file + fsync + rename)."""
+    with atomic_open(path) as handle:
+        torch.save(state, handle)
+    return Path(path)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save`; refuses anything that would need to run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a corrupt or code-carrying file: say which file and why
+        raise ValueError(f"cannot load checkpoint {path} safely: {exc}") from exc
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Checkpoints in ``directory``, oldest first (by step)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest(directory: str | os.PathLike) -> Path | None:
+    """The checkpoint with the highest step in ``directory``, or ``None``."""
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def prune(directory: str | os.PathLike, keep: int) -> None:
+    """Delete all but the ``keep`` most recent checkpoints."""
+    found = list_checkpoints(directory)
+    for old in found[: max(0, len(found) - keep)]:
+        old.unlink(missing_ok=True)
