@@ -9,6 +9,18 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# The device tests compute on: CPU unless PROBREP_TEST_DEVICE names another (``make gpu-check`` sets "cuda").
+TEST_DEVICE = os.environ.get("PROBREP_TEST_DEVICE", "cpu")
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The torch device a test computes on (``PROBREP_TEST_DEVICE``, default "cpu"); skips when it is absent."""
+    wanted = torch.device(TEST_DEVICE)
+    if wanted.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"PROBREP_TEST_DEVICE={TEST_DEVICE} but CUDA is not available")
+    return wanted
+
 
 @pytest.fixture(autouse=True)
 def _fresh_pyro_state():

@@ -1,14 +1,18 @@
-"""MCMC on NumPyro programs: ``sample`` (NUTS, HMC, MALA, ULA) returning arviz InferenceData, summaries,
-the MALA/ULA kernels and the warm-up adaptation they share."""
+"""MCMC on NumPyro programs: ``sample`` (NUTS, HMC, MALA, ULA) returning arviz InferenceData, summaries, the
+MALA/ULA kernels, and the warm-up adaptation pieces (``adaptation``: backend-neutral, shared with the torch
+samplers). The JAX modules load on first use, so ``probrep.inference.mcmc.adaptation`` imports without JAX."""
 
-from probrep.inference.mcmc.sample import (
-    CHAIN_METHODS,
-    KERNELS,
-    format_summary,
-    make_kernel,
-    print_summary,
-    sample,
-    summary,
-)
+import importlib
 
-__all__ = ["sample", "make_kernel", "summary", "format_summary", "print_summary", "KERNELS", "CHAIN_METHODS"]
+_FROM_SAMPLE = ("sample", "make_kernel", "summary", "format_summary", "print_summary", "KERNELS", "CHAIN_METHODS")
+__all__ = list(_FROM_SAMPLE)
+
+
+def __getattr__(name: str):
+    if name in _FROM_SAMPLE:
+        return getattr(importlib.import_module("probrep.inference.mcmc.sample"), name)
+    raise AttributeError(f"module 'probrep.inference.mcmc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_FROM_SAMPLE])
