@@ -17,7 +17,9 @@ import torch
 from probrep.data.objects import MultiObjects
 from probrep.inference import svi
 from probrep.inference.svi import TraceGraphELBO
-from probrep.models.air.model import AIR, count_prior
+from probrep.models.air import diagnostics
+from probrep.models.air.model import AIR
+from probrep.models.air.priors import count_prior
 
 
 def main() -> None:
@@ -69,7 +71,7 @@ def main() -> None:
 
     # What the guide sees: counts and windows (pixel boxes), greedily.
     images, counts = test.tensors()
-    accuracy, confusion = air.count_accuracy(images, counts)
+    accuracy, confusion = diagnostics.count_accuracy(air, images, counts)
     print(f"held-out count accuracy after {fit.steps} steps: {accuracy:.3f}; confusion (rows true):")
     print(confusion)
     inference = air.infer(images[:3])

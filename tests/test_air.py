@@ -10,14 +10,11 @@ import torch
 from pyro import poutine
 
 from probrep.inference.svi import TraceGraphELBO
-from probrep.models.air.model import (
-    AIR,
-    ImageLSTMCell,
-    count_confusion,
-    count_prior,
-    count_prior_step_probs,
-    exponential_anneal,
-)
+from probrep.models.air import diagnostics
+from probrep.models.air.diagnostics import count_confusion
+from probrep.models.air.model import AIR
+from probrep.models.air.networks import ImageLSTMCell
+from probrep.models.air.priors import count_prior, count_prior_step_probs
 from probrep.models.air.spatial import image_to_window, read_theta, window_to_image, write_theta, z_where_to_boxes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -68,20 +65,6 @@ def test_model_samples_counts_from_the_count_prior():
     freq = np.bincount(counts, minlength=4) / len(counts)
     # 4000 draws: standard error of each frequency <= 0.008
     np.testing.assert_allclose(freq, count_prior(0.5, 3), atol=0.03)
-
-
-def test_exponential_anneal_by_hand_and_the_anneal_callback():
-    schedule = exponential_anneal(0.9, 1e-4, begin=100, duration=1000)
-    assert schedule(0) == schedule(100) == pytest.approx(0.9)
-    assert schedule(600) == pytest.approx(0.9 * (1e-4 / 0.9) ** 0.5)
-    assert schedule(5000) == pytest.approx(1e-4)
-    air = small_air()
-    callback = air.anneal(schedule)
-    assert air.z_pres_prior == pytest.approx(0.9)
-    callback(type("Info", (), {"step": 1100})())
-    assert air.z_pres_prior == pytest.approx(1e-4)
-    with pytest.raises(ValueError, match="exponential_anneal"):
-        exponential_anneal(0.9, 0.0, 0, 10)
 
 
 # ------------------------------------------------------------------------------------------ spatial transformer
@@ -327,7 +310,7 @@ def test_count_confusion_and_accuracy_by_hand():
         air.predict[-1].bias.zero_()
         air.predict[-1].bias[0] = -20.0
     counts = torch.tensor([0, 0, 1, 2])
-    accuracy, matrix = air.count_accuracy(torch.rand(4, 1, 20, 20, dtype=torch.float64), counts)
+    accuracy, matrix = diagnostics.count_accuracy(air, torch.rand(4, 1, 20, 20, dtype=torch.float64), counts)
     assert accuracy == 0.5
     np.testing.assert_array_equal(matrix, [[2, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]])
 
@@ -338,11 +321,11 @@ def test_count_elbo_at_count_zero_is_the_empty_canvas_in_closed_form_and_otherwi
     k = 0.3
     p0 = (k + k**2 + k**3) / (1 + k + k**2 + k**3)
     empty = [math.log(1 - p0) + _normal_logpdf(x[b, 0].numpy(), 0.0, 0.3) for b in range(2)]
-    np.testing.assert_allclose(air.count_elbo(x, 0, num_samples=3).numpy(), empty, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(diagnostics.count_elbo(air, x, 0, num_samples=3).numpy(), empty, rtol=0, atol=1e-9)
 
     # count 2, one draw: the hand-checked log joint of the drawn latents minus the guide's log density of them
     pyro.set_rng_seed(3)
-    got = air.count_elbo(x, 2, num_samples=1)
+    got = diagnostics.count_elbo(air, x, 2, num_samples=1)
     pyro.set_rng_seed(3)
     forced = {f"z_pres_{t}": torch.tensor([1.0, 1.0] if t < 2 else [0.0, 0.0], dtype=torch.float64) for t in range(3)}
     with torch.no_grad():
@@ -355,8 +338,8 @@ def test_count_elbo_at_count_zero_is_the_empty_canvas_in_closed_form_and_otherwi
     expected = sum(site["log_prob"] for site in joint.nodes.values() if site["type"] == "sample") - log_q
     torch.testing.assert_close(got, expected.detach(), rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="count must be an integer in \\[0, 3\\]"):
-        air.count_elbo(x, 4)
-    table = air.count_elbo_table(x, torch.tensor([1, 2]), num_samples=1)
+        diagnostics.count_elbo(air, x, 4)
+    table = diagnostics.count_elbo_table(air, x, torch.tensor([1, 2]), num_samples=1)
     assert set(table) == {1, 2} and all(len(row) == 4 for row in table.values())
 
 
@@ -369,15 +352,15 @@ def test_ghost_windows_tell_present_windows_that_draw_nothing():
         air.predict[-1].bias[0] = 20.0
     counts = torch.tensor([3, 0])
     air.decoder_bias = -60.0  # windows write ~0: every present window is a ghost, the visible count is 0
-    assert air.window_peaks(air.infer(x)).max() < 1e-20
-    report = air.ghost_windows(x, counts)
+    assert diagnostics.window_peaks(air, air.infer(x)).max() < 1e-20
+    report = diagnostics.ghost_windows(air, x, counts)
     assert report["ghost_fraction"] == 1.0 and report["visible_count_accuracy"] == 0.5
     air.decoder_bias = 60.0  # windows write ~1 inside their square: nothing is a ghost, the visible count is 3
-    torch.testing.assert_close(air.window_peaks(air.infer(x)), torch.ones(2, 3, dtype=torch.float64))
-    report = air.ghost_windows(x, counts, threshold=0.5)
+    torch.testing.assert_close(diagnostics.window_peaks(air, air.infer(x)), torch.ones(2, 3, dtype=torch.float64))
+    report = diagnostics.ghost_windows(air, x, counts, threshold=0.5)
     assert report["ghost_fraction"] == 0.0 and report["visible_count_accuracy"] == 0.5
     with pytest.raises(ValueError, match="differ in length"):
-        air.ghost_windows(x, torch.tensor([1]))
+        diagnostics.ghost_windows(air, x, torch.tensor([1]))
 
 
 def test_bad_inputs_are_named():
@@ -399,7 +382,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="z_pres_prior"):
         air.z_pres_prior = -1.0
     with pytest.raises(ValueError, match="differ in length"):
-        air.count_accuracy(torch.zeros(3, 1, 20, 20, dtype=torch.float64), torch.zeros(2))
+        diagnostics.count_accuracy(air, torch.zeros(3, 1, 20, 20, dtype=torch.float64), torch.zeros(2))
 
 
 @pytest.mark.parametrize("greedy", [False, True])

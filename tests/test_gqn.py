@@ -17,16 +17,8 @@ from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
 from probrep.experiments.gqn import train_gqn
 from probrep.inference import svi
-from probrep.models.gqn.model import (
-    GQN,
-    PixelSigmaAnnealing,
-    PyramidRepresentation,
-    TowerRepresentation,
-    learning_rate_schedule,
-    linear_anneal,
-)
+from probrep.models.gqn.model import GQN, PyramidRepresentation, TowerRepresentation
 from probrep.training import checkpoint as ckpt
-from probrep.training.loop import StepInfo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -186,20 +178,6 @@ def test_bad_inputs_are_named():
         GQN(image_size=30)
     with pytest.raises(ValueError, match="num_samples"):
         model.sample(ctx, ctx_v, q_v, num_samples=0)
-
-
-# --------------------------------------------------------------------------------------------- schedules
-def test_annealing_schedules():
-    sigma = linear_anneal(2.0, 0.7, 100)
-    assert [sigma(0), sigma(50), sigma(100), sigma(500)] == pytest.approx([2.0, 1.35, 0.7, 0.7])
-    model = GQN(**TINY, steps=1)
-    callback = PixelSigmaAnnealing(model, 2.0, 0.7, steps=10)
-    callback(StepInfo(step=5, loss=0.0, params={}))
-    assert model.sigma == pytest.approx(1.35)
-    factor = learning_rate_schedule(5e-4, 5e-5, 1000)
-    assert [5e-4 * factor(t) for t in (0, 500, 1000, 5000)] == pytest.approx([5e-4, 2.75e-4, 5e-5, 5e-5])
-    with pytest.raises(ValueError, match="steps"):
-        linear_anneal(1.0, 0.5, 0)
 
 
 # ----------------------------------------------------------------------------------------------- training

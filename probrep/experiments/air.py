@@ -25,9 +25,11 @@ from probrep.experiments.vae_dsprites import RunOutputs
 from probrep.inference import svi
 from probrep.inference.svi import TraceGraphELBO
 from probrep.io import figures as reports
-from probrep.models.air.model import AIR, exponential_anneal
+from probrep.models.air import diagnostics
+from probrep.models.air.model import AIR
 from probrep.training import checkpoint as ckpt
 from probrep.training.loop import StepInfo
+from probrep.training.schedules import AnnealAttribute, exponential_anneal
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class CountAccuracyLogger:
         device = next(self.air.parameters()).device
         was_training = self.air.training
         self.air.eval()
-        accuracy, confusion = self.air.count_accuracy(self.images.to(device), self.counts)
+        accuracy, confusion = diagnostics.count_accuracy(self.air, self.images.to(device), self.counts)
         self.air.train(was_training)
         record = {"step": int(step), "accuracy": accuracy, "confusion": confusion.tolist()}
         self.history = [r for r in self.history if r["step"] != step] + [record]
@@ -194,7 +196,7 @@ def train_air(
         first_step = int(ckpt.load(found)["step"])
     if anneal_steps is not None:
         schedule = exponential_anneal(z_pres_prior, float(z_pres_prior_final), 0, int(anneal_steps))
-        callbacks.append(air.anneal(schedule))
+        callbacks.append(AnnealAttribute(air, "z_pres_prior", schedule))
         air.z_pres_prior = schedule(first_step)
     history_path = out / "count_accuracy.json"
     history: list[dict[str, Any]] = []
@@ -277,8 +279,8 @@ def train_air(
         "count_accuracy_history": [(r["step"], r["accuracy"]) for r in tracker.history],
         # which count the objective itself prefers per true count (see AIR.count_elbo): tells over-counting
         # from a guide stuck in a local optimum
-        "count_elbo_rows_true_columns_forced": air.count_elbo_table(held_out, test_counts),
-        "ghost_windows": air.ghost_windows(held_out, test_counts),
+        "count_elbo_rows_true_columns_forced": diagnostics.count_elbo_table(air, held_out, test_counts),
+        "ghost_windows": diagnostics.ghost_windows(air, held_out, test_counts),
         "loss_first_50_steps_per_image": float(per_image[:50].mean()) if len(per_image) else None,
         "loss_last_50_steps_per_image": float(per_image[-50:].mean()) if len(per_image) else None,
         "train_seconds": round(fit.seconds, 1),

@@ -26,9 +26,10 @@ from probrep.device import resolve_device
 from probrep.experiments.vae_dsprites import RunOutputs
 from probrep.inference import svi
 from probrep.io import figures as reports
-from probrep.models.gqn.model import GQN, PixelSigmaAnnealing, learning_rate_schedule
+from probrep.models.gqn.model import GQN
 from probrep.training import checkpoint as ckpt
 from probrep.training.loop import StepInfo
+from probrep.training.schedules import AnnealAttribute, linear_anneal, relative_to
 
 logger = logging.getLogger(__name__)
 
@@ -169,11 +170,11 @@ def train_gqn(
     logger.info("before training: %s", before)
 
     cpu_started = time.process_time()
-    sigma_schedule = PixelSigmaAnnealing(model, sigma_start, sigma_end, anneal)
+    sigma_schedule = AnnealAttribute(model, "sigma", linear_anneal(sigma_start, sigma_end, anneal))
     first = 0
     if resume and (found := ckpt.latest(out / "checkpoints")) is not None:
         first = int(ckpt.load(found)["step"])
-    model.sigma = sigma_schedule.value(first)  # the sigma an uninterrupted run has at this step
+    sigma_schedule.on_start(first)  # the sigma an uninterrupted run has at this step
     curve: list[dict[str, float]] = []
     probe = list(range(min(64, len(test))))
 
@@ -195,7 +196,7 @@ def train_gqn(
         steps=steps,
         batch_size=batch_size,
         lr=lr,
-        lr_schedule=learning_rate_schedule(lr, lr_end, anneal),
+        lr_schedule=relative_to(linear_anneal(lr, lr_end, anneal), lr),
         callbacks=[sigma_schedule, record, *callbacks],
         device=dev,
         seed=seed,

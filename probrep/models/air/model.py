@@ -13,11 +13,8 @@ Guide: an LSTM reads the image and the previous step's latents and predicts ``z_
 with the inverse transform. By default (``guide_input="residual"``, the paper's Difference AIR) "the image" at
 step t is the image minus the windows steps 0..t-1 drew with the model's decoder: a step that finds nothing
 left to explain sees what the first step of an empty scene sees, and learns to stop the same way.
-With ``guide_input="image"`` (the original AIR guide) every step reads the whole image; trained with Adam 1e-4
-on probrep's scenes it counts every non-empty scene as N: early on, faint windows stacked on one object all
-raise the ELBO, the ``z_pres`` logits of every step saturate, and once the windows have specialised the extra
-ones stay on as empty "ghosts" whose ``z_pres = 0`` is never sampled, so the score function cannot turn them off
-(:meth:`AIR.ghost_windows`, :meth:`AIR.count_elbo`).
+With ``guide_input="image"`` (the original AIR guide) every step reads the whole image (the README says what
+that gives on probrep's scenes; :mod:`probrep.models.air.diagnostics` measures it).
 
 ``z_pres`` is not reparameterisable: ``TraceGraph_ELBO`` estimates its gradient by the score function with
 data-dependent neural baselines (a second LSTM over what the guide reads and the detached latents), which Pyro
@@ -30,11 +27,7 @@ trains through its baseline loss ``sum (downstream cost - baseline)^2``; give th
 
 (``TraceGraphELBO`` lives in :mod:`probrep.inference.svi`; it is what ``elbo="tracegraph"`` selects.)
 
-Speed. The LSTM input is ``[image, z_where, z_what, z_pres]``; its input projection ``W_image @ x`` is the bulk
-of the LSTM's work (2500 of 2554 input features at 50x50), so it is a separate product: with the image guide it
-is computed once per batch rather than once per step, for the guide and the baseline alike (the residual guide
-needs it at every step). This is the same function as an ``nn.LSTMCell`` on the concatenated input. The model
-decodes and writes all N windows in one batched call.
+The model decodes and writes all N windows in one batched call.
 """
 
 from __future__ import annotations
@@ -48,124 +41,16 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro import poutine
 from torch import nn
 
+from probrep.models.air.networks import Baseline, ImageLSTMCell
+from probrep.models.air.priors import COUNT_PRIORS, count_prior_step_probs
 from probrep.models.air.spatial import image_to_window, window_to_image, z_where_to_boxes
 from probrep.models.layers import mlp
 
-__all__ = [
-    "AIR",
-    "AIRInference",
-    "ImageLSTMCell",
-    "count_prior",
-    "count_prior_step_probs",
-    "exponential_anneal",
-    "count_confusion",
-]
+__all__ = ["AIR", "AIRInference", "GUIDE_INPUTS"]
 
-COUNT_PRIORS = ("geometric", "constant")
 GUIDE_INPUTS = ("image", "residual")
-
-
-# ------------------------------------------------------------------------------------------- count prior
-def count_prior_step_probs(k: float, num_steps: int, kind: str = "geometric") -> list[float]:
-    """Success probabilities ``p_t = P(count > t | count >= t)`` of the ``z_pres`` chain.
-
-    ``"geometric"``: the truncated geometric ``P(count = n) ∝ k^n`` for n = 0..N (k > 0), so
-    ``p_t = sum_{n>t} k^n / sum_{n>=t} k^n``; every extra object costs ``log k`` nats. ``"constant"``:
-    ``p_t = k`` (0 < k <= 1) at every step.
-    """
-    if kind not in COUNT_PRIORS:
-        raise ValueError(f"unknown count prior {kind!r}: expected one of {COUNT_PRIORS}")
-    if not (isinstance(k, (int, float)) and math.isfinite(k) and k > 0) or (kind == "constant" and k > 1):
-        bound = "in (0, 1]" if kind == "constant" else "> 0"
-        raise ValueError(f"z_pres_prior must be a finite number {bound} for the {kind} prior, got {k!r}")
-    if kind == "constant":
-        return [float(k)] * num_steps
-    powers = [float(k) ** n for n in range(num_steps + 1)]
-    return [sum(powers[t + 1 :]) / sum(powers[t:]) for t in range(num_steps)]
-
-
-def count_prior(k: float, num_steps: int, kind: str = "geometric") -> np.ndarray:
-    """The prior ``P(count = n)`` for n = 0..N implied by :func:`count_prior_step_probs`."""
-    probs = count_prior_step_probs(k, num_steps, kind)
-    out, alive = np.zeros(num_steps + 1), 1.0
-    for t, p in enumerate(probs):
-        out[t] = alive * (1.0 - p)
-        alive *= p
-    out[num_steps] = alive
-    return out
-
-
-def exponential_anneal(initial: float, final: float, begin: int, duration: int) -> Callable[[int], float]:
-    """``step -> value``: ``initial`` until ``begin``, then ``initial * (final/initial)^((step-begin)/duration)``
-    until it reaches ``final`` (the z_pres prior annealing of Eslami et al.)."""
-    if not (initial > 0 and final > 0 and duration > 0 and begin >= 0):
-        raise ValueError(
-            f"exponential_anneal needs initial > 0, final > 0, duration > 0, begin >= 0; got {initial}, {final}, "
-            f"{duration}, {begin}"
-        )
-    rate = math.log(final / initial) / duration
-
-    def schedule(step: int) -> float:
-        value = initial * math.exp(rate * max(0, step - begin))
-        return max(value, final) if final < initial else min(value, final)
-
-    return schedule
-
-
-def count_confusion(true_counts, inferred_counts, max_true: int, max_inferred: int) -> np.ndarray:
-    """Confusion matrix ``[max_true + 1, max_inferred + 1]``: row = true count, column = inferred count."""
-    t = np.asarray(true_counts, dtype=np.int64).reshape(-1)
-    i = np.asarray(inferred_counts, dtype=np.int64).reshape(-1)
-    if t.shape != i.shape:
-        raise ValueError(f"true_counts and inferred_counts differ in length: {t.shape} vs {i.shape}")
-    if t.size and (t.min() < 0 or t.max() > max_true or i.min() < 0 or i.max() > max_inferred):
-        raise ValueError(f"counts must lie in [0, {max_true}] (true) and [0, {max_inferred}] (inferred)")
-    out = np.zeros((max_true + 1, max_inferred + 1), dtype=np.int64)
-    np.add.at(out, (t, i), 1)
-    return out
-
-
-# --------------------------------------------------------------------------------------------------- ELBO
-# ------------------------------------------------------------------------------------------------ networks
-class ImageLSTMCell(nn.Module):
-    """An LSTM cell on the input ``[image, latents]`` whose image projection is computed once per sequence.
-
-    ``gates = W_image @ image + W_rec @ [latents, h] + b``, split into input, forget, cell and output gates
-    (the order of ``nn.LSTMCell``); ``c' = σ(f) c + σ(i) tanh(g)``, ``h' = σ(o) tanh(c')``.
-    """
-
-    def __init__(self, image_features: int, latent_features: int, hidden: int):
-        super().__init__()
-        self.hidden = int(hidden)
-        bound = 1.0 / math.sqrt(hidden)  # nn.LSTMCell's initialisation
-        self.weight_image = nn.Parameter(torch.empty(4 * hidden, image_features).uniform_(-bound, bound))
-        self.weight_rec = nn.Parameter(torch.empty(4 * hidden, latent_features + hidden).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(4 * hidden).uniform_(-bound, bound))
-
-    def image_gates(self, image: torch.Tensor) -> torch.Tensor:
-        """``W_image @ image + b`` for a batch ``[B, image_features]`` -> ``[B, 4 hidden]``."""
-        return F.linear(image, self.weight_image, self.bias)
-
-    def forward(
-        self, image_gates: torch.Tensor, latents: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        h, c = state
-        gates = image_gates + F.linear(torch.cat([latents, h], dim=-1), self.weight_rec)
-        i, f, g, o = gates.chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-
-class _Baseline(nn.Module):
-    """The data-dependent baseline of ``z_pres``: its own LSTM over what the guide reads and the detached latents."""
-
-    def __init__(self, image_features: int, latent_features: int, hidden: int, head_hidden: int):
-        super().__init__()
-        self.rnn = ImageLSTMCell(image_features, latent_features, hidden)
-        self.head = mlp((hidden, head_hidden, 1) if head_hidden else (hidden, 1))
 
 
 @dataclass
@@ -190,7 +75,7 @@ class AIR(nn.Module):
         z_what_dim, rnn_hidden, encoder_hidden, decoder_hidden, predict_hidden, baseline_hidden: network sizes
             (Pyro's example: 50, 256, 200, 200; the tutorial's recipe adds 200-unit predict/baseline heads).
         z_pres_prior: k of the count prior (see :func:`count_prior_step_probs`); settable during training for
-            annealing (:meth:`anneal`).
+            annealing (``AnnealAttribute(air, "z_pres_prior", schedule)`` of :mod:`probrep.training.schedules`).
         count_prior: ``"geometric"`` (``P(n) ∝ k^n``) or ``"constant"`` (success probability k at each step).
         scale_prior: ``(mean, sd)`` of the window scale s; ``position_prior_sd``: sd of x and y (mean 0).
         likelihood_scale: pixel standard deviation (0.3 in the paper).
@@ -271,7 +156,7 @@ class AIR(nn.Module):
         self.predict = mlp((rnn_hidden, predict_hidden, 7) if predict_hidden else (rnn_hidden, 7))
         self.encoder = mlp((window, encoder_hidden, 2 * self.z_what_dim))
         self.decoder = mlp((self.z_what_dim, decoder_hidden, window))
-        self.baseline = _Baseline(pixels, latents, rnn_hidden, baseline_hidden) if self.use_baselines else None
+        self.baseline = Baseline(pixels, latents, rnn_hidden, baseline_hidden) if self.use_baselines else None
 
     # ---------------------------------------------------------------------------------------------- settings
     @property
@@ -292,16 +177,6 @@ class AIR(nn.Module):
     def prior_step_probs(self) -> list[float]:
         """``p_t`` of the model's ``z_pres`` chain under the current ``z_pres_prior``."""
         return count_prior_step_probs(self._z_pres_prior, self.num_steps, self.count_prior)
-
-    def anneal(self, schedule: Callable[[int], float]) -> Callable:
-        """Set ``z_pres_prior = schedule(0)`` now and return an ``svi.fit`` callback that sets it to
-        ``schedule(step)`` after each step (so step ``k + 1`` trains with ``schedule(k)``)."""
-        self.z_pres_prior = schedule(0)
-
-        def callback(info) -> None:
-            self.z_pres_prior = schedule(info.step)
-
-        return callback
 
     def baseline_param_options(self, baseline_lr: float) -> Callable[[str], dict | None]:
         """``param_options`` for ``svi.fit`` giving the baseline networks their own learning rate."""
@@ -460,93 +335,3 @@ class AIR(nn.Module):
     def boxes(self, z_where: torch.Tensor) -> torch.Tensor:
         """Pixel boxes ``(x0, y0, x1, y1)`` of the windows at ``z_where [..., 3]``."""
         return z_where_to_boxes(z_where, self.image_size)
-
-    @torch.no_grad()
-    def count_accuracy(
-        self, images: torch.Tensor, counts: torch.Tensor, batch_size: int = 500, max_count: int | None = None
-    ) -> tuple[float, np.ndarray]:
-        """Fraction of images whose greedy inferred count equals the true count, and the confusion matrix
-        ``[max_count + 1, N + 1]`` (rows: true count, columns: inferred)."""
-        if len(images) != len(counts):
-            raise ValueError(f"images and counts differ in length: {len(images)} vs {len(counts)}")
-        if len(images) == 0:
-            raise ValueError("count_accuracy needs at least one image")
-        true = torch.as_tensor(counts).reshape(-1).cpu().numpy()
-        inferred = np.concatenate(
-            [self.infer(images[i : i + batch_size]).counts.cpu().numpy() for i in range(0, len(images), batch_size)]
-        )
-        top = int(true.max()) if max_count is None else int(max_count)
-        return float((true == inferred).mean()), count_confusion(true, inferred, top, self.num_steps)
-
-    @torch.no_grad()
-    def window_peaks(self, inference: AIRInference) -> torch.Tensor:
-        """The brightest pixel each step's window writes on the canvas ``[B, N]``, present or not."""
-        return self._placed(inference.z_where, inference.z_what).amax(-1)
-
-    @torch.no_grad()
-    def ghost_windows(self, images: torch.Tensor, counts, threshold: float = 0.1, batch_size: int = 500) -> dict:
-        """How far ``z_pres`` counts differ from what the model draws. A *ghost* is a present window whose
-        brightest pixel is below ``threshold`` (it adds nothing visible); the *visible count* counts present
-        windows that are not ghosts. Returns the fraction of present windows that are ghosts and the accuracy of
-        the visible count against ``counts``: a model whose visible count is right but whose ``z_pres`` count is
-        not has learned the scenes' decomposition and pays the count prior for empty windows instead of switching
-        them off."""
-        true = torch.as_tensor(counts).reshape(-1).cpu()
-        if len(images) != len(true):
-            raise ValueError(f"images and counts differ in length: {len(images)} vs {len(true)}")
-        present = ghosts = correct = 0
-        for i in range(0, len(images), batch_size):
-            inference = self.infer(images[i : i + batch_size])
-            on = inference.z_pres > 0
-            ghost = on & (self.window_peaks(inference) < threshold)
-            present += int(on.sum())
-            ghosts += int(ghost.sum())
-            correct += int(((on & ~ghost).sum(1).cpu() == true[i : i + batch_size]).sum())
-        return {
-            "threshold": float(threshold),
-            "ghost_fraction": ghosts / present if present else 0.0,
-            "visible_count_accuracy": correct / len(true),
-        }
-
-    @torch.no_grad()
-    def count_elbo(self, x: torch.Tensor, count: int, num_samples: int = 8) -> torch.Tensor:
-        """The ELBO of each image ``[B]`` with the count forced to ``count``: ``z_pres = (1,..,1,0,..)`` in both
-        model and guide, ``E_q[log p(x, z) - log q(z_where, z_what | x, z_pres)]`` over ``num_samples`` draws of
-        the guide. Comparing counts shows which explanation the objective itself prefers, apart from the
-        guide's ``z_pres`` (a model that over-counts because extra windows raise the ELBO needs a stronger
-        count prior; one whose single windows explain an object badly sits in a local optimum)."""
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= self.num_steps:
-            raise ValueError(f"count must be an integer in [0, {self.num_steps}], got {count!r}")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-        images = self._images(x)
-        b = images.shape[0]
-        forced = {f"z_pres_{t}": images.new_full((b,), float(t < count)) for t in range(self.num_steps)}
-        total = images.new_zeros(b)
-        for _ in range(num_samples):
-            guide = poutine.trace(poutine.condition(self.guide, data=forced)).get_trace(images)
-            model = poutine.trace(poutine.replay(poutine.condition(self.model, data=forced), trace=guide))
-            joint = model.get_trace(images)
-            joint.compute_log_prob()
-            guide.compute_log_prob()
-            log_p = sum(site["log_prob"] for site in joint.nodes.values() if site["type"] == "sample")
-            log_q = sum(
-                site["log_prob"]
-                for name, site in guide.nodes.items()
-                if site["type"] == "sample" and not name.startswith("z_pres")
-            )
-            total += log_p - log_q
-        return total / num_samples
-
-    @torch.no_grad()
-    def count_elbo_table(self, images: torch.Tensor, counts, per_count: int = 100, num_samples: int = 8) -> dict:
-        """Mean :meth:`count_elbo` per true count (rows) and forced count 0..N (columns), over at most
-        ``per_count`` images of each true count: ``{true count: [ELBO at forced count 0, 1, ..]}``."""
-        true = torch.as_tensor(counts).reshape(-1).to(images.device)
-        table = {}
-        for c in sorted(set(true.tolist())):
-            chosen = images[true == c][:per_count]
-            table[int(c)] = [
-                round(float(self.count_elbo(chosen, n, num_samples).mean()), 1) for n in range(self.num_steps + 1)
-            ]
-        return table

@@ -9,7 +9,7 @@ The model samples ``z_1 .. z_L`` from the per-step priors and observes the query
 from the per-step posteriors. With the mean-field ELBO (the default) every KL term is the closed form of two
 diagonal Gaussians, KL = sum 0.5 (log(s_p^2 / s_q^2) + (s_q^2 + (m_q - m_p)^2) / s_p^2 - 1), evaluated at the
 guide's sample of z_<l. The pixel sigma is an attribute (``gqn.sigma``) that a training callback anneals
-(:class:`PixelSigmaAnnealing`, 2.0 -> 0.7 in the paper).
+(:class:`probrep.training.schedules.AnnealAttribute`; 2.0 -> 0.7 in the paper).
 
 Speed: the generator states the guide computed for its z's are the ones the model needs for the same z's, so
 the guide leaves them behind and the model reuses them when it is replayed on exactly those samples (checked by
@@ -355,38 +355,3 @@ class GQN(nn.Module):
         self._check(context_images, context_viewpoints, query_viewpoint)
         condition = self._condition(context_images, context_viewpoints, query_viewpoint)
         return torch.stack([self._rollout(condition, sample=True) for _ in range(int(num_samples))])
-
-
-# ------------------------------------------------------------------------------------------------ schedules
-def linear_anneal(start: float, end: float, steps: int):
-    """``t -> max(end + (start - end) (1 - t / steps), end)`` (for start >= end; min for start < end)."""
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-
-    def value(t: int) -> float:
-        v = end + (start - end) * (1.0 - t / steps)
-        return max(v, end) if start >= end else min(v, end)
-
-    return value
-
-
-class PixelSigmaAnnealing:
-    """A training callback that sets ``model.sigma`` after each step: linear from ``start`` to ``end`` over
-    ``steps`` steps, then ``end`` (the paper: 2.0 -> 0.7 over 200,000 steps)."""
-
-    def __init__(self, model: GQN, start: float = 2.0, end: float = 0.7, steps: int = 200_000):
-        if not (start > 0 and end > 0):
-            raise ValueError(f"sigma start and end must be > 0, got {start}, {end}")
-        self.model, self.value = model, linear_anneal(start, end, steps)
-
-    def __call__(self, info) -> None:
-        self.model.sigma = self.value(info.step)
-
-
-def learning_rate_schedule(start: float = 5e-4, end: float = 5e-5, steps: int = 1_600_000):
-    """An ``lr_schedule`` for :func:`probrep.inference.svi.fit` with ``lr=start``: the factor that makes the
-    learning rate ``max(end + (start - end) (1 - t / steps), end)`` (the paper: 5e-4 -> 5e-5 over 1.6M steps)."""
-    if not (start > 0 and end > 0):
-        raise ValueError(f"learning rates must be > 0, got start={start}, end={end}")
-    value = linear_anneal(start, end, steps)
-    return lambda t: value(t) / start
