@@ -5,7 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from probrep.experiments.evaluate import demo, evaluate, load_run
+from probrep.cli.demo import print_report
+from probrep.experiments.demo import demo
+from probrep.experiments.evaluate import evaluate
+from probrep.experiments.vae_dsprites import load_run
 
 
 def centre_of_mass_encoder(images) -> np.ndarray:
@@ -38,6 +41,7 @@ def test_demo_at_toy_size_writes_its_report(tmp_path, capsys):
     for name in ("irs", "irs_interventional", "mig", "dci_disentanglement", "factor_vae"):
         assert name in report["models"]["vae"]["headline"]
     assert (tmp_path / "irs_matrices.png").stat().st_size > 1000
+    print_report(report)  # what `probrep demo` prints
     assert "IRS heat maps" in capsys.readouterr().out
     model, summary = load_run(tmp_path / "vae")
     assert summary["beta"] == 1.0 and model.latent_dim == 10

@@ -348,7 +348,7 @@ class SCM:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the JSON description atomically."""
-        from probrep.io.figures import write_json
+        from probrep.io.json_file import write_json
 
         return write_json(self.to_dict(), path)
 

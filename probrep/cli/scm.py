@@ -1,4 +1,4 @@
-"""``probrep scm sample`` and ``probrep scm graph``."""
+"""``probrep scm sample`` and ``probrep scm graph``: structural causal models from a JSON file."""
 
 from __future__ import annotations
 
@@ -36,13 +36,11 @@ def write_csv(columns: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
 
 def draw_graph(scm: SCM, path: str | os.PathLike) -> Path:
     """The DAG with each node's equation, laid out by topological generation."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import networkx as nx
 
-    from probrep.io.figures import save_figure
+    from probrep.io.figures import pyplot, save_figure
+
+    plt = pyplot()
 
     graph = scm.graph.copy()  # layout attributes must not leak into the model's graph
     for layer, nodes in enumerate(nx.topological_generations(graph)):
@@ -57,6 +55,23 @@ def draw_graph(scm: SCM, path: str | os.PathLike) -> Path:
     ax.set_axis_off()
     ax.margins(0.25)
     return save_figure(fig, path)
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    scm = sub.add_parser("scm", help="structural causal models from a JSON file")
+    scm_sub = scm.add_subparsers(dest="scm_command", metavar="ACTION", required=True)
+    sample = scm_sub.add_parser("sample", help="sample an SCM (optionally intervened) to CSV")
+    sample.add_argument("file", help='JSON: {"format": 1, "nodes": [{"name": "X", "equation": "..."}, ...]}')
+    sample.add_argument("--n", type=int, default=1000)
+    sample.add_argument("--do", action="append", default=[], metavar="NODE=VALUE",
+                        help="a number (hard), or an equation such as 'X+1' or 'Normal(3,1)'")  # fmt: skip
+    sample.add_argument("--backend", choices=["numpyro", "pyro", "numpy"], default="numpyro")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", required=True, help="CSV file to write")
+    graph = scm_sub.add_parser("graph", help="draw the causal graph as PNG")
+    graph.add_argument("file")
+    graph.add_argument("--out", required=True)
+    scm.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

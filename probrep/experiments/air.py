@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyro
 import torch
 
 from probrep.data.objects import MultiObjects, Scenes
-from probrep.experiments.vae_dsprites import RunOutputs
+from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
 from probrep.inference import svi
 from probrep.inference.svi import TraceGraphELBO
-from probrep.io import figures as reports
+from probrep.io.figures import pyplot, save_figure
+from probrep.io.json_file import write_json
 from probrep.models.air import diagnostics
 from probrep.models.air.model import AIR
-from probrep.training import checkpoint as ckpt
 from probrep.training.loop import StepInfo
 from probrep.training.schedules import AnnealAttribute, exponential_anneal
 
@@ -74,7 +72,7 @@ class CountAccuracyLogger:
             confusion.tolist(),
         )
         if self.path is not None:
-            reports.write_json({"history": self.history}, self.path)
+            write_json({"history": self.history}, self.path)
         return record
 
     def __call__(self, info: StepInfo) -> None:
@@ -92,7 +90,7 @@ def draw_scenes(
 ) -> Path:
     """Save a grid of images ``[n, H, W]`` per row with the same boxes ``[n, N, 4]`` (pixel edges) drawn on
     every row, coloured by step where ``present [n, N]``."""
-    plt = reports._pyplot()
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     n = len(rows[0][1])
@@ -117,12 +115,12 @@ def draw_scenes(
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return reports.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike, title: str | None = None) -> Path:
     """Count accuracy against training steps."""
-    plt = reports._pyplot()
+    plt = pyplot()
     steps = [r["step"] for r in history]
     acc = [100.0 * r["accuracy"] for r in history]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -135,7 +133,7 @@ def accuracy_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike, t
     ax.legend(loc="lower right")
     if title:
         ax.set_title(title, fontsize=9)
-    return reports.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _scenes(tier: str, max_objects: int, n: int, seed: int) -> Scenes:
@@ -172,9 +170,7 @@ def train_air(
     ``anneal_steps`` anneals the count prior exponentially from ``z_pres_prior``. Returns the folder, its
     files, the summary and the trained model (in eval mode).
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    run = RunFolder(out, resume)
     if (z_pres_prior_final is None) != (anneal_steps is None):
         raise ValueError("give both z_pres_prior_final and anneal_steps to anneal the count prior, or neither")
     if int(eval_every) < 1:
@@ -184,21 +180,18 @@ def train_air(
     generator = MultiObjects.tier(tier, max_objects=max_objects)
     train = generator.sample(n_train, seed=seed)
     test = generator.sample(n_test, seed=seed + 1_000_003)
-    pyro.set_rng_seed(seed)  # the networks' initialisation
     kwargs = {"scale_prior": (generator.model_scale, 0.2), "guide_input": guide_input, **(model_kwargs or {})}
-    air = AIR(generator.image_size, num_steps=num_steps, z_pres_prior=z_pres_prior, **kwargs)
+    with seeded(seed):  # the networks' initialisation
+        air = AIR(generator.image_size, num_steps=num_steps, z_pres_prior=z_pres_prior, **kwargs)
     test_images, test_counts = test.tensors()
 
     callbacks = []
-    checkpoints = out / "checkpoints"
-    first_step = 0
-    if resume and (found := ckpt.latest(checkpoints)) is not None:
-        first_step = int(ckpt.load(found)["step"])
+    first_step = run.resumed_step()
     if anneal_steps is not None:
         schedule = exponential_anneal(z_pres_prior, float(z_pres_prior_final), 0, int(anneal_steps))
         callbacks.append(AnnealAttribute(air, "z_pres_prior", schedule))
-        air.z_pres_prior = schedule(first_step)
-    history_path = out / "count_accuracy.json"
+        callbacks[-1].on_start(first_step)
+    history_path = run.out / "count_accuracy.json"
     history: list[dict[str, Any]] = []
     if resume and history_path.is_file():
         import json
@@ -220,7 +213,7 @@ def train_air(
         device=device,
         seed=seed,
         callbacks=callbacks,
-        checkpoint_dir=checkpoints,
+        checkpoint_dir=run.checkpoints,
         checkpoint_every=checkpoint_every,
         resume=resume,
         progress=progress,
@@ -229,11 +222,11 @@ def train_air(
     if not tracker.history or tracker.history[-1]["step"] != fit.steps:
         tracker.evaluate(fit.steps)
     final = tracker.history[-1]
-    files: dict[str, Path] = {"checkpoint": fit.checkpoint} if fit.checkpoint else {}
-    files["loss_curve"] = reports.loss_curve(fit.losses / min(batch_size, n_train), out / "loss.png")
+    trained = run.training_summary(fit, min(batch_size, n_train))
+    files = run.files
     files["count_accuracy_curve"] = accuracy_curve(
         tracker.history,
-        out / "count_accuracy.png",
+        run.out / "count_accuracy.png",
         title=f"AIR ({air.guide_input} guide), {tier} scenes with 0-{max_objects} objects, Adam {lr:g}, "
         f"baselines {baseline_lr:g}",
     )
@@ -249,11 +242,10 @@ def train_air(
         [("data", shown.images[:, 0]), ("recon", recon)],
         boxes,
         present,
-        out / "reconstructions.png",
+        run.out / "reconstructions.png",
         titles=[f"true {t} / inferred {i}" for t, i in zip(shown.counts, inference.counts.tolist())],
         title="held-out scenes with inferred windows (red: step 1, green: step 2, blue: step 3)",
     )
-    per_image = fit.losses / min(batch_size, n_train)
     held_out = test_images.to(fit.device)
     summary = {
         "model": "air",
@@ -261,7 +253,6 @@ def train_air(
         "image_size": generator.image_size,
         "max_objects": max_objects,
         "num_steps": num_steps,
-        "steps": fit.steps,
         "batch_size": batch_size,
         "lr": lr,
         "baseline_lr": baseline_lr,
@@ -272,21 +263,16 @@ def train_air(
         "n_train": n_train,
         "n_test": n_test,
         "seed": seed,
-        "device": str(fit.device),
+        **trained,
         "count_accuracy": final["accuracy"],
         "count_confusion": final["confusion"],
         "best_count_accuracy": max(r["accuracy"] for r in tracker.history),
         "count_accuracy_history": [(r["step"], r["accuracy"]) for r in tracker.history],
-        # which count the objective itself prefers per true count (see AIR.count_elbo): tells over-counting
+        # which count the objective itself prefers per true count (see diagnostics.count_elbo): tells over-counting
         # from a guide stuck in a local optimum
         "count_elbo_rows_true_columns_forced": diagnostics.count_elbo_table(air, held_out, test_counts),
         "ghost_windows": diagnostics.ghost_windows(air, held_out, test_counts),
-        "loss_first_50_steps_per_image": float(per_image[:50].mean()) if len(per_image) else None,
-        "loss_last_50_steps_per_image": float(per_image[-50:].mean()) if len(per_image) else None,
-        "train_seconds": round(fit.seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
         "data": "procedural multi-object scenes (dSprites shapes and stroke glyphs), probrep.data.objects",
     }
-    files["summary"] = reports.write_json(summary, out / "summary.json")
     logger.info("AIR: count accuracy %.4f after %d steps", final["accuracy"], fit.steps)
-    return RunOutputs(out=out, files=files, summary=summary, model=air)
+    return run.finish(summary, air)

@@ -17,17 +17,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyro
 import torch
 
 from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
 from probrep.device import resolve_device
-from probrep.experiments.vae_dsprites import RunOutputs
+from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
 from probrep.inference import svi
-from probrep.io import figures as reports
+from probrep.io.figures import image_grid
 from probrep.models.gqn.model import GQN
-from probrep.training import checkpoint as ckpt
 from probrep.training.loop import StepInfo
 from probrep.training.schedules import AnnealAttribute, linear_anneal, relative_to
 
@@ -71,15 +69,15 @@ def evaluate_gqn(
     elbo = svi.make_elbo(None, model)
     totals = {"nelbo": 0.0, "mse": 0.0, "baseline": 0.0}
     count = 0
-    pyro.set_rng_seed(seed)
     try:
-        for lo in range(0, len(data), batch_size):
-            rows = list(range(lo, min(lo + batch_size, len(data))))
-            ctx, ctx_v, q_v, q = data.batch(rows, num_context)
-            totals["nelbo"] += float(elbo.loss(model.model, model.guide, ctx, ctx_v, q_v, q))
-            totals["mse"] += float(((model.predict(ctx, ctx_v, q_v) - q) ** 2).mean((1, 2, 3)).sum())
-            totals["baseline"] += float(((ctx.mean(1) - q) ** 2).mean((1, 2, 3)).sum())
-            count += len(rows)
+        with seeded(seed):
+            for lo in range(0, len(data), batch_size):
+                rows = list(range(lo, min(lo + batch_size, len(data))))
+                ctx, ctx_v, q_v, q = data.batch(rows, num_context)
+                totals["nelbo"] += float(elbo.loss(model.model, model.guide, ctx, ctx_v, q_v, q))
+                totals["mse"] += float(((model.predict(ctx, ctx_v, q_v) - q) ** 2).mean((1, 2, 3)).sum())
+                totals["baseline"] += float(((ctx.mean(1) - q) ** 2).mean((1, 2, 3)).sum())
+                count += len(rows)
     finally:
         model.sigma = old_sigma
         model.train(was_training)
@@ -144,9 +142,7 @@ def train_gqn(
     lr = float(lr or settings["lr"])
     lr_end = float(lr_end or settings["lr_end"])
     anneal = int(anneal_steps or steps)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    run = RunFolder(out, resume)
     dev = resolve_device(device)
 
     rooms = Rooms(image_size=settings["image_size"], num_views=num_views, seed=seed)
@@ -155,8 +151,8 @@ def train_gqn(
         overrides["representation"] = representation
     if draw_steps is not None:
         overrides["steps"] = draw_steps
-    pyro.set_rng_seed(seed)  # the networks' initialisation
-    model = build_gqn(tier, **overrides).to(dev)
+    with seeded(seed):  # the networks' initialisation
+        model = build_gqn(tier, **overrides).to(dev)
 
     t0 = time.perf_counter()
     if render_on_the_fly:
@@ -171,9 +167,7 @@ def train_gqn(
 
     cpu_started = time.process_time()
     sigma_schedule = AnnealAttribute(model, "sigma", linear_anneal(sigma_start, sigma_end, anneal))
-    first = 0
-    if resume and (found := ckpt.latest(out / "checkpoints")) is not None:
-        first = int(ckpt.load(found)["step"])
+    first = run.resumed_step()
     sigma_schedule.on_start(first)  # the sigma an uninterrupted run has at this step
     curve: list[dict[str, float]] = []
     probe = list(range(min(64, len(test))))
@@ -200,7 +194,7 @@ def train_gqn(
         callbacks=[sigma_schedule, record, *callbacks],
         device=dev,
         seed=seed,
-        checkpoint_dir=out / "checkpoints",
+        checkpoint_dir=run.checkpoints,
         checkpoint_every=checkpoint_every,
         resume=resume,
         progress=progress,
@@ -214,10 +208,9 @@ def train_gqn(
     }
     logger.info("after training: %s", after)
 
-    files: dict[str, Path] = {"checkpoint": fit.checkpoint} if fit.checkpoint else {}
-    per_image = fit.losses / min(batch_size, len(train))
-    files["loss_curve"] = reports.loss_curve(per_image, out / "loss.png")
-    files.update(_figures(model, test, out, seed))
+    trained = run.training_summary(fit, min(batch_size, len(train)))
+    with seeded(seed):  # the samples drawn for the figures
+        run.files.update(_figures(model, test, run.out))
 
     summary = {
         "tier": tier,
@@ -226,7 +219,6 @@ def train_gqn(
         "representation": model.representation_kind,
         "draw_steps": model.steps,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "steps": fit.steps,
         "batch_size": batch_size,
         "lr": [lr, lr_end],
         "sigma": [sigma_start, sigma_end],
@@ -234,32 +226,26 @@ def train_gqn(
         "train_scenes": train_scenes,
         "test_scenes": test_scenes,
         "seed": seed,
-        "device": str(fit.device),
+        **trained,
         "torch_threads": torch.get_num_threads(),
-        "loss_first_50_steps_per_image": float(per_image[:50].mean()),
-        "loss_last_50_steps_per_image": float(per_image[-50:].mean()),
         "test_before_training": before,
         "test": after,
         "test_by_context_views": by_context,
         "test_mse_curve": curve,
         "evaluated_at_sigma": sigma_end,
         "render_seconds": round(render_seconds, 1),
-        "train_seconds": round(fit.seconds, 1),
         "train_cpu_seconds": round(train_cpu_seconds, 1),
         "seconds_per_step": round(fit.seconds / max(1, fit.steps - first), 4),
-        "total_seconds": round(time.perf_counter() - started, 1),
         "data": "procedural rooms (probrep.data.rooms.scene), ray cast; test scenes disjoint from training scenes",
     }
-    files["summary"] = reports.write_json(summary, out / "summary.json")
-    return RunOutputs(out=out, files=files, summary=summary, model=model)
+    return run.finish(summary, model)
 
 
 @torch.no_grad()
-def _figures(model: GQN, test: GQNDataset, out: Path, seed: int) -> dict[str, Path]:
+def _figures(model: GQN, test: GQNDataset, out: Path) -> dict[str, Path]:
     """predictions.png (3 context views, truth, prediction, a sample for 8 scenes) and samples.png (one
     context view, the truth, the prediction and 8 samples of one query)."""
     files = {}
-    torch.manual_seed(seed)
     cols = min(8, len(test))
     k = min(3, test.max_context)
     ctx, ctx_v, q_v, q = test.batch(list(range(cols)), num_context=k)
@@ -267,7 +253,7 @@ def _figures(model: GQN, test: GQNDataset, out: Path, seed: int) -> dict[str, Pa
     sample = model.sample(ctx, ctx_v, q_v)[0]
     rows = [ctx[:, i] for i in range(k)] + [q, pred, sample]
     labels = [f"context {i + 1}" for i in range(k)] + ["true query", "prediction", "a sample"]
-    files["predictions"] = reports.image_grid(
+    files["predictions"] = image_grid(
         torch.stack(rows).cpu().numpy(),
         out / "predictions.png",
         row_labels=labels,
@@ -277,7 +263,7 @@ def _figures(model: GQN, test: GQNDataset, out: Path, seed: int) -> dict[str, Pa
     samples = model.sample(ctx, ctx_v, q_v, num_samples=8)[:, 0]
     first = [ctx[0, 0], q[0], model.predict(ctx, ctx_v, q_v)[0]]
     first += [_blank(q[0])] * (8 - len(first))
-    files["samples"] = reports.image_grid(
+    files["samples"] = image_grid(
         torch.stack([torch.stack(first), samples]).cpu().numpy(),
         out / "samples.png",
         row_labels=["context | truth | prediction", "8 samples"],

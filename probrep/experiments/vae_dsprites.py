@@ -3,35 +3,24 @@ a checkpoint, a loss curve, reconstructions, latent traversals and a JSON summar
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pyro
 import torch
 
 from probrep.data import DSprites
+from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
 from probrep.inference import svi
-from probrep.io import figures as reports
+from probrep.io.figures import image_grid
 from probrep.models import VAE, BetaTCVAE, FactorVAE
+from probrep.training import checkpoint
 
 logger = logging.getLogger(__name__)
 
 MODELS = {"vae": VAE, "betatcvae": BetaTCVAE, "factorvae": FactorVAE}
-
-
-@dataclass
-class RunOutputs:
-    """Where a run put its results, and its headline numbers."""
-
-    out: Path
-    files: dict[str, Path] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
-    model: Any = None  # the trained model, in eval mode
 
 
 def build_model(kind: str, latent_dim: int, beta: float, gamma: float, arch: str, dataset_size: int) -> VAE:
@@ -76,12 +65,10 @@ def train_vae_on_dsprites(
     Files in ``out``: ``checkpoints/`` (resumable), ``loss.png``, ``reconstructions.png``, ``traversals.png``
     (one row per latent dimension, most informative first) and ``summary.json``.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    pyro.set_rng_seed(seed)  # the networks' initialisation
+    run = RunFolder(out, resume)
     sprites = DSprites()
-    vae = build_model(model, latent_dim, beta, gamma, arch, dataset_size=len(sprites))
+    with seeded(seed):  # the networks' initialisation
+        vae = build_model(model, latent_dim, beta, gamma, arch, dataset_size=len(sprites))
     data = sprites.torch_dataset(return_factors=False)
     fit = svi.fit(
         vae,
@@ -91,15 +78,14 @@ def train_vae_on_dsprites(
         lr=lr,
         device=device,
         seed=seed,
-        checkpoint_dir=out / "checkpoints",
+        checkpoint_dir=run.checkpoints,
         checkpoint_every=checkpoint_every,
         resume=resume,
         progress=progress,
     )
     vae.eval()
-    files = {"checkpoint": fit.checkpoint} if fit.checkpoint else {}
-    per_image = fit.losses / min(batch_size, len(sprites))
-    files["loss_curve"] = reports.loss_curve(per_image, out / "loss.png")
+    trained = run.training_summary(fit, min(batch_size, len(sprites)))
+    files = run.files
 
     rng = np.random.default_rng(seed + 1)
     held_out = torch.from_numpy(sprites.render(sprites.sample_factors(512, rng))).to(fit.device)
@@ -107,18 +93,18 @@ def train_vae_on_dsprites(
     order = np.argsort(-kl)
     shown = held_out[:8]
     recon = vae.reconstruct(shown)
-    files["reconstructions"] = reports.image_grid(
+    files["reconstructions"] = image_grid(
         torch.stack([shown, recon]).cpu().numpy(),
-        out / "reconstructions.png",
+        run.out / "reconstructions.png",
         row_labels=["data", "recon"],
         title="procedural dSprites and their reconstructions",
     )
     values = torch.linspace(-2.5, 2.5, 9)
     rows = [vae.traverse(shown[:1], int(d), values)[0] for d in order]
     grid = torch.stack(rows).cpu().numpy()
-    files["traversals"] = reports.image_grid(
+    files["traversals"] = image_grid(
         grid,
-        out / "traversals.png",
+        run.out / "traversals.png",
         row_labels=[f"z{d} KL {kl[d]:.2f}" for d in order],
         title="latent traversals from -2.5 to 2.5 (rows sorted by KL)",
     )
@@ -130,19 +116,34 @@ def train_vae_on_dsprites(
         "gamma": gamma if model == "factorvae" else None,
         "latent_dim": latent_dim,
         "arch": arch,
-        "steps": fit.steps,
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "device": str(fit.device),
-        "loss_first_50_steps_per_image": float(per_image[:50].mean()),
-        "loss_last_50_steps_per_image": float(per_image[-50:].mean()),
+        **trained,
         "held_out_negative_elbo_per_image": float(vae_loss),
         "active_dimensions_kl_above_0.1": int((kl > 0.1).sum()),
         "kl_per_dimension": [float(v) for v in kl],
-        "train_seconds": round(fit.seconds, 1),
-        "total_seconds": round(time.perf_counter() - started, 1),
         "data": "procedural dSprites (a regeneration of the factor grid, not the original pixels)",
     }
-    files["summary"] = reports.write_json(summary, out / "summary.json")
-    return RunOutputs(out=out, files=files, summary=summary, model=vae)
+    return run.finish(summary, vae)
+
+
+def load_run(run_dir: str | Path):
+    """A trained model from a ``probrep train vae`` / demo run folder (summary.json + checkpoints/)."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{summary_path} not found: pass a folder written by 'probrep train vae'")
+    summary = json.loads(summary_path.read_text())
+    latest = checkpoint.latest(run_dir / "checkpoints")
+    if latest is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
+    model = build_model(
+        summary["model"], summary["latent_dim"], summary["beta"], summary.get("gamma") or 10.0, summary["arch"],
+        dataset_size=737_280,
+    )  # fmt: skip
+    state = checkpoint.load(latest)
+    if state.get("module") is None:
+        raise ValueError(f"checkpoint {latest} holds no module state")
+    model.load_state_dict(state["module"])
+    return model.eval(), summary

@@ -1,12 +1,11 @@
-"""Figures and summaries that runs leave behind: loss curves, image grids, JSON, all written atomically."""
+"""Figures that runs leave behind (loss curves, image grids), with one matplotlib setup (the Agg backend unless
+the caller chose another), written atomically."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -26,14 +25,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     return path
 
 
-def write_json(data: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write JSON atomically."""
-    with atomic_open(path, "w") as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
-    return Path(path)
-
-
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -46,7 +38,7 @@ def loss_curve(
     losses: Sequence[float], path: str | os.PathLike, ylabel: str = "negative ELBO per image (nats)"
 ) -> Path:
     """Per-step losses and their running mean over ~2% of the run."""
-    plt = _pyplot()
+    plt = pyplot()
     losses = np.asarray(losses, dtype=float)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(np.arange(1, len(losses) + 1), losses, lw=0.5, alpha=0.4, label="per step")
@@ -70,7 +62,7 @@ def image_grid(
     title: str | None = None,
 ) -> Path:
     """Save ``images [rows, cols, C, H, W]`` (values in [0, 1]) as one grid PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     images = np.asarray(images)
     if images.ndim != 5:
         raise ValueError(f"image_grid expects [rows, cols, C, H, W], got shape {images.shape}")

@@ -1,0 +1,56 @@
+"""``probrep mcmc``: sample posteriordb posteriors and validate them against their reference draws.
+
+It is the one subcommand that sets a process-wide JAX option (``jax_enable_x64``, float64 as Stan), and only when
+it runs."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mcmc",
+        help="sample posteriordb posteriors with NUTS / HMC / MALA / ULA and validate them against reference draws",
+        description="For each posterior: run mcmc.sample, print R-hat / ESS / divergences / timing, and the "
+        "z-score validation of every parameter's mean and sd against the reference draws.",
+    )
+    p.add_argument("posteriors", nargs="*", help="posteriordb names (default: all available)")
+    p.add_argument("--kernel", choices=["nuts", "hmc", "mala", "ula"], default="nuts")
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--chain-method", choices=["sequential", "vectorized", "parallel"], default="sequential")
+    p.add_argument("--dense-mass", action="store_true", help="dense inverse mass matrix")
+    p.add_argument("--float32", action="store_true", help="single precision (default: float64, as Stan)")
+    p.add_argument(
+        "--posteriordb", default=None, help="folder (default: $PROBREP_POSTERIORDB or ../shared/posteriordb)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import jax
+
+    from probrep.data import posteriordb
+    from probrep.inference import mcmc
+
+    jax.config.update("jax_enable_x64", not args.float32)
+    names = args.posteriors or posteriordb.available(args.posteriordb)
+    failed = 0
+    for name in names:
+        post = posteriordb.load(name, args.posteriordb)
+        idata = mcmc.sample(
+            post.model, kernel=args.kernel, num_warmup=args.warmup, num_samples=args.samples,
+            num_chains=args.chains, chain_method=args.chain_method, seed=args.seed, progress=not args.no_progress,
+            kernel_kwargs={"dense_mass": True} if args.dense_mass else None, **post.model_kwargs,
+        )  # fmt: skip
+        report = posteriordb.validate(idata, post)
+        print(f"\n== {name} ({args.kernel})")
+        mcmc.print_summary(idata)
+        print(report.table())
+        failed += not report.passed
+    print(f"\n{len(names) - failed}/{len(names)} posteriors agree with the reference draws")
+    return 1 if failed else 0

@@ -1,0 +1,37 @@
+"""Options that several subcommands share, declared once."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_compute(p: argparse.ArgumentParser) -> None:
+    """``--device``, ``--seed`` and ``--no-progress``."""
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_training_run(p: argparse.ArgumentParser, *, checkpoint_every: int) -> None:
+    """What every ``train`` subcommand takes besides its model's settings: the output folder, checkpoints,
+    resume, and the compute options."""
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--checkpoint-every", type=int, default=checkpoint_every)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    add_compute(p)
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments the experiments take for the options of :func:`add_training_run`."""
+    return {
+        "device": args.device,
+        "seed": args.seed,
+        "resume": args.resume,
+        "checkpoint_every": args.checkpoint_every,
+        "progress": not args.no_progress,
+    }
+
+
+def print_files(files: dict, width: int = 16) -> None:
+    for name, path in files.items():
+        print(f"    {name:{width}s} {path}")

@@ -1,0 +1,92 @@
+"""The chores every end-to-end run shares: its folder, the seeded initialisation of its networks (without
+touching the caller's random generators), where a resumed run starts, the loss curve and the JSON summary."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from probrep.io.figures import loss_curve
+from probrep.io.json_file import write_json
+from probrep.training import checkpoint as ckpt
+
+
+@dataclass
+class RunOutputs:
+    """Where a run put its results, and its headline numbers."""
+
+    out: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # the trained model, in eval mode
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Draw from torch's, numpy's and Python's global generators seeded with ``seed`` inside the block (network
+    initialisation, Pyro programs), and give the caller back their own states afterwards."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
+class RunFolder:
+    """One run's output folder: ``checkpoints/`` plus the figures and ``summary.json`` a run leaves."""
+
+    def __init__(self, out: str | os.PathLike, resume: bool = False):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.resume = bool(resume)
+        self.started = time.perf_counter()
+        self.files: dict[str, Path] = {}
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+    def resumed_step(self) -> int:
+        """The step a resumed run continues after (0 for a fresh run or when there is no checkpoint yet)."""
+        if not self.resume or (found := ckpt.latest(self.checkpoints)) is None:
+            return 0
+        return int(ckpt.load(found)["step"])
+
+    def training_summary(self, fit: Any, examples_per_step: int) -> dict[str, Any]:
+        """Record the last checkpoint and the loss curve (per example) and return the summary fields every run
+        reports: steps, device, first and last losses, seconds."""
+        if fit.checkpoint:
+            self.files["checkpoint"] = fit.checkpoint
+        per_example = np.asarray(fit.losses) / max(1, int(examples_per_step))
+        self.files["loss_curve"] = loss_curve(per_example, self.out / "loss.png")
+        trained = len(per_example) > 0
+        head = float(per_example[:50].mean()) if trained else None
+        tail = float(per_example[-50:].mean()) if trained else None
+        return {
+            "steps": fit.steps,
+            "device": str(fit.device),
+            "loss_first_50_steps_per_image": head,
+            "loss_last_50_steps_per_image": tail,
+            "train_seconds": round(fit.seconds, 1),
+        }
+
+    def finish(self, summary: dict[str, Any], model: Any = None) -> RunOutputs:
+        """Write ``summary.json`` (with the run's total seconds) and return what the run produced."""
+        summary = {**summary, "total_seconds": round(time.perf_counter() - self.started, 1)}
+        self.files["summary"] = write_json(summary, self.out / "summary.json")
+        return RunOutputs(out=self.out, files=self.files, summary=summary, model=model)
