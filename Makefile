@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= runs/demo
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -26,8 +26,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/probrep demo --out $(OUT)
 
+# ruff, and the layering contracts of pyproject.toml ([tool.importlinter]): models never import inference, data
+# never imports models, nothing imports the CLI.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # The quick side-by-side benchmarks; the long ones (posteriordb, AIR accuracy, GQN small tier, 100k MMD) are
 # run one by one from benchmarks/. Comparisons against BlackJAX, POT and geomloss need `pip install -e '.[bench]'`.
@@ -37,6 +40,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/score_matching_cost.py
 	$(BIN)/python benchmarks/mcmc_nuts.py
 	$(BIN)/python benchmarks/air_step.py
+
+# On a machine with a CUDA GPU: the test suite on cuda and the quick benchmarks, report in runs/gpu_check/.
+# Without a GPU it says so and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from probrep.data.rooms.dataset import GQNDataset, load_rooms
+from probrep.data.rooms.dataset import GQNDataset, load_rooms, save_rooms
 from probrep.data.rooms.raycast import FLOOR, SHAPES, SKY, WALL, Lighting, intersect_objects
 from probrep.data.rooms.scene import FLOOR_COLOURS, OBJECT_COLOURS, WALL_COLOURS, Rooms, SceneFactors
 
@@ -195,7 +195,7 @@ def test_viewpoint_vector_by_hand():
 
 
 def test_cache_round_trip_without_pickle(rooms, tmp_path):
-    path = rooms.save(tmp_path / "rooms.npz", 3, start=5, progress=False)
+    path = save_rooms(rooms, tmp_path / "rooms.npz", 3, start=5, progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["rooms.npz"]  # no temporary file left behind
     with zipfile.ZipFile(path) as z:
         assert all(name.endswith(".npy") for name in z.namelist())

@@ -1,6 +1,6 @@
 """The rooms as data: an ``.npz`` cache file and the GQN training examples (context views and a query).
 
-rooms.save("rooms32.npz", 5000)            # or save_rooms(rooms, ...): uint8 images, written atomically
+save_rooms(rooms, "rooms32.npz", 5000)     # uint8 images, written atomically
 cached = load_rooms("rooms32.npz")         # read with allow_pickle=False: data only, never code
 data = GQNDataset(cached)                   # or GQNDataset(rooms, num_scenes=...) to render on demand
 context_images, context_viewpoints, query_viewpoint, query_image = data.batch(range(32))

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -421,20 +419,6 @@ class Rooms:
             "spread": self.spread,
             "lighting": {"direction": list(self.lighting.direction), "ambient": self.lighting.ambient},
         }
-
-    def save(
-        self,
-        path: str | os.PathLike,
-        num_scenes: int,
-        start: int = 0,
-        device: str | torch.device = "cpu",
-        progress: bool = True,
-    ) -> Path:
-        """Render scenes ``start .. start + num_scenes - 1`` into an ``.npz`` cache, written atomically
-        (see :func:`probrep.data.rooms.dataset.save_rooms`; read it back with ``load_rooms``)."""
-        from probrep.data.rooms.dataset import save_rooms
-
-        return save_rooms(self, path, num_scenes, start=start, device=device, progress=progress)
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,98 @@
+"""The house keeps its shape: layering contracts, no import cycles, short files, light imports, and a docstring
+that says what each module is for."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "probrep"
+ROOT = PACKAGE.parent
+
+
+def test_layering_contracts_are_kept():
+    # the same contracts `make lint` checks (pyproject.toml, [tool.importlinter])
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
+
+
+def _cycles(graph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), on direct imports within probrep."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if not w.startswith("probrep"):
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    assert _cycles(grimp.build_graph("probrep", cache_dir=None)) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    class Graph:
+        modules = {"probrep.a", "probrep.b", "probrep.c"}
+        edges = {"probrep.a": {"probrep.b"}, "probrep.b": {"probrep.a"}, "probrep.c": {"probrep.a"}}
+
+        def find_modules_directly_imported_by(self, m):
+            return self.edges.get(m, set())
+
+    assert _cycles(Graph()) == [["probrep.a", "probrep.b"]]
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_is_short_and_says_what_it_is_for(path):
+    lines = path.read_text().count("\n")
+    assert lines <= 500, f"{path.relative_to(ROOT)} has {lines} lines: split it along its ideas"
+    docstring = ast.get_docstring(ast.parse(path.read_text()))
+    assert docstring and len(docstring) > 20, f"{path.relative_to(ROOT)} has no module docstring"
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return set(out.stdout.split())
+
+
+def test_light_imports():
+    assert not {"torch", "jax", "pyro", "sklearn"} & _loaded_after("import probrep")
+    assert "sklearn" not in _loaded_after("import probrep.causal")
+    assert "sklearn" not in _loaded_after("from probrep.causal import irs")
+    assert "jax" not in _loaded_after("from probrep.inference.langevin import langevin")
+    assert "jax" not in _loaded_after("import probrep.inference.mcmc.adaptation")
+    assert not {"pyro", "jax"} & _loaded_after("import probrep.inference")
