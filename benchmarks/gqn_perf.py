@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--small-steps", type=int, default=20)
     parser.add_argument("--paper-batch", type=int, default=2, help="36 in the paper; small on a CPU")
     parser.add_argument("--paper-steps", type=int, default=4, help="alternating rounds")
+    parser.add_argument("--out", default=None, help="default: results/gqn_perf.json (gqn_perf_cuda.json on a GPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -158,8 +159,9 @@ def main() -> None:
     result["svi_step"] = steps
     result["context_views"] = 5
     name = "gqn_perf.json" if device.type == "cpu" else f"gqn_perf_{device.type}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    out = Path(args.out) if args.out else RESULTS / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
