@@ -280,9 +280,9 @@ def test_image_lstm_cell_is_an_lstm_cell_on_the_concatenated_input():
 
 @pytest.mark.parametrize("guide_input", ["image", "residual"])
 @pytest.mark.parametrize("num_steps", [1, 2, 3, 4])
-def test_shapes_for_each_number_of_steps(num_steps, guide_input):
-    air = small_air(num_steps=num_steps, guide_input=guide_input)
-    x = torch.rand(5, 1, 20, 20, dtype=torch.float64)
+def test_shapes_for_each_number_of_steps(num_steps, guide_input, device):
+    air = small_air(num_steps=num_steps, guide_input=guide_input).to(device)
+    x = torch.rand(5, 1, 20, 20, dtype=torch.float64, device=device)
     guide_trace = poutine.trace(air.guide).get_trace(x)
     model_trace = poutine.trace(poutine.replay(air.model, trace=guide_trace)).get_trace(x)
     for t in range(num_steps):

@@ -38,15 +38,15 @@ def _batch(b=2, k=3, size=16, seed=0, dtype=torch.float64):
 
 # --------------------------------------------------------------------------------------- representations
 @pytest.mark.parametrize("size", [32, 64])
-def test_representation_output_shapes(size):
-    x, v = torch.rand(5, 3, size, size), torch.randn(5, 7)
-    assert TowerRepresentation(3, 7, 16)(x, v).shape == (5, 16, size // 4, size // 4)
-    assert TowerRepresentation(3, 7, 16, pool=True)(x, v).shape == (5, 16, 1, 1)
-    assert PyramidRepresentation(3, 7, 16, size)(x, v).shape == (5, 16, 1, 1)
+def test_representation_output_shapes(size, device):
+    x, v = torch.rand(5, 3, size, size, device=device), torch.randn(5, 7, device=device)
+    assert TowerRepresentation(3, 7, 16).to(device)(x, v).shape == (5, 16, size // 4, size // 4)
+    assert TowerRepresentation(3, 7, 16, pool=True).to(device)(x, v).shape == (5, 16, 1, 1)
+    assert PyramidRepresentation(3, 7, 16, size).to(device)(x, v).shape == (5, 16, 1, 1)
     for kind, spatial in [("tower", size // 4), ("pool", 1), ("pyramid", 1)]:
         model = GQN(image_size=size, representation=kind, r_channels=16, h_channels=8, z_channels=2, steps=1)
-        r = model.represent(x.view(1, 5, 3, size, size), v.view(1, 5, 7))
-        assert r.shape == (1, 16, spatial, spatial)
+        r = model.to(device).represent(x.view(1, 5, 3, size, size), v.view(1, 5, 7))
+        assert r.shape == (1, 16, spatial, spatial) and r.device.type == device.type
 
 
 def test_pool_is_the_spatial_mean_of_the_tower_and_views_are_summed():
@@ -143,10 +143,10 @@ def test_model_replayed_on_other_z_does_not_reuse_states():
 
 
 # -------------------------------------------------------------------------------------- predict and sample
-def test_predict_and_sample():
+def test_predict_and_sample(device):
     torch.manual_seed(0)
-    model = GQN(**TINY, steps=2)
-    ctx, ctx_v, q_v, _ = _batch(dtype=torch.float32)
+    model = GQN(**TINY, steps=2).to(device)
+    ctx, ctx_v, q_v, _ = (t.to(device) for t in _batch(dtype=torch.float32))
     pred = model.predict(ctx, ctx_v, q_v)
     assert pred.shape == (2, 3, 16, 16) and (pred > 0).all() and (pred < 1).all()
     torch.testing.assert_close(model.predict(ctx, ctx_v, q_v), pred)  # deterministic: z at the prior means
