@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from probrep.cli.demo import print_report
 from probrep.experiments.demo import demo
@@ -47,3 +48,22 @@ def test_demo_at_toy_size_writes_its_report(tmp_path, capsys):
     assert summary["beta"] == 1.0 and model.latent_dim == 10
     with pytest.raises(FileNotFoundError, match="summary.json"):
         load_run(tmp_path / "nowhere")
+
+
+def test_reported_negative_elbo_is_the_unweighted_one_not_the_beta_weighted_objective():
+    from probrep.experiments.vae_dsprites import negative_elbo
+    from probrep.inference import svi
+    from probrep.models import VAE
+
+    torch.manual_seed(0)
+    vae = VAE(image_shape=(1, 64, 64), latent_dim=4, beta=4.0, arch="mlp", hidden=(32,)).double()
+    x = torch.bernoulli(torch.full((3, 1, 64, 64), 0.3, dtype=torch.float64))
+    loc, _ = vae.posterior(x)
+    vae.posterior = lambda images: (loc, torch.full_like(loc, 1e-6))  # z = loc: one draw is exact
+    ours = negative_elbo(vae, x)
+    weighted = float(svi.make_elbo(None, vae).loss(vae.model, vae.guide, x))
+    vae.beta = 1.0
+    unweighted = float(svi.make_elbo(None, vae).loss(vae.model, vae.guide, x))
+    assert float(ours.sum()) == pytest.approx(unweighted, rel=1e-6)
+    kl = float((0.5 * (loc**2 + 1e-12 - 1.0) - torch.log(torch.tensor(1e-6, dtype=torch.float64))).sum())
+    assert weighted - unweighted == pytest.approx(3.0 * kl, rel=1e-6)  # beta - 1 = 3 extra KLs

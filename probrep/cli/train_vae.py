@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
         f"\nTrained {s['model']} (beta={s['beta']}, {s['latent_dim']} latents) for {s['steps']} steps on {s['device']}"
     )
     print(
-        f"  loss per image: {s['loss_first_50_steps_per_image']:.1f} (first 50 steps) -> "
+        f"  training objective per image: {s['loss_first_50_steps_per_image']:.1f} (first 50 steps) -> "
         f"{s['loss_last_50_steps_per_image']:.1f} (last 50); held-out negative ELBO "
-        f"{s['held_out_negative_elbo_per_image']:.1f} nats"
+        f"{s['held_out_negative_elbo_per_image']:.1f} nats (objective {s['held_out_training_objective_per_image']:.1f})"
     )
     print(f"  active latent dimensions (KL > 0.1 nats): {s['active_dimensions_kl_above_0.1']} of {s['latent_dim']}")
     print(f"  took {s['total_seconds']:.0f} s. Outputs in {outputs.out.resolve()}:")

@@ -67,13 +67,16 @@ class RunFolder:
             return 0
         return int(ckpt.load(found)["step"])
 
-    def training_summary(self, fit: Any, examples_per_step: int) -> dict[str, Any]:
-        """Record the last checkpoint and the loss curve (per example) and return the summary fields every run
-        reports: steps, device, first and last losses, seconds."""
+    def training_summary(
+        self, fit: Any, examples_per_step: int, objective: str = "negative ELBO per image (nats)"
+    ) -> dict[str, Any]:
+        """Record the last checkpoint and the loss curve (per example, labelled with what the loss is: the
+        training objective, which is the negative ELBO only for unweighted objectives) and return the summary
+        fields every run reports: steps, device, first and last losses, seconds."""
         if fit.checkpoint:
             self.files["checkpoint"] = fit.checkpoint
         per_example = np.asarray(fit.losses) / max(1, int(examples_per_step))
-        self.files["loss_curve"] = loss_curve(per_example, self.out / "loss.png")
+        self.files["loss_curve"] = loss_curve(per_example, self.out / "loss.png", ylabel=objective)
         trained = len(per_example) > 0
         head = float(per_example[:50].mean()) if trained else None
         tail = float(per_example[-50:].mean()) if trained else None
