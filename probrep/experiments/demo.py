@@ -37,7 +37,7 @@ def demo(
     started = time.perf_counter()
     ds = DSprites()
     report: dict[str, Any] = {"steps": steps, "seed": seed, "num_points": num_points, "models": {}}
-    matrices = {}
+    matrices, active = {}, {}
     for name, beta in (("vae", 1.0), ("beta_vae", 4.0)):
         logger.info("[%s] training (beta=%g, %d steps)", name, beta, steps)
         run = train_vae_on_dsprites(out / name, beta=beta, steps=steps, device=device, seed=seed, progress=progress)
@@ -48,6 +48,7 @@ def demo(
             dataset=ds,
         )  # fmt: skip
         matrices[f"{name} (beta={beta:g})"] = evaluation.irs_matrix
+        active[f"{name} (beta={beta:g})"] = evaluation.irs_active
         report["models"][name] = {
             "beta": beta,
             "training": run.summary,
@@ -59,7 +60,7 @@ def demo(
     report["seconds"] = round(time.perf_counter() - started, 1)
     files = {
         "metrics": write_json(report, out / "metrics.json"),
-        "irs_matrices": irs_heatmap(matrices, ds.factor_names[1:], out / "irs_matrices.png"),
+        "irs_matrices": irs_heatmap(matrices, ds.factor_names[1:], out / "irs_matrices.png", active),
     }
     report["files"] = {k: str(v) for k, v in files.items()}
     return report

@@ -42,6 +42,7 @@ class Evaluation:
     scores: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     irs_matrix: np.ndarray | None = None
+    irs_active: np.ndarray | None = None  # [D] bool: the code dimensions IRS counts as active
 
 
 def evaluate(
@@ -76,7 +77,7 @@ def evaluate(
         if name == "irs":
             res = irs(factors, codes)
             result.scores[name] = {"score": res.score, "num_active_dims": res.num_active_dims}
-            result.irs_matrix = res.matrix
+            result.irs_matrix, result.irs_active = res.matrix, np.asarray(res.active, dtype=bool)
         elif name == "irs_interventional":
             c_int, im_int = ds.sample_scm(ds.scm().do({"shape": 2}), num_points, seed=seed + 1)
             res = irs(c_int[:, 2:], encode(im_int))  # shape is constant under the intervention
@@ -118,14 +119,34 @@ def headline(scores: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def irs_heatmap(matrices: dict[str, np.ndarray], factor_names: Sequence[str], path: str | Path) -> Path:
-    """IRS matrices [D, K] side by side (rows: latents, columns: factors)."""
+def irs_heatmap(
+    matrices: dict[str, np.ndarray],
+    factor_names: Sequence[str],
+    path: str | Path,
+    active: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """IRS matrices [D, K] side by side (rows: latents, columns: factors) with one shared colour bar.
+
+    Rows are sorted so that a disentangled code reads as a diagonal: active latents first, grouped by the
+    factor each explains best, strongest first; latents IRS counts as inactive (``active[title]`` False) come
+    last, greyed and labelled."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4.2), squeeze=False)
+    from matplotlib.patches import Rectangle
+
+    fig, axes = plt.subplots(
+        1, len(matrices), figsize=(4.4 * len(matrices) + 1.2, 4.6), squeeze=False, layout="constrained"
+    )
     for ax, (title, matrix) in zip(axes[0], matrices.items()):
-        image = ax.imshow(np.nan_to_num(matrix, nan=0.0), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        values = np.nan_to_num(np.asarray(matrix, dtype=float), nan=0.0)
+        on = np.ones(len(values), bool) if active is None or title not in active else np.asarray(active[title])
+        order = sorted(range(len(values)), key=lambda d: (not on[d], int(values[d].argmax()), -values[d].max()))
+        image = ax.imshow(values[order], vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(factor_names)), factor_names, rotation=45, ha="right")
-        ax.set_yticks(range(matrix.shape[0]), [f"z{i}" for i in range(matrix.shape[0])])
-        ax.set_title(f"IRS matrix: {title}")
-        fig.colorbar(image, ax=ax, fraction=0.046)
+        ax.set_yticks(range(len(order)), [f"z{d}" if on[d] else f"z{d} (inactive)" for d in order])
+        for row, (label, d) in enumerate(zip(ax.get_yticklabels(), order)):
+            if not on[d]:
+                label.set_color("grey")
+                ax.add_patch(Rectangle((-0.5, row - 0.5), len(factor_names), 1, color="white", alpha=0.65, lw=0))
+        ax.set_title(f"IRS: {title}")
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.04, pad=0.02, label="IRS (0 to 1)")
     return save_figure(fig, path)
