@@ -35,25 +35,52 @@ def write_csv(columns: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
 
 
 def draw_graph(scm: SCM, path: str | os.PathLike) -> Path:
-    """The DAG with each node's equation, laid out by topological generation."""
+    """The DAG, one row per topological generation, each node a box holding its name and equation.
+
+    Arrows are clipped at the boxes, so they never cross a label; an edge that skips a generation (A -> C beside
+    A -> B -> C) bends around the rows between, so a chain and a triangle look different."""
     import networkx as nx
 
     from probrep.io.figures import pyplot, save_figure
 
     plt = pyplot()
-
-    graph = scm.graph.copy()  # layout attributes must not leak into the model's graph
-    for layer, nodes in enumerate(nx.topological_generations(graph)):
-        for node in nodes:
-            graph.nodes[node]["layer"] = layer
-    pos = nx.multipartite_layout(graph, subset_key="layer", align="horizontal", scale=-1)
-    fig, ax = plt.subplots(figsize=(max(4, 1.8 * len(scm.nodes)), 3 + 0.6 * len(scm.nodes)))
-    nx.draw_networkx(graph, pos, ax=ax, node_color="#cfe3f7", node_size=1400, arrowsize=18, font_size=11)
-    for name, (x, y) in pos.items():
-        ax.annotate(scm.equations[name], (x, y), xytext=(0, -28), textcoords="offset points", ha="center",
-                    fontsize=8, color="#333")  # fmt: skip
+    layers = [sorted(nodes) for nodes in nx.topological_generations(scm.graph)]
+    width = max(len(nodes) for nodes in layers)
+    pos, layer_of = {}, {}
+    for depth, nodes in enumerate(layers):
+        for k, node in enumerate(nodes):
+            pos[node] = ((k - (len(nodes) - 1) / 2) * 3.2, -depth * 1.6)
+            layer_of[node] = depth
+    fig, ax = plt.subplots(figsize=(max(4.5, 3.0 * width + 1.5), 1.2 + 1.5 * len(layers)))
+    boxes = {}
+    for node, (x, y) in pos.items():
+        equation = scm.equations.get(node, "")
+        label = f"{node}\n{equation}" if len(equation) <= 40 else f"{node}\n{equation[:37]}..."
+        text = ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=3,
+                       bbox={"boxstyle": "round,pad=0.45", "fc": "#cfe3f7", "ec": "#4a7fb5"})  # fmt: skip
+        boxes[node] = text
+    xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
+    ax.set_xlim(min(xs) - 2.2, max(xs) + 2.2)
+    ax.set_ylim(min(ys) - 0.9, max(ys) + 0.9)
     ax.set_axis_off()
-    ax.margins(0.25)
+    fig.canvas.draw()  # sizes the boxes: skipping edges are routed around them
+    extents = {node: box.get_bbox_patch().get_window_extent() for node, box in boxes.items()}
+    for a, b in scm.graph.edges:
+        (xa, ya), (xb, yb) = ax.transData.transform(pos[a]), ax.transData.transform(pos[b])
+        between = [extents[n] for n, depth in layer_of.items() if layer_of[a] < depth < layer_of[b]]
+        rad = 0.0
+        if between:
+            # arc3 puts the curve's middle at M + rad/2 (dy, -dx) (display units): pass it beside the boxes
+            middle, gap = (xa + xb) / 2, 30.0
+            right = max(e.x1 for e in between) + gap
+            left = min(e.x0 for e in between) - gap
+            target = right if abs(right - middle) <= abs(middle - left) else left
+            rad = 2.0 * (target - middle) / (yb - ya)
+        # drawn after the boxes (higher zorder), so each arrow is clipped at the boxes as they are drawn
+        ax.annotate("", xy=pos[b], xytext=pos[a], zorder=4,
+                    arrowprops={"arrowstyle": "-|>", "color": "#333", "lw": 1.3, "mutation_scale": 16,
+                                "connectionstyle": f"arc3,rad={rad:.4f}", "patchA": boxes[a].get_bbox_patch(),
+                                "patchB": boxes[b].get_bbox_patch(), "shrinkA": 3, "shrinkB": 3})  # fmt: skip
     return save_figure(fig, path)
 
 
