@@ -138,7 +138,7 @@ def test_nan_or_infinite_log_density_is_a_divergence_and_the_chain_goes_on(kerne
 
 
 def test_parallel_without_devices_falls_back_and_thinning(caplog):
-    with caplog.at_level(logging.WARNING, logger="probrep.inference.mcmc.sample"):
+    with caplog.at_level(logging.WARNING, logger="probrep.inference.mcmc.sampling"):
         idata = mcmc.sample(
             conjugate,
             y=DATA,
