@@ -19,7 +19,7 @@ import torch
 from numpyro.infer import MCMC
 from scipy.stats import norm
 
-from probrep.inference.mcmc.langevin import MALA
+from probrep.inference.mcmc.kernels import MALA
 from probrep.inference.torch_samplers.langevin_hmc import (
     hmc,
     hmc_step,

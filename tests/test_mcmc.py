@@ -20,7 +20,7 @@ from numpyro.infer import MCMC, NUTS
 from scipy.stats import norm
 
 from probrep.inference import mcmc
-from probrep.inference.mcmc.langevin import MALA
+from probrep.inference.mcmc.kernels import MALA
 
 DATA = np.random.default_rng(0).normal(1.5, 2.0, size=40)
 PRIOR_SD, NOISE_SD = 10.0, 2.0
