@@ -13,8 +13,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from probrep.inference.langevin import hmc, langevin
-from probrep.inference.torch_samplers.langevin_hmc import pyro_potential
+from probrep.inference.langevin import hmc, langevin, pyro_potential
 
 torch.manual_seed(0)
 

@@ -1,6 +1,10 @@
 """Langevin samplers in one place for users: the NumPyro kernels ``MALA`` and ``ULA`` (JAX) and the batched
 torch samplers ``langevin`` and ``hmc``. The JAX kernels load on first use, so importing the torch samplers
-from here does not load JAX."""
+from here does not load JAX.
+
+Both Langevin families call the noise variance ``e`` of a step ``step_size``; the torch ``hmc`` calls its
+leap-frog step ``h`` ``leapfrog_step``.
+"""
 
 import importlib
 from typing import TYPE_CHECKING
