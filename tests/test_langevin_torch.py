@@ -98,7 +98,6 @@ def test_torch_ula_bias_and_mala_on_standard_normal():
             adjust=adjust,
             num_warmup=100,
             adapt_step_size=False,
-            adapt_mass_matrix=False,  # ULA's bias depends on the metric: keep it the identity
             seed=1,
             progress=False,
         )

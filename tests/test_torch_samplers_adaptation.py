@@ -88,13 +88,14 @@ def test_every_sampler_runs_through_the_one_driver(monkeypatch):
 
     monkeypatch.setattr(samplers, "run", counting_run)
     cases = [
-        (lambda: langevin(energy, x0, 60, seed=3, progress=False), langevin_kernel(True)),
-        (lambda: langevin(energy, x0, 60, adjust=False, seed=3, progress=False), langevin_kernel(False)),
-        (lambda: hmc(energy, x0, 60, num_leapfrog=3, seed=3, progress=False), hmc_kernel(3)),
+        (lambda: langevin(energy, x0, 60, seed=3, progress=False), langevin_kernel(True), True),
+        (lambda: langevin(energy, x0, 60, adjust=False, seed=3, progress=False), langevin_kernel(False), False),
+        (lambda: hmc(energy, x0, 60, num_leapfrog=3, seed=3, progress=False), hmc_kernel(3), True),
     ]
-    for public, kernel in cases:
-        a, b = public(), run(kernel, energy, x0, 60, seed=3, progress=False)
+    for public, kernel, mass in cases:  # ULA leaves the metric alone by default
+        a, b = public(), run(kernel, energy, x0, 60, adapt_mass_matrix=mass, seed=3, progress=False)
         assert torch.equal(a.samples, b.samples) and torch.equal(a.accept_rate, b.accept_rate)
+        assert (a.inverse_mass_matrix is None) == (not mass)
     assert calls == ["mala", "ula", "hmc"]
     assert b.leapfrog_step.shape == (4,) and b.step_size is None and b.num_grad_evals > 60 * 3
 

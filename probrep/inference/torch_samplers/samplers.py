@@ -29,7 +29,7 @@ def langevin(
     target_accept: float = OPTIMAL_MALA_ACCEPTANCE,
     num_warmup: int | None = None,
     adapt_step_size: bool = True,
-    adapt_mass_matrix: bool = True,
+    adapt_mass_matrix: bool | None = None,
     thin: int = 1,
     seed: int = 0,
     progress: bool = True,
@@ -47,9 +47,10 @@ def langevin(
             during ``num_warmup`` steps (default: ``steps // 2`` when ``step_size`` is None, else 0). ULA
             tunes with the same Metropolis statistic without applying it.
         adapt_mass_matrix: also adapt each chain's diagonal inverse mass matrix ``C = L^2`` to the variance of
-            its warm-up draws (Stan's windows; needs 20 or more warm-up steps). MALA stays exact with any
-            ``C``; it mixes far better when the target's scales differ. ULA's bias depends on ``C``: turn it off
-            to reproduce a fixed-parameter ULA.
+            its warm-up draws (Stan's windows; needs 20 or more warm-up steps). Default (None): on for MALA,
+            which stays exact with any ``C`` and mixes far better when the target's scales differ; off for
+            ULA, which has no accept step to stop a bad metric from feeding on itself (an excursion inflates
+            the variance, the larger ``C`` makes the next excursion larger) and whose bias depends on ``C``.
         seed: seeds a ``torch.Generator`` on the device: the same seed gives the same chains.
 
     Returns:
@@ -58,6 +59,8 @@ def langevin(
     """
     if not isinstance(adjust, bool):
         raise TypeError(f"adjust must be a bool, got {type(adjust).__name__}")
+    if adapt_mass_matrix is None:
+        adapt_mass_matrix = adjust
     return run(
         langevin_kernel(adjust),
         energy_fn,
