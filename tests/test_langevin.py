@@ -148,6 +148,13 @@ def test_dual_averaging_converges_and_is_the_same_in_jax_and_torch():
     )
 
 
+def test_ula_leaves_its_metric_alone_unless_asked():
+    """Without an accept step a metric inflated by one excursion makes the next one larger; ULA adapts only its
+    step size by default, MALA both."""
+    assert MALA(gaussian_50d)._adapt_mass_matrix and not ULA(gaussian_50d)._adapt_mass_matrix
+    assert ULA(gaussian_50d, adapt_mass_matrix=True)._adapt_mass_matrix
+
+
 def test_kernel_argument_errors():
     with pytest.raises(ValueError, match="exactly one of model= or potential_fn="):
         MALA()

@@ -55,7 +55,9 @@ class MALA(MCMCKernel):
             potential energy (minus log density) of unconstrained parameters; exactly one.
         step_size: initial ``e`` (noise variance per step); ``None`` finds one by doubling/halving.
         adapt_step_size: dual averaging of ``e`` during warm-up towards ``target_accept_prob``.
-        adapt_mass_matrix / dense_mass: estimate a diagonal (or dense) inverse mass matrix in Stan windows.
+        adapt_mass_matrix / dense_mass: estimate a diagonal (or dense) inverse mass matrix in Stan windows;
+            default (None) on for MALA and off for ULA (without an accept step, a metric inflated by one
+            excursion makes the next one larger: it can run away).
         inverse_mass_matrix: a fixed or starting inverse mass matrix (flat [d] or [d, d]).
         target_accept_prob: 0.574 by default.
         init_strategy: NumPyro initialisation strategy for models.
@@ -70,7 +72,7 @@ class MALA(MCMCKernel):
         *,
         step_size: float | None = None,
         adapt_step_size: bool = True,
-        adapt_mass_matrix: bool = True,
+        adapt_mass_matrix: bool | None = None,
         dense_mass: bool = False,
         inverse_mass_matrix: Any = None,
         target_accept_prob: float = OPTIMAL_MALA_ACCEPTANCE,
@@ -84,6 +86,8 @@ class MALA(MCMCKernel):
                 raise TypeError(f"{type(self).__name__}: {name} must be callable, got {type(fn).__name__}")
         self._model, self._potential_fn = model, potential_fn
         self._step_size = None if step_size is None else real(step_size, "step_size", positive=True)
+        if adapt_mass_matrix is None:
+            adapt_mass_matrix = self.adjust
         self._adapt_step_size, self._adapt_mass_matrix = bool(adapt_step_size), bool(adapt_mass_matrix)
         self._dense_mass = bool(dense_mass)
         self._inverse_mass_matrix = None if inverse_mass_matrix is None else jnp.asarray(inverse_mass_matrix)
@@ -268,6 +272,7 @@ class MALA(MCMCKernel):
 class ULA(MALA):
     """Unadjusted Langevin: MALA's proposal, always accepted. Biased at any finite step size (on ``N(0, 1)`` its
     variance is ``1 / (1 - e/4)``); the step size is still tuned during warm-up so that the Metropolis acceptance
-    that MALA would have (computed, not used) reaches ``target_accept_prob``."""
+    that MALA would have (computed, not used) reaches ``target_accept_prob``. Its metric is not adapted unless
+    asked for (see ``adapt_mass_matrix``)."""
 
     adjust = False

@@ -44,7 +44,7 @@ def window_adaptation(
     dense_mass: bool = False,
     target_accept: float = OPTIMAL_MALA_ACCEPTANCE,
     adapt_step_size: bool = True,
-    adapt_mass_matrix: bool = True,
+    adapt_mass_matrix: bool | None = None,
     regularize: bool = True,
 ) -> tuple[LangevinState, adapt.AdaptedParameters, LangevinInfo]:
     """Run ``num_warmup`` Langevin steps (MALA when ``adjust``, else ULA) from ``position`` (a flat array [d]),
@@ -55,6 +55,7 @@ def window_adaptation(
         inverse_mass_matrix: the starting (or, without ``adapt_mass_matrix``, fixed) ``C``, [d] or [d, d];
             default the identity, dense when ``dense_mass``.
         target_accept: the acceptance rate dual averaging aims for (ULA tunes with MALA's statistic).
+        adapt_mass_matrix: default (None) on for MALA, off for ULA (as the kernels: see ``MALA``).
 
     Returns:
         The chain's state after warm-up, the adapted ``step_size`` / ``inverse_mass_matrix`` / ``mass_sqrt``
@@ -74,6 +75,8 @@ def window_adaptation(
         if imm.shape not in ((dim,), (dim, dim)):
             raise ValueError(f"inverse_mass_matrix has shape {imm.shape}, expected ({dim},) or ({dim}, {dim})")
     dense = imm.ndim == 2
+    if adapt_mass_matrix is None:
+        adapt_mass_matrix = adjust
     warm = adapt.warmup(
         num_warmup,
         target_accept,
