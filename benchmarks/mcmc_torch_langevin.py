@@ -107,8 +107,10 @@ def main() -> None:
         rows[energy_name] = {}
         for chains in args.chains:
             x0 = torch.randn((chains, *shape), generator=torch.Generator().manual_seed(1)).to(device)
-            # a step size near the adapted one, so acceptance is realistic (it does not change the cost)
-            step = float(langevin(energy, x0, steps=50, num_warmup=200, progress=False).step_size.median())
+            # a step size near the adapted one, so acceptance is realistic (it does not change the cost); no mass
+            # matrix, as in the timed runs (num_warmup=0 adapts nothing)
+            tuned = langevin(energy, x0, steps=50, num_warmup=200, adapt_mass_matrix=False, progress=False)
+            step = float(tuned.step_size.median())
             steps = min(1000, max(20, round(args.block_seconds / time_gradient(energy, x0, 20))))
             time_sampler(energy, x0, 20, step)  # warm caches
             grad_times, sampler_times = [], []

@@ -18,7 +18,7 @@ from numpyro.infer import MCMC  # noqa: E402
 
 from probrep.data.posteriordb import eight_schools_noncentered  # noqa: E402
 from probrep.inference import mcmc  # noqa: E402
-from probrep.inference.mcmc.langevin import MALA  # noqa: E402
+from probrep.inference.langevin import MALA  # noqa: E402
 
 y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 sigma = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])

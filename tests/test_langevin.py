@@ -17,7 +17,8 @@ from numpyro.infer import MCMC
 from scipy.stats import norm
 
 from probrep.inference.mcmc import adaptation
-from probrep.inference.mcmc import langevin as lg
+from probrep.inference.mcmc.kernels import MALA, ULA
+from probrep.inference.mcmc.langevin import init, step
 
 
 def z_bound(m: int, alpha: float = 0.01) -> float:
@@ -42,7 +43,7 @@ def gaussian_50d():
 
 def test_mala_50d_gaussian_acceptance_and_moments():
     mcmc = MCMC(
-        lg.MALA(gaussian_50d),
+        MALA(gaussian_50d),
         num_warmup=1000,
         num_samples=2000,
         num_chains=4,
@@ -71,7 +72,7 @@ def test_ula_bias_is_exact_and_mala_removes_it():
         return 0.5 * jnp.sum(x**2)
 
     results = {}
-    for cls in (lg.ULA, lg.MALA):
+    for cls in (ULA, MALA):
         kernel = cls(potential_fn=potential, step_size=step_size, adapt_step_size=False, adapt_mass_matrix=False)
         mcmc = MCMC(
             kernel, num_warmup=100, num_samples=5000, num_chains=4, chain_method="vectorized", progress_bar=False
@@ -109,9 +110,9 @@ def test_mala_correction_equals_the_explicit_proposal_densities():
             return -jnp.sum(jnp.log(jnp.cosh(x))) - 0.25 * jnp.sum(x**4)
 
         x = np.array([0.4, -1.2, 0.9])
-        state = lg.init(jnp.asarray(x), logdensity)
+        state = init(jnp.asarray(x), logdensity)
         keys = jax.random.split(jax.random.PRNGKey(3), 256)
-        new, info = jax.jit(jax.vmap(lambda k: lg.step(k, state, logdensity, e, jnp.asarray(a))))(keys)
+        new, info = jax.jit(jax.vmap(lambda k: step(k, state, logdensity, e, jnp.asarray(a))))(keys)
         positions, acceptance = np.asarray(new.position), np.asarray(info.acceptance_rate)
         moved = np.asarray(info.is_accepted) & (acceptance < 1)
     assert moved.sum() >= 10  # enough informative cases: accepted (so x' is visible) with ratio < 1
@@ -124,8 +125,9 @@ def test_stan_warmup_windows():
     assert adaptation.warmup_windows(1000) == [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
     assert adaptation.warmup_windows(100) == [(15, 90)]  # Stan's 15% / 75% / 10% split
     assert adaptation.warmup_windows(19) == []
-    in_window, window_end = adaptation.warmup_schedule(1000)
-    assert in_window.sum() == 875 and list(np.flatnonzero(window_end)) == [99, 149, 249, 449, 949]
+    schedule = adaptation.warmup_schedule(1000)
+    assert schedule.collect.sum() == 875 and list(np.flatnonzero(schedule.window_end)) == [99, 149, 249, 449, 949]
+    assert list(np.flatnonzero(schedule.last)) == [999]
 
 
 def test_dual_averaging_converges_and_is_the_same_in_jax_and_torch():
@@ -146,16 +148,23 @@ def test_dual_averaging_converges_and_is_the_same_in_jax_and_torch():
     )
 
 
+def test_ula_leaves_its_metric_alone_unless_asked():
+    """Without an accept step a metric inflated by one excursion makes the next one larger; ULA adapts only its
+    step size by default, MALA both."""
+    assert MALA(gaussian_50d)._adapt_mass_matrix and not ULA(gaussian_50d)._adapt_mass_matrix
+    assert ULA(gaussian_50d, adapt_mass_matrix=True)._adapt_mass_matrix
+
+
 def test_kernel_argument_errors():
     with pytest.raises(ValueError, match="exactly one of model= or potential_fn="):
-        lg.MALA()
+        MALA()
     with pytest.raises(ValueError, match="step_size"):
-        lg.MALA(gaussian_50d, step_size=-1.0)
+        MALA(gaussian_50d, step_size=-1.0)
     with pytest.raises(ValueError, match="target_accept_prob"):
-        lg.ULA(gaussian_50d, target_accept_prob=1.5)
+        ULA(gaussian_50d, target_accept_prob=1.5)
     with pytest.raises(ValueError, match="init_params must be given"):
-        lg.MALA(potential_fn=lambda x: jnp.sum(x**2)).init(jax.random.PRNGKey(0), 10)
+        MALA(potential_fn=lambda x: jnp.sum(x**2)).init(jax.random.PRNGKey(0), 10)
     with pytest.raises(ValueError, match="inverse_mass_matrix has shape"):
-        lg.MALA(gaussian_50d, inverse_mass_matrix=jnp.ones(3)).init(jax.random.PRNGKey(0), 10)
+        MALA(gaussian_50d, inverse_mass_matrix=jnp.ones(3)).init(jax.random.PRNGKey(0), 10)
     with pytest.raises(ValueError, match="not finite"):
-        lg.MALA(potential_fn=lambda x: jnp.sum(jnp.log(x))).init(jax.random.PRNGKey(0), 10, init_params=-jnp.ones(2))
+        MALA(potential_fn=lambda x: jnp.sum(jnp.log(x))).init(jax.random.PRNGKey(0), 10, init_params=-jnp.ones(2))

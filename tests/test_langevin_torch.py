@@ -19,8 +19,8 @@ import torch
 from numpyro.infer import MCMC
 from scipy.stats import norm
 
-from probrep.inference.mcmc.langevin import MALA
-from probrep.inference.torch_samplers.langevin_hmc import (
+from probrep.inference.mcmc.kernels import MALA
+from probrep.inference.torch_samplers import (
     hmc,
     hmc_step,
     langevin,
@@ -28,6 +28,8 @@ from probrep.inference.torch_samplers.langevin_hmc import (
     langevin_step,
     pyro_potential,
 )
+from probrep.inference.torch_samplers.noise import NoiseBlocks
+from probrep.inference.torch_samplers.recorder import Recorder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -76,7 +78,8 @@ def test_torch_samplers_recover_a_correlated_gaussian(sampler):
     else:
         res = hmc(gaussian_energy, x0, steps=300, num_leapfrog=5, num_warmup=200, seed=0, progress=False)
         assert float(res.accept_rate.mean()) > 0.5
-    assert res.samples.shape == (res.samples.shape[0], 128, 2) and res.step_size.shape == (128,)
+    step = res.step_size if sampler == "mala" else res.leapfrog_step
+    assert res.samples.shape == (res.samples.shape[0], 128, 2) and step.shape == (128,)
     assert res.accept_rate.shape == (128,) and int(res.divergences.sum()) == 0
     assert_moments(res.samples.numpy(), z_bound(5))
 
@@ -143,7 +146,7 @@ def test_nan_region_counts_divergences_and_chains_go_on(sampler, bad):
 
     x0 = torch.zeros(256, 1, dtype=torch.float64)
     if sampler == "hmc":
-        res = hmc(energy, x0, steps=300, num_leapfrog=3, step_size=0.6, seed=2, progress=False)
+        res = hmc(energy, x0, steps=300, num_leapfrog=3, leapfrog_step=0.6, seed=2, progress=False)
     else:
         res = langevin(energy, x0, steps=600, step_size=1.0, adjust=sampler == "mala", seed=2, progress=False)
     x = res.samples.numpy()[..., 0]
@@ -184,7 +187,7 @@ def test_non_finite_gradient_counts_divergences_and_chains_go_on(sampler, bad):
 
     x0 = torch.zeros(64, 1, dtype=torch.float64)
     if sampler == "hmc":
-        res = hmc(energy, x0, steps=200, num_leapfrog=3, step_size=0.6, seed=2, progress=False)
+        res = hmc(energy, x0, steps=200, num_leapfrog=3, leapfrog_step=0.6, seed=2, progress=False)
     else:
         res = langevin(energy, x0, steps=300, step_size=1.0, adjust=sampler == "mala", seed=2, progress=False)
     assert torch.isfinite(res.samples).all() and res.samples.max() <= 1.0
@@ -200,14 +203,13 @@ def test_same_seed_same_chains_and_device_kept():
     assert not torch.equal(a.samples, c.samples)
     assert a.samples.device == x0.device and a.samples.dtype == x0.dtype
     assert a.num_grad_evals > a.num_warmup + 50  # step-size search included
-    thinned = hmc(gaussian_3, x0, steps=40, num_leapfrog=2, step_size=0.3, thin=4, progress=False)
+    thinned = hmc(gaussian_3, x0, steps=40, num_leapfrog=2, leapfrog_step=0.3, thin=4, progress=False)
     assert thinned.samples.shape == (10, 8, 3) and thinned.num_grad_evals == 80
 
 
 def test_block_recording_equals_step_by_step(monkeypatch):
     """States and statistics written in blocks (several blocks and a partial one, with thinning) are exactly those
     written one step at a time, divergence counts (of NaN proposals) included."""
-    from probrep.inference.torch_samplers import langevin_hmc as langevin_torch
 
     def energy(x):
         return torch.where(x[:, 0] > 1.5, torch.nan, 0.5 * (x**2).sum(-1))
@@ -215,8 +217,8 @@ def test_block_recording_equals_step_by_step(monkeypatch):
     x0 = torch.zeros(3, 2, dtype=torch.float64)
     run = lambda: langevin(energy, x0, steps=700, step_size=1.2, thin=3, seed=4, progress=False)  # noqa: E731
     blocked = run()
-    init = langevin_torch._Recorder.__init__
-    monkeypatch.setattr(langevin_torch._Recorder, "__init__", lambda self, x, kept: init(self, x, kept, budget=1))
+    init = Recorder.__init__
+    monkeypatch.setattr(Recorder, "__init__", lambda self, x, kept: init(self, x, kept, budget=1))
     single = run()
     assert blocked.samples.shape == (233, 3, 2)
     for name in ("samples", "energy", "divergences"):
@@ -285,8 +287,6 @@ def test_torch_steps_match_the_textbook_formulas(shape):
 def test_noise_does_not_depend_on_run_length_or_chunking(monkeypatch):
     """The random numbers are drawn in blocks and split into per-step views a chunk at a time: a shorter run is a
     prefix of a longer one with the same seed, and the chunk size changes nothing."""
-    from probrep.inference.torch_samplers import langevin_hmc as langevin_torch
-
     energy = lambda x: 0.5 * (x**2).sum(-1)  # noqa: E731
 
     def run(x0, steps):
@@ -296,7 +296,7 @@ def test_noise_does_not_depend_on_run_length_or_chunking(monkeypatch):
         x0 = torch.zeros(shape, dtype=torch.float64)
         long = run(x0, 300)
         assert torch.equal(run(x0, 45), long[:45])
-        monkeypatch.setattr(langevin_torch._NoiseBlocks, "CHUNK", 5)
+        monkeypatch.setattr(NoiseBlocks, "CHUNK", 5)
         assert torch.equal(run(x0, 300), long)
         monkeypatch.undo()
 
@@ -317,8 +317,8 @@ def test_input_errors_name_the_problem():
         langevin(lambda x: -torch.log(x[:, 0]), torch.tensor([[1.0], [-1.0]]), steps=10)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         langevin(energy, torch.zeros(5, 2), steps=0)
-    with pytest.raises(ValueError, match="step_size must be"):
-        hmc(energy, torch.zeros(5, 2), steps=10, step_size=-0.1)
+    with pytest.raises(ValueError, match="leapfrog_step must be"):
+        hmc(energy, torch.zeros(5, 2), steps=10, leapfrog_step=-0.1)
     with pytest.raises(ValueError, match=r"step_size must be .* tensor \[5\]"):
         langevin(energy, torch.zeros(5, 2), steps=10, step_size=torch.ones(3))
     with pytest.raises(ValueError, match="num_leapfrog"):

@@ -20,7 +20,7 @@ from numpyro.infer import MCMC, NUTS
 from scipy.stats import norm
 
 from probrep.inference import mcmc
-from probrep.inference.mcmc.langevin import MALA
+from probrep.inference.mcmc.kernels import MALA
 
 DATA = np.random.default_rng(0).normal(1.5, 2.0, size=40)
 PRIOR_SD, NOISE_SD = 10.0, 2.0
@@ -138,7 +138,7 @@ def test_nan_or_infinite_log_density_is_a_divergence_and_the_chain_goes_on(kerne
 
 
 def test_parallel_without_devices_falls_back_and_thinning(caplog):
-    with caplog.at_level(logging.WARNING, logger="probrep.inference.mcmc.sample"):
+    with caplog.at_level(logging.WARNING, logger="probrep.inference.mcmc.sampling"):
         idata = mcmc.sample(
             conjugate,
             y=DATA,

@@ -3,7 +3,7 @@
     idata = mcmc.sample(model, *args, kernel="nuts", num_chains=4, seed=0, **model_kwargs)
     mcmc.print_summary(idata)   # R-hat, bulk/tail ESS, divergences, compile / warm-up / sampling time
 
-Kernels: ``"nuts"`` and ``"hmc"`` (NumPyro's), ``"mala"`` and ``"ula"`` (:mod:`probrep.inference.mcmc.langevin`), or
+Kernels: ``"nuts"`` and ``"hmc"`` (NumPyro's), ``"mala"`` and ``"ula"`` (:mod:`probrep.inference.mcmc.kernels`), or
 any :class:`numpyro.infer.mcmc.MCMCKernel` instance. The runner calls the kernel's pure ``init`` / ``sample``
 and nothing else: chains advance inside one compiled ``fori_loop`` per chunk of steps (compiled once, ahead of
 time, so the compile time is measured apart from warm-up and sampling), which keeps the progress bar cheap.
@@ -42,7 +42,9 @@ from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from tqdm.auto import tqdm
 
-from probrep.inference.mcmc.langevin import MALA, ULA
+from probrep._checks import integer, one_of
+from probrep._checks import seed as check_seed
+from probrep.inference.mcmc.kernels import MALA, ULA
 
 __all__ = ["sample", "make_kernel", "summary", "format_summary", "print_summary", "KERNELS", "CHAIN_METHODS"]
 
@@ -85,12 +87,6 @@ def make_kernel(kernel: str | MCMCKernel, model: Callable, **kernel_kwargs: Any)
 
 
 # ----------------------------------------------------------------------------------------------- checks
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _prototype_trace(model: Callable, args: tuple, kwargs: dict) -> dict:
     """One run of the model with latent sites set as NumPyro initialises them (works with improper priors)."""
     substituted = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
@@ -254,13 +250,12 @@ def sample(
     """
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro program, got {type(model).__name__}")
-    num_warmup = _check_count("num_warmup", num_warmup, 0)
-    num_samples = _check_count("num_samples", num_samples, 1)
-    num_chains = _check_count("num_chains", num_chains, 1)
-    thinning = _check_count("thinning", thinning, 1)
-    seed = _check_count("seed", seed, 0)
-    if chain_method not in CHAIN_METHODS:
-        raise ValueError(f"unknown chain_method {chain_method!r}: expected one of {list(CHAIN_METHODS)}")
+    num_warmup = integer(num_warmup, "num_warmup", minimum=0)
+    num_samples = integer(num_samples, "num_samples")
+    num_chains = integer(num_chains, "num_chains")
+    thinning = integer(thinning, "thinning")
+    seed = check_seed(seed)
+    one_of(chain_method, "chain_method", CHAIN_METHODS)
     if num_samples < thinning:
         raise ValueError(f"num_samples ({num_samples}) must be >= thinning ({thinning})")
     kernel_name = kernel.lower() if isinstance(kernel, str) else type(kernel).__name__
@@ -281,7 +276,7 @@ def sample(
         chain_method = "sequential"
 
     total = num_warmup + num_samples
-    chunk = _check_count("chunk_size", chunk_size, 1) if chunk_size is not None else max(1, math.ceil(total / 20))
+    chunk = integer(chunk_size, "chunk_size") if chunk_size is not None else max(1, math.ceil(total / 20))
     key = jax.random.PRNGKey(seed)
     keys = jax.random.split(key, num_chains) if num_chains > 1 else key[None]
     timing = {"compile": 0.0, "warmup": 0.0, "sampling": 0.0}
