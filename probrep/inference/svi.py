@@ -14,13 +14,15 @@ The loss is ``elbo.differentiable_loss`` minimised with a plain ``torch.optim`` 
 ``pyro.infer.SVI`` with less bookkeeping per step. Pyro's argument validation runs on the first (setup) step,
 where it catches malformed data, and is switched off in the loop, where it would only cost time.
 
-Training runs on forked torch generators (see :mod:`probrep.training.rng`): the caller's are left alone.
+The caller's state is left alone: training runs in a Pyro param store of its own (the caller's store is put back
+afterwards, with the fitted parameters added) and on forked torch generators (see :mod:`probrep.training.rng`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +164,16 @@ def objective(
     return SVIObjective(model, guide_fn, loss, module, extras.auxiliary, extras.run_config)
 
 
+@contextmanager
+def _own_param_store(fresh: bool) -> Iterator[None]:
+    """Train in a param store of its own, empty (``fresh``) or holding the caller's parameters; the caller's store
+    comes back afterwards, with the fitted parameters added when training returned normally."""
+    store = pyro.get_param_store()
+    with store.scope(None if fresh else store.get_state()) as fitted:
+        yield
+    store.set_state(fitted)
+
+
 def fit(
     target: Any,
     data: Any = None,
@@ -210,11 +222,14 @@ def fit(
             ELBO, learning rate, optimiser, seed, batch size and ``target.run_config`` (a dict, if the target has
             one) are stored with each checkpoint; resuming with different ones is refused.
         distributed: ``"auto"`` trains data-parallel when launched by ``torchrun`` with several processes.
-        clear_param_store: start from an empty Pyro param store, so parameters of earlier runs cannot leak in.
+        clear_param_store: training always runs in a Pyro param store of its own, and the caller's store is
+            never cleared: it is put back afterwards with the fitted parameters added (replacing same-named ones).
+            ``True`` starts that store empty, so parameters of earlier runs cannot leak in; ``False`` starts it
+            with the caller's parameters, to continue from them.
 
     Returns:
         :class:`~probrep.training.results.FitResult` with per-step losses (negative ELBO of each batch, in nats),
-        the fitted parameters (also in Pyro's param store) and the last checkpoint.
+        the fitted parameters (also in Pyro's param store, and in the target module) and the last checkpoint.
     """
     if not isinstance(clear_param_store, bool):
         raise TypeError(f"clear_param_store must be True or False, got {type(clear_param_store).__name__}")
@@ -241,6 +256,5 @@ def fit(
         description=f"svi {type(target).__name__ if guide is None else getattr(target, '__name__', 'model')}",
     )
     goal = objective(target, guide=guide, elbo=elbo, num_particles=num_particles)
-    if clear_param_store:
-        pyro.clear_param_store()
-    return train(goal, data, options)
+    with _own_param_store(fresh=clear_param_store):
+        return train(goal, data, options)
