@@ -1,6 +1,7 @@
 """TrainOptions: one frozen value, validated once, whose errors name the offending field."""
 
 import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,15 @@ def test_svi_fit_reports_bad_options_before_any_work():
     with pytest.raises(ValueError, match="keep_checkpoints"):
         svi.fit(vae, None, steps=1, checkpoint_dir="unused", keep_checkpoints=0)
     assert calls == []
+
+
+def test_svi_fit_offers_every_option_with_the_same_default():
+    # fit passes its keywords to TrainOptions by name: a field fit lacked would silently keep its default
+    parameters = inspect.signature(svi.fit).parameters
+    for option in dataclasses.fields(TrainOptions):
+        if option.name == "description":
+            continue
+        assert option.name in parameters, option.name
+        default = option.default_factory() if option.default is dataclasses.MISSING else option.default
+        given = parameters[option.name].default
+        assert given == default or (given is None and default == {}), option.name

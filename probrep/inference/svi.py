@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyro
@@ -164,6 +164,10 @@ def objective(
     return SVIObjective(model, guide_fn, loss, module, extras.auxiliary, extras.run_config)
 
 
+#: the settings of fit that are the loop's (the rest name the objective)
+_OPTION_NAMES = tuple(f.name for f in fields(TrainOptions) if f.name != "description")
+
+
 @contextmanager
 def _own_param_store(fresh: bool) -> Iterator[None]:
     """Train in a param store of its own, empty (``fresh``) or holding the caller's parameters; the caller's store
@@ -231,30 +235,11 @@ def fit(
         :class:`~probrep.training.results.FitResult` with per-step losses (negative ELBO of each batch, in nats),
         the fitted parameters (also in Pyro's param store, and in the target module) and the last checkpoint.
     """
+    given = dict(locals())  # fit's arguments by name; TrainOptions takes those it has fields for
     if not isinstance(clear_param_store, bool):
         raise TypeError(f"clear_param_store must be True or False, got {type(clear_param_store).__name__}")
-    options = TrainOptions(
-        steps=steps,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        optimizer_kwargs=optimizer_kwargs,
-        param_options=param_options,
-        lr_schedule=lr_schedule,
-        device=device,
-        seed=seed,
-        shuffle=shuffle,
-        progress=progress,
-        log_every=log_every,
-        callbacks=callbacks,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints,
-        resume=resume,
-        distributed=distributed,
-        description=f"svi {type(target).__name__ if guide is None else getattr(target, '__name__', 'model')}",
-    )
+    label = type(target).__name__ if guide is None else getattr(target, "__name__", "model")
+    options = TrainOptions(**{name: given[name] for name in _OPTION_NAMES if name in given}, description=f"svi {label}")
     goal = objective(target, guide=guide, elbo=elbo, num_particles=num_particles)
     with _own_param_store(fresh=clear_param_store):
         return train(goal, data, options)
