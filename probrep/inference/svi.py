@@ -156,7 +156,9 @@ def objective(
     target: Any, *, guide: Callable | None = None, elbo: str | pyro.infer.ELBO | None = None, num_particles: int = 1
 ) -> SVIObjective:
     """The :class:`SVIObjective` that :func:`fit` trains (``target``, ``guide`` and ``elbo`` as there). The module
-    that is moved to the device and checkpointed is the target, or else an ``nn.Module`` guide (an autoguide)."""
+    that is moved to the device and checkpointed is the target, or else an ``nn.Module`` guide (an autoguide).
+    Training it with :func:`~probrep.training.loop.train` directly uses the caller's param store; ``fit`` gives it
+    one of its own."""
     model, guide_fn = _programs(target, guide)
     extras = TargetExtras.of(target)
     loss = make_elbo(elbo if elbo is not None else extras.default_elbo, target, num_particles)
