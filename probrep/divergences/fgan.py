@@ -19,7 +19,7 @@ from torch import nn
 from probrep.device import resolve_device
 from probrep.divergences._util import Estimate, as_samples, positive_int, same_space
 from probrep.divergences.fdiv import FDivergence, f_lower_bound, get_f_divergence
-from probrep.training.loop import train
+from probrep.training import Auxiliary, FunctionObjective, TrainOptions, rng, train
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def critic_mlp(in_features: int, hidden: Sequence[int] = (64, 64)) -> nn.Sequent
 
 
 def _seeded_init(seed: int, build):
-    """Build a module with parameters drawn from ``seed`` without touching the global random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    """Build a module with parameters drawn from ``seed`` without touching the global random state (modules are
+    built on the CPU, so only its generator is forked and seeded)."""
+    with rng.forked(seed, torch.device("cpu")):
         return build()
 
 
@@ -125,20 +125,17 @@ def estimate_divergence(
     def loss_fn(index: torch.Tensor) -> torch.Tensor:
         return -f_lower_bound(_outputs(critic, xp_train[index % n_p]), _outputs(critic, xq_train[index % n_q]), fd)
 
-    fit = train(
-        loss_fn,
-        lambda index: dict(critic.named_parameters()),
-        (torch.arange(max(n_p, n_q)),),
+    options = TrainOptions(
         steps=positive_int(steps, "steps", 0),
         batch_size=batch_size,
         lr=lr,
-        module=critic,
         device=dev,
         seed=seed,
         progress=progress,
         distributed=False,
         description=f"critic {fd.name}",
     )
+    fit = train(FunctionObjective(loss_fn, module=critic), (torch.arange(max(n_p, n_q)),), options)
     critic.eval()
     value, stderr = _bound_and_stderr(critic, xp_eval, xq_eval, fd)
     train_value, _ = _bound_and_stderr(critic, xp_train, xq_train, fd)
@@ -240,21 +237,18 @@ def train_fgan(
         bounds.append(bound.detach())
         return -bound
 
-    fit = train(
-        generator_step,
-        lambda real: dict(generator.named_parameters()),
-        (x,),
+    options = TrainOptions(
         steps=positive_int(steps, "steps", 0),
         batch_size=batch_size,
         lr=lr,
         optimizer_kwargs={"betas": betas},
-        auxiliary=(critic_step, list(critic.parameters()), critic_lr or lr, {"betas": betas}),
-        module=generator,
         device=dev,
         seed=seed,
         progress=progress,
         distributed=False,
         description=f"f-GAN {fd.name}",
     )
+    critic_update = Auxiliary(critic_step, list(critic.parameters()), critic_lr or lr, {"betas": betas})
+    fit = train(FunctionObjective(generator_step, module=generator, auxiliary=critic_update), (x,), options)
     critic_bounds = torch.stack(bounds).cpu().numpy() if bounds else np.zeros(0)
     return FGANResult(generator, critic, fit.losses, critic_bounds, fit.seconds)

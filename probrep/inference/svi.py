@@ -4,29 +4,40 @@
 
 ``target`` is a module (or any object) with ``model`` and ``guide`` methods, or a model callable with
 ``guide=`` (a function or a Pyro autoguide). The parameters fitted are those the programs register with Pyro
-(``pyro.param``, ``pyro.module``, ``PyroModule``), found by tracing the first step, as Pyro's own ``SVI`` does;
-a target may also declare ``auxiliary_parameters()`` / ``auxiliary_loss(*batch)`` (FactorVAE's discriminator),
-trained by their own optimiser after each ELBO step.
+(``pyro.param``, ``pyro.module``, ``PyroModule``), found by tracing the first step, as Pyro's own ``SVI`` does.
+Besides ``model`` and ``guide``, a target may declare the optional attributes that :class:`TargetExtras` reads
+(and nothing else reads): its ``default_elbo``, a ``run_config`` checked on resume, and an auxiliary objective
+(``auxiliary_loss(*batch)`` over ``auxiliary_parameters()``, FactorVAE's discriminator) trained by its own
+optimiser after each ELBO step.
 
 The loss is ``elbo.differentiable_loss`` minimised with a plain ``torch.optim`` optimiser: the same numbers as
 ``pyro.infer.SVI`` with less bookkeeping per step. Pyro's argument validation runs on the first (setup) step,
 where it catches malformed data, and is switched off in the loop, where it would only cost time.
+
+The caller's state is left alone: training runs in a Pyro param store of its own (the caller's store is put back
+afterwards, with the fitted parameters added) and on forked torch generators (see :mod:`probrep.training.rng`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyro
 import pyro.infer
 import torch
 from pyro import poutine
+from torch import nn
 
+from probrep import _checks
 from probrep.training.loop import Callback, FitResult, train
+from probrep.training.objective import Auxiliary
+from probrep.training.options import TrainOptions
 
-__all__ = ["fit", "make_elbo", "ELBOS", "FitResult", "TraceGraphELBO"]
+__all__ = ["fit", "objective", "make_elbo", "ELBOS", "FitResult", "SVIObjective", "TargetExtras", "TraceGraphELBO"]
 
 
 class TraceGraphELBO(pyro.infer.TraceGraph_ELBO):
@@ -49,17 +60,50 @@ ELBOS: dict[str, type[pyro.infer.ELBO]] = {
 }
 
 
+@dataclass(frozen=True)
+class TargetExtras:
+    """The optional attributes of a fit target, read by :meth:`of` and nowhere else. A target may declare
+
+    - ``default_elbo``: the ELBO name ``fit`` uses when ``elbo=None`` (default ``"trace"``);
+    - ``run_config``: a dict (or a method returning one) of settings that the parameters' shapes do not reveal
+      (AIR's guide input), stored in checkpoints so that resuming with other settings is refused;
+    - ``auxiliary_loss(*batch)`` with ``auxiliary_parameters()``, and optionally ``auxiliary_lr`` (default: the
+      main ``lr``) and ``auxiliary_optimizer_kwargs``: a second objective with its own optimiser.
+    """
+
+    default_elbo: str = "trace"
+    run_config: Mapping[str, Any] = field(default_factory=dict)
+    auxiliary: Auxiliary | None = None
+
+    @classmethod
+    def of(cls, target: Any) -> TargetExtras:
+        name = type(target).__name__
+        auxiliary = None
+        if getattr(target, "auxiliary_loss", None) is not None:
+            parameters = getattr(target, "auxiliary_parameters", None)
+            if not callable(parameters):
+                raise TypeError(f"{name} declares auxiliary_loss but no auxiliary_parameters() method")
+            auxiliary = Auxiliary(
+                target.auxiliary_loss,
+                parameters(),
+                getattr(target, "auxiliary_lr", None),
+                getattr(target, "auxiliary_optimizer_kwargs", None) or {},
+            )
+        run_config = getattr(target, "run_config", None)
+        run_config = run_config() if callable(run_config) else run_config or {}
+        if not isinstance(run_config, Mapping):
+            raise TypeError(f"{name}.run_config must be a dict, got {type(run_config).__name__}")
+        return cls(str(getattr(target, "default_elbo", "trace")), dict(run_config), auxiliary)
+
+
 def make_elbo(elbo: str | pyro.infer.ELBO | None, target: Any = None, num_particles: int = 1) -> pyro.infer.ELBO:
     """An ELBO by name (see ``ELBOS``), an ELBO instance as is, or ``None`` for the target's ``default_elbo``
     (``"trace"`` when it declares none)."""
     if isinstance(elbo, pyro.infer.ELBO):
         return elbo
-    name = elbo if elbo is not None else getattr(target, "default_elbo", "trace")
-    if name not in ELBOS:
-        raise ValueError(f"unknown elbo {name!r}: expected one of {sorted(ELBOS)} or a pyro.infer.ELBO")
-    if int(num_particles) < 1:
-        raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    kwargs: dict[str, Any] = {"num_particles": int(num_particles)}
+    name = elbo if elbo is not None else TargetExtras.of(target).default_elbo
+    _checks.one_of(name, "elbo", ELBOS)
+    kwargs: dict[str, Any] = {"num_particles": _checks.integer(num_particles, "num_particles")}
     if name.startswith("jit_"):
         kwargs["ignore_jit_warnings"] = True
     return ELBOS[name](**kwargs)
@@ -79,6 +123,61 @@ def _programs(target: Any, guide: Callable | None) -> tuple[Callable, Callable]:
             "guide methods, or fit(model_fn, data, guide=guide_fn)"
         )
     return model, guide_fn
+
+
+@dataclass(frozen=True)
+class SVIObjective:
+    """A Pyro model/guide pair as a training :class:`~probrep.training.objective.Objective`: the loss is the
+    negative ELBO (``elbo.differentiable_loss``), the parameters those the programs register with Pyro."""
+
+    model: Callable
+    guide: Callable
+    elbo: pyro.infer.ELBO
+    module: nn.Module | None = None
+    auxiliary: Auxiliary | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def setup(self, *batch: Any) -> dict[str, torch.Tensor]:
+        # One validated pass creates every parameter (autoguides create theirs lazily) and records them.
+        with pyro.validation_enabled(True), poutine.trace(param_only=True) as capture:
+            self.elbo.differentiable_loss(self.model, self.guide, *batch)
+        nodes = capture.trace.nodes.items()
+        return {name: site["value"].unconstrained() for name, site in nodes if site["type"] == "param"}
+
+    def loss(self, *batch: Any) -> torch.Tensor:
+        with pyro.validation_enabled(False):
+            return self.elbo.differentiable_loss(self.model, self.guide, *batch)
+
+    def run_config(self) -> dict[str, Any]:
+        return {"elbo": type(self.elbo).__name__, **self.config}
+
+
+def objective(
+    target: Any, *, guide: Callable | None = None, elbo: str | pyro.infer.ELBO | None = None, num_particles: int = 1
+) -> SVIObjective:
+    """The :class:`SVIObjective` that :func:`fit` trains (``target``, ``guide`` and ``elbo`` as there). The module
+    that is moved to the device and checkpointed is the target, or else an ``nn.Module`` guide (an autoguide).
+    Training it with :func:`~probrep.training.loop.train` directly uses the caller's param store; ``fit`` gives it
+    one of its own."""
+    model, guide_fn = _programs(target, guide)
+    extras = TargetExtras.of(target)
+    loss = make_elbo(elbo if elbo is not None else extras.default_elbo, target, num_particles)
+    module = target if isinstance(target, nn.Module) else guide_fn if isinstance(guide_fn, nn.Module) else None
+    return SVIObjective(model, guide_fn, loss, module, extras.auxiliary, extras.run_config)
+
+
+#: the settings of fit that are the loop's (the rest name the objective)
+_OPTION_NAMES = tuple(f.name for f in fields(TrainOptions) if f.name != "description")
+
+
+@contextmanager
+def _own_param_store(fresh: bool) -> Iterator[None]:
+    """Train in a param store of its own, empty (``fresh``) or holding the caller's parameters; the caller's store
+    comes back afterwards, with the fitted parameters added when training returned normally."""
+    store = pyro.get_param_store()
+    with store.scope(None if fresh else store.get_state()) as fitted:
+        yield
+    store.set_state(fitted)
 
 
 def fit(
@@ -123,77 +222,26 @@ def fit(
         elbo: ``"trace"``, ``"tracegraph"``, ``"meanfield"``, ``"jit_trace"``, ``"jit_meanfield"``, or an ELBO; ``None``
             uses ``target.default_elbo``.
         device: ``"auto" | "cpu" | "cuda" | "cuda:N"``; the target module and data move there.
+        seed: seeds the run's forked torch generators and its data order; the caller's generators are untouched.
         checkpoint_dir / checkpoint_every / resume: atomic checkpoints every k steps (and at the end);
             ``resume=True`` continues from the latest one, giving the parameters of an uninterrupted run. The
             ELBO, learning rate, optimiser, seed, batch size and ``target.run_config`` (a dict, if the target has
             one) are stored with each checkpoint; resuming with different ones is refused.
         distributed: ``"auto"`` trains data-parallel when launched by ``torchrun`` with several processes.
-        clear_param_store: start from an empty Pyro param store, so parameters of earlier runs cannot leak in.
+        clear_param_store: training always runs in a Pyro param store of its own, and the caller's store is
+            never cleared: it is put back afterwards with the fitted parameters added (replacing same-named ones).
+            ``True`` starts that store empty, so parameters of earlier runs cannot leak in; ``False`` starts it
+            with the caller's parameters, to continue from them.
 
     Returns:
-        :class:`~probrep.training.loop.FitResult` with per-step losses (negative ELBO of each batch, in nats),
-        the fitted parameters and the last checkpoint.
+        :class:`~probrep.training.results.FitResult` with per-step losses (negative ELBO of each batch, in nats),
+        the fitted parameters (also in Pyro's param store, and in the target module) and the last checkpoint.
     """
-    model, guide_fn = _programs(target, guide)
-    loss_maker = make_elbo(elbo, target, num_particles)
-    if clear_param_store:
-        pyro.clear_param_store()
-    module = target if isinstance(target, torch.nn.Module) else None
-    if module is None and isinstance(guide_fn, torch.nn.Module):
-        module = guide_fn  # an autoguide: checkpoint and move it too
-
-    def setup(*batch) -> dict[str, torch.Tensor]:
-        # One validated pass creates every parameter (autoguides create theirs lazily) and records them.
-        with pyro.validation_enabled(True), poutine.trace(param_only=True) as capture:
-            loss_maker.differentiable_loss(model, guide_fn, *batch)
-        return {
-            name: site["value"].unconstrained() for name, site in capture.trace.nodes.items() if site["type"] == "param"
-        }
-
-    def loss_fn(*batch) -> torch.Tensor:
-        with pyro.validation_enabled(False):
-            return loss_maker.differentiable_loss(model, guide_fn, *batch)
-
-    auxiliary = None
-    if hasattr(target, "auxiliary_loss"):
-        auxiliary = (
-            target.auxiliary_loss,
-            target.auxiliary_parameters(),
-            float(getattr(target, "auxiliary_lr", lr)),
-            dict(getattr(target, "auxiliary_optimizer_kwargs", {})),
-        )
-    return train(
-        loss_fn,
-        setup,
-        data,
-        steps=steps,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        optimizer_kwargs=optimizer_kwargs,
-        param_options=param_options,
-        lr_schedule=lr_schedule,
-        auxiliary=auxiliary,
-        module=module,
-        device=device,
-        seed=seed,
-        shuffle=shuffle,
-        progress=progress,
-        log_every=log_every,
-        callbacks=callbacks,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints,
-        resume=resume,
-        distributed=distributed,
-        description=f"svi {type(target).__name__ if guide is None else getattr(target, '__name__', 'model')}",
-        # a model may name settings that its parameters' shapes do not reveal (AIR's guide input), so that
-        # resuming with other settings is refused
-        run_config={
-            "elbo": type(loss_maker).__name__,
-            "lr": float(lr),
-            "optimizer": str(optimizer),
-            **dict(getattr(target, "run_config", None) or {}),
-        },
-    )
+    given = dict(locals())  # fit's arguments by name; TrainOptions takes those it has fields for
+    if not isinstance(clear_param_store, bool):
+        raise TypeError(f"clear_param_store must be True or False, got {type(clear_param_store).__name__}")
+    label = type(target).__name__ if guide is None else getattr(target, "__name__", "model")
+    options = TrainOptions(**{name: given[name] for name in _OPTION_NAMES if name in given}, description=f"svi {label}")
+    goal = objective(target, guide=guide, elbo=elbo, num_particles=num_particles)
+    with _own_param_store(fresh=clear_param_store):
+        return train(goal, data, options)

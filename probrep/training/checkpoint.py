@@ -1,4 +1,5 @@
-"""Checkpoints that are written atomically and loaded without running code.
+"""Checkpoints that are written atomically and loaded without running code, and the checks that a checkpoint
+belongs to the run that resumes from it.
 
 ``save`` writes to a temporary file in the target folder, flushes it to disk and renames it over the final
 name, so a crash mid-write never leaves a truncated checkpoint behind. ``load`` uses
@@ -17,6 +18,7 @@ import torch
 from probrep.io.files import atomic_open
 
 _NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
+FORMAT = 1  # the layout of the state dict the training loop writes
 
 
 def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
@@ -62,3 +64,28 @@ def prune(directory: str | os.PathLike, keep: int) -> None:
     found = list_checkpoints(directory)
     for old in found[: max(0, len(found) - keep)]:
         old.unlink(missing_ok=True)
+
+
+def check_config(state: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """Refuse to resume from ``state`` (loaded from ``path``) unless its format and run settings match ``config``."""
+    if state.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {path} has format {state.get('format')}, expected {FORMAT}")
+    saved = state.get("config", {})
+    differ = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+    if differ:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(f"cannot resume from {path}: the run's settings differ ({detail})")
+
+
+def copy_params(saved: dict[str, torch.Tensor], named: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Copy the saved parameters into ``named`` in place, refusing missing names and other shapes."""
+    missing = sorted(set(named) - set(saved))
+    if missing:
+        raise ValueError(f"checkpoint lacks parameters {missing}; was it written by another model?")
+    with torch.no_grad():
+        for name, value in named.items():
+            if saved[name].shape != value.shape:
+                raise ValueError(
+                    f"parameter {name!r}: checkpoint shape {tuple(saved[name].shape)} != {tuple(value.shape)}"
+                )
+            value.copy_(saved[name].to(device))

@@ -1,5 +1,5 @@
 """Fit an energy or score model by score matching on the shared training loop (progress, checkpoints, exact
-resume, devices)."""
+resume, devices, the caller's random state left alone)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from probrep.inference.score_matching import objectives as sm
-from probrep.training.loop import FitResult, train
+from probrep.training import FitResult, FunctionObjective, TrainOptions, train
 
 OBJECTIVES = ("exact", "sliced", "sliced_vr", "denoising")
 
@@ -37,7 +37,8 @@ def fit_score_model(
     """Train ``model`` (with a ``score`` method) by score matching on ``data [N, ...]``.
 
     ``objective``: "exact", "sliced" (SSM), "sliced_vr" (SSM-VR) or "denoising" (needs ``sigma``: one level,
-    or a ladder for a noise-conditional model).
+    or a ladder for a noise-conditional model). ``train_kwargs`` are further
+    :class:`~probrep.training.options.TrainOptions` (``callbacks``, ``optimizer``, ``log_every``, ...).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}: expected one of {OBJECTIVES}")
@@ -53,22 +54,18 @@ def fit_score_model(
             return sm.sliced(model.score, x, n_projections, variance_reduction=objective == "sliced_vr")
         return sm.denoising(model.score, x, sigma)
 
-    return train(
-        loss_fn,
-        lambda *batch: dict(model.named_parameters()),
-        data,
+    options = TrainOptions(
         steps=steps,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        module=model,
         device=device,
         seed=seed,
         progress=progress,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
         resume=resume,
-        description=f"score matching ({objective})",
-        run_config={"objective": objective, "lr": float(lr)},
+        description=train_kwargs.pop("description", f"score matching ({objective})"),
         **train_kwargs,
     )
+    return train(FunctionObjective(loss_fn, module=model, config={"objective": objective}), data, options)
