@@ -44,3 +44,37 @@ def test_anneal_attribute_sets_the_value_for_the_coming_step_and_on_resume():
     assert model.sigma == pytest.approx(0.7)
     with pytest.raises(AttributeError, match="no attribute 'tau'"):
         AnnealAttribute(model, "tau", linear_anneal(1.0, 0.5, 2))
+
+
+def test_the_loop_tells_a_resumed_run_where_it_starts(tmp_path):
+    """A schedule callback trains every step with the value an uninterrupted run uses, across a resume."""
+    import torch
+
+    from probrep.training import FunctionObjective, TrainOptions, train
+
+    seen = []
+    weight = torch.nn.Parameter(torch.zeros(()))
+
+    class Scaled:
+        scale = 0.0
+
+    target = Scaled()
+
+    def loss():
+        seen.append(target.scale)
+        return (weight - target.scale) ** 2
+
+    objective = FunctionObjective(loss, setup_fn=lambda: {"w": weight})
+    schedule = linear_anneal(0.0, 1.0, 10)
+
+    def run(steps, resume):
+        callback = AnnealAttribute(target, "scale", schedule)
+        options = TrainOptions(
+            steps=steps, checkpoint_dir=tmp_path, resume=resume, progress=False, device="cpu", callbacks=(callback,)
+        )
+        return train(objective, None, options)
+
+    run(4, False)
+    target.scale = 123.0  # whatever the attribute holds before the resumed run
+    run(8, True)
+    assert seen == pytest.approx([schedule(k) for k in range(8)])

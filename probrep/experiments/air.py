@@ -190,7 +190,6 @@ def train_air(
     if anneal_steps is not None:
         schedule = exponential_anneal(z_pres_prior, float(z_pres_prior_final), 0, int(anneal_steps))
         callbacks.append(AnnealAttribute(air, "z_pres_prior", schedule))
-        callbacks[-1].on_start(first_step)
     history_path = run.out / "count_accuracy.json"
     history: list[dict[str, Any]] = []
     if resume and history_path.is_file():

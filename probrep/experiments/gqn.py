@@ -168,7 +168,6 @@ def train_gqn(
     cpu_started = time.process_time()
     sigma_schedule = AnnealAttribute(model, "sigma", linear_anneal(sigma_start, sigma_end, anneal))
     first = run.resumed_step()
-    sigma_schedule.on_start(first)  # the sigma an uninterrupted run has at this step
     curve: list[dict[str, float]] = []
     probe = list(range(min(64, len(test))))
 

@@ -191,8 +191,13 @@ def _resume(run: _Run, path: Path) -> None:
 
 
 def _steps(run: _Run) -> None:
-    """Step until the planned total or until a callback says stop."""
+    """Step until the planned total or until a callback says stop. Callbacks with an ``on_start(step)`` method
+    (schedules of a model attribute) first hear the step the run starts after, so a resumed run trains with
+    the values an uninterrupted one would."""
     options = run.options
+    for callback in options.callbacks:
+        if callable(getattr(callback, "on_start", None)):
+            callback.on_start(run.step)
     bar = tqdm(
         total=run.total,
         initial=run.step,

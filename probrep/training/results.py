@@ -21,6 +21,8 @@ class StepInfo:
     rank: int = 0
 
 
+# Called after every step; a callback may also have ``on_start(step)``, called once before the first step with
+# the number of steps already done (0, or the step a resumed run continues after).
 Callback = Callable[[StepInfo], Any]
 
 
