@@ -309,7 +309,7 @@ def test_bad_inputs_raise_clear_errors():
         dv.wasserstein_1d(x, x)
     with pytest.raises(ValueError, match="p must be a finite number >= 1"):
         dv.wasserstein_1d(x[:, 0], x[:, 0], p=0.5)
-    with pytest.raises(ValueError, match="block_size must be >= 1"):
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
         dv.mmd2(x, x, block_size=0)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         dv.mmd2("abc", x)

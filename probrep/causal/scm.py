@@ -24,6 +24,7 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
+from probrep import _checks
 from probrep.causal.compile import compile_expr
 from probrep.causal.noise import Inversion, invert, numpy_draw
 from probrep.causal.parse import EquationError, Noise, ParsedEquation, check_node_name, parse_equation
@@ -199,7 +200,7 @@ class SCM:
         ``backend="numpyro"`` (JAX arrays, jit-compiled once per ``n``), ``"pyro"`` (torch tensors on
         ``device``) or ``"numpy"``.
         """
-        n = _check_count(n, "n")
+        n, seed = _checks.integer(n, "n"), _checks.seed(seed)
         if backend == "numpyro":
             from probrep.causal.programs import numpyro_sampler
 
@@ -268,9 +269,8 @@ class SCM:
                 continue
             spec = interventions[name]
             if isinstance(spec, (int, float, np.number)) and not isinstance(spec, bool):
-                if not np.isfinite(spec):
-                    raise ValueError(f"do({name}={spec}): the value must be finite")
-                items.append((name, Node(name, (), (), expr=sp.Float(float(spec)), text=repr(float(spec)))))
+                value = _checks.real(spec, f"the value of do({name}=...)")
+                items.append((name, Node(name, (), (), expr=sp.Float(value), text=repr(value))))
                 continue
             if not isinstance(spec, str):
                 raise TypeError(f"do({name}=...): expected a number or equation text, got {type(spec).__name__}")
@@ -312,7 +312,8 @@ class SCM:
         """
         from probrep.causal.counterfactual import abduct
 
-        n = _check_count(n, "n")
+        n, seed = _checks.integer(n, "n"), _checks.seed(seed)
+        num_warmup = _checks.integer(num_warmup, "num_warmup", 0)
         twin = self.do(do)
         noise = abduct(self, evidence, n=n, seed=seed, num_warmup=num_warmup, progress=progress)
         rng = np.random.default_rng(seed + 1)
@@ -368,9 +369,3 @@ class SCM:
 def _callable_mechanism(node: Node) -> Callable[[Mapping[str, Any]], Any]:
     fn, parents, noises = node.mechanism.fn, node.parents, [u.name for u in node.noises]
     return lambda env: fn(*(env[p] for p in parents), *(env[u] for u in noises))
-
-
-def _check_count(n: Any, what: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{what} must be a positive integer, got {n!r}")
-    return int(n)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from probrep.divergences._util import Estimate, as_samples, mean_and_stderr, positive_int, same_space
+from probrep._checks import integer
+from probrep.divergences._util import Estimate, as_samples, mean_and_stderr, same_space
 
 Phi = Callable[[torch.Tensor], torch.Tensor]
 KERNELS = ("rbf", "imq")
@@ -43,7 +44,7 @@ def _samples(x, y, device, min_rows: int = 1) -> tuple[torch.Tensor, torch.Tenso
 def _block(block_size: int | None, device: torch.device) -> int:
     if block_size is None:
         return 8192 if device.type == "cuda" else 2048
-    return positive_int(block_size, "block_size")
+    return integer(block_size, "block_size")
 
 
 def _sqdist(a: torch.Tensor, b: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, inplace: bool) -> torch.Tensor:
@@ -289,7 +290,7 @@ def mmd_permutation_test(
     and ``S_xy = (1' K 1 - S_xx - S_yy) / 2``. Memory ``O(block_size^2 + (n + m) num_permutations)``.
     """
     x, y = _samples(x, y, device, min_rows=2)
-    num_permutations = positive_int(num_permutations, "num_permutations")
+    num_permutations = integer(num_permutations, "num_permutations")
     bandwidths = _bandwidth_list(bandwidth, x, y, seed) if not callable(kernel) else []
     phi = kernel_phi(kernel, bandwidths)
     n, m = x.shape[0], y.shape[0]
@@ -415,7 +416,7 @@ def sliced_wasserstein(
     p = _check_p(p)
     x, y = _samples(x, y, device)
     if directions is None:
-        num_projections = positive_int(num_projections, "num_projections")
+        num_projections = integer(num_projections, "num_projections")
         gen = torch.Generator().manual_seed(seed)
         theta = torch.randn(num_projections, x.shape[1], generator=gen, dtype=torch.float64)
     else:

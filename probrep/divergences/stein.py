@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from probrep._checks import real
 from probrep.divergences._util import Estimate, as_samples, as_tensor, mean_and_stderr
 from probrep.divergences.ipm import _block, median_bandwidth, pairwise_blocks
 
@@ -74,11 +75,9 @@ def ksd2(
     if not isinstance(kernel, str) or kernel.lower() not in STEIN_KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}: expected one of {list(STEIN_KERNELS)}")
     kernel = kernel.lower()
-    if not -1.0 < beta < 0.0:
+    if not -1.0 < real(beta, "beta") < 0.0:
         raise ValueError(f"beta must lie in (-1, 0), got {beta}")
-    h = median_bandwidth(x) if bandwidth is None else float(bandwidth)
-    if not h > 0:
-        raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+    h = median_bandwidth(x) if bandwidth is None else real(bandwidth, "bandwidth", positive=True)
     s = _scores(score, x, "score")
     x = x.detach()
     derivs = _radial_derivatives(kernel, h, beta)

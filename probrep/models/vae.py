@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
+from probrep._checks import integer, one_of, real
 from probrep.divergences.density_ratio import classifier_loss, permute_dims
 from probrep.models.layers import make_encoder_decoder, mlp
 
@@ -58,19 +59,11 @@ class VAE(nn.Module):
         name: str = "vae",
     ):
         super().__init__()
-        if int(latent_dim) < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
-        if not (math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
-        if likelihood not in _LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}: expected one of {_LIKELIHOODS}")
-        if not obs_scale > 0:
-            raise ValueError(f"obs_scale must be > 0, got {obs_scale}")
         self.image_shape = tuple(int(s) for s in image_shape)
-        self.latent_dim = int(latent_dim)
-        self.beta = float(beta)
-        self.likelihood = likelihood
-        self.obs_scale = float(obs_scale)
+        self.latent_dim = integer(latent_dim, "latent_dim")
+        self.beta = real(beta, "beta", nonnegative=True)
+        self.likelihood = one_of(likelihood, "likelihood", _LIKELIHOODS)
+        self.obs_scale = real(obs_scale, "obs_scale", positive=True)
         self.name = name
         self.encoder, self.decoder = make_encoder_decoder(arch, self.image_shape, self.latent_dim, hidden)
 
@@ -141,7 +134,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def traverse(self, x: torch.Tensor, dim: int, values: Sequence[float] | torch.Tensor) -> torch.Tensor:
         """Decode each image's code with dimension ``dim`` set to each of ``values``: ``[N, V, C, H, W]``."""
-        if not 0 <= int(dim) < self.latent_dim:
+        if not 0 <= integer(dim, "dim", 0) < self.latent_dim:
             raise ValueError(f"dim must be in [0, {self.latent_dim}), got {dim}")
         if x.dim() == 3:
             x = x.unsqueeze(0)
@@ -193,12 +186,8 @@ class BetaTCVAE(VAE):
 
     def __init__(self, *args, beta: float = 6.0, dataset_size: int | None = None, **kwargs):
         super().__init__(*args, beta=1.0, **kwargs)
-        if not (math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
-        if dataset_size is not None and int(dataset_size) < 1:
-            raise ValueError(f"dataset_size must be a positive integer or None, got {dataset_size}")
-        self.tc_beta = float(beta)
-        self.dataset_size = None if dataset_size is None else int(dataset_size)
+        self.tc_beta = real(beta, "beta", nonnegative=True)
+        self.dataset_size = None if dataset_size is None else integer(dataset_size, "dataset_size")
 
     def _dataset_size(self, batch: int) -> int:
         return batch if self.dataset_size is None else self.dataset_size
@@ -258,10 +247,8 @@ class FactorVAE(VAE):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        if not (math.isfinite(gamma) and gamma >= 0):
-            raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
-        self.gamma = float(gamma)
-        self.auxiliary_lr = float(discriminator_lr)
+        self.gamma = real(gamma, "gamma", nonnegative=True)
+        self.auxiliary_lr = real(discriminator_lr, "discriminator_lr", positive=True)
         self.discriminator = mlp((self.latent_dim, *discriminator_hidden, 1), activation=lambda: nn.LeakyReLU(0.2))
 
     def model_penalty(self, z: torch.Tensor) -> None:
