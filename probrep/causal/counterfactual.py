@@ -46,7 +46,7 @@ def abduct(
     free = free_noise(scm, evidence)
     if not free:
         return _exact(scm, evidence, n)
-    discrete = [u for u in free if scm.noises[u].dist in ("Bernoulli", "Categorical")]
+    discrete = [u for u in free if scm.noises[u].family.discrete]
     if discrete:
         raise ValueError(
             f"cannot abduct discrete noise {discrete} by NUTS; observe the nodes they belong to, "

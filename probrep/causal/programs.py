@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from probrep.causal.compile import compile_expr
-from probrep.causal.noise import make_distribution
 
 
 def _primitives(backend: str, device: Any = None) -> SimpleNamespace:
@@ -56,7 +55,7 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
     """``model(n)`` (unconditioned; ``n`` rows) or ``model()`` (conditioned on ``observed`` arrays [m])."""
     prim = _primitives(backend, device)
     fns = scm.compiled(prim.ops)
-    dists = {name: make_distribution(u, backend, prim.device) for name, u in scm.noises.items()}
+    dists = {name: u.distribution(backend, prim.device) for name, u in scm.noises.items()}
     data, solvers, rows = {}, {}, None
     if observed:
         for name, values in observed.items():

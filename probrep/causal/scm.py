@@ -26,8 +26,9 @@ import sympy as sp
 
 from probrep import _checks
 from probrep.causal.compile import compile_expr
-from probrep.causal.noise import Inversion, invert, numpy_draw
-from probrep.causal.parse import EquationError, Noise, ParsedEquation, check_node_name, parse_equation
+from probrep.causal.distributions import Noise
+from probrep.causal.inversion import Inversion, invert
+from probrep.causal.parse import EquationError, ParsedEquation, check_node_name, parse_equation
 
 FORMAT = 1
 BACKENDS = ("numpyro", "pyro", "numpy")
@@ -222,7 +223,7 @@ class SCM:
         for name, node in self._nodes.items():
             for u in node.noises:
                 value = noise_values.get(u.name)
-                env[u.name] = numpy_draw(u, (n,), rng) if value is None else np.broadcast_to(value, (n,)).astype(float)
+                env[u.name] = u.draw((n,), rng) if value is None else np.broadcast_to(value, (n,)).astype(float)
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 value = np.broadcast_to(np.asarray(fns[name](env), dtype=float), (n,))
             env[name] = out[name] = value
