@@ -62,6 +62,8 @@ def _torch_ops():
 
 
 _BACKENDS: dict[str, Callable[[], SimpleNamespace]] = {"numpy": _numpy_ops, "jax": _jax_ops, "torch": _torch_ops}
+# one table per backend name, built on first use (so that numpy-only use never imports JAX or torch); it holds at
+# most len(_BACKENDS) entries and only library functions, so sharing it across SCMs and threads is harmless
 _OPS_CACHE: dict[str, SimpleNamespace] = {}
 
 

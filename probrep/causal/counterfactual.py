@@ -52,6 +52,9 @@ def abduct(
             f"cannot abduct discrete noise {discrete} by NUTS; observe the nodes they belong to, "
             "or make them continuous"
         )
+    from probrep.causal.programs import load_numpyro
+
+    load_numpyro()
     import jax
     from numpyro.infer import MCMC, NUTS
 

@@ -283,6 +283,8 @@ _TABLE: dict[str, Callable[[], FDivergence]] = {
     "gan": _gan,
 }
 F_DIVERGENCES: tuple[str, ...] = (*_TABLE, "alpha")
+# the fixed entries, built once at import: one per name of _TABLE, so it never grows (alpha entries are built per
+# call, since alpha is a continuous parameter); FDivergence is frozen, so sharing the instances is safe
 _CACHE: dict[str, FDivergence] = {name: make() for name, make in _TABLE.items()}
 
 
