@@ -6,7 +6,7 @@
     scm.counterfactual({"Z": 0.1, "X": 1.0, "Y": 0.3}, do={"X": 0.0}, n=100)
     scm.gaussian()                                # exact (mean, cov) of a linear-Gaussian SCM
 
-Equations are parsed safely (:mod:`probrep.causal.parse`) and compiled once per backend
+Equations are parsed safely (:mod:`probrep.causal.parse`) and compiled once per array library
 (:mod:`probrep.causal.compile`). Programs for NumPyro and Pyro (:mod:`probrep.causal.programs`) have one sample
 site per noise term and per node, so ``handlers.do`` / ``poutine.do`` and any inference apply to them.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,20 +35,36 @@ FORMAT = 1
 BACKENDS = ("numpyro", "pyro", "numpy")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Mechanism:
     """A mechanism given as a Python callable ``fn(*parent_values, *noise_values)`` (e.g. a neural network).
 
     ``parents`` names the parent nodes in the order ``fn`` takes them; ``noise`` lists distribution texts
-    (``"Normal(0, 1)"``), one per noise argument. ``backend`` says which arrays ``fn`` accepts ("torch" for
+    (``"Normal(0, 1)"``), one per noise argument. ``arrays`` says which arrays ``fn`` accepts ("torch" for
     the Pyro backend, "jax" for NumPyro, "numpy"). Symbolic features (``gaussian()``, exact abduction, JSON)
-    do not apply to such nodes and say so.
+    do not apply to such nodes and say so. ``backend=`` is the deprecated name of ``arrays`` (the sampling
+    ``backend`` of :meth:`SCM.sample` is the program, "numpyro" or "pyro", not the array library).
     """
 
     fn: Callable[..., Any]
     parents: Sequence[str] = ()
     noise: Sequence[str] = ("Normal(0, 1)",)
-    backend: str = "torch"
+    arrays: str = "torch"
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        parents: Sequence[str] = (),
+        noise: Sequence[str] = ("Normal(0, 1)",),
+        arrays: str = "torch",
+        *,
+        backend: str | None = None,
+    ):
+        if backend is not None:
+            warnings.warn("Mechanism(backend=...) is deprecated: use arrays=", DeprecationWarning, stacklevel=2)
+            arrays = backend
+        for name, value in (("fn", fn), ("parents", parents), ("noise", noise), ("arrays", arrays)):
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -173,14 +190,14 @@ class SCM:
             raise ValueError(f"unknown {what}(s) {unknown}; the nodes are {self.nodes}")
 
     # ------------------------------------------------------------------------------------------- compiling
-    def compiled(self, backend: str) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
-        """Each node's mechanism as ``f(columns) -> values`` for "numpy", "jax" or "torch" (compiled once)."""
-        key = ("compiled", backend)
+    def compiled(self, arrays: str) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+        """Each node's mechanism as ``f(columns) -> values`` on "numpy", "jax" or "torch" arrays (compiled once)."""
+        key = ("compiled", arrays)
         if key not in self._cache:
             fns = {}
             for name, node in self._nodes.items():
                 if node.symbolic:
-                    fns[name] = compile_expr(node.expr, backend)
+                    fns[name] = compile_expr(node.expr, arrays)
                 else:
                     fns[name] = _callable_mechanism(node)
             self._cache[key] = fns
