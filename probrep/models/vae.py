@@ -13,6 +13,7 @@ KL, the default) the loss is exactly reconstruction + beta * KL.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import pyro
@@ -168,25 +169,42 @@ def minibatch_weighted_sampling(
 
 
 class BetaTCVAE(VAE):
-    """beta-TCVAE (Chen et al. 2018): beta weighs only the total-correlation part of the KL.
+    """beta-TCVAE (Chen et al. 2018): a weight on the total-correlation part of the KL only.
 
     The KL term decomposes as index-code mutual information + total correlation + dimension-wise KL; with the
     minibatch-weighted-sampling estimates the loss is
 
-        -log p(x|z) + [log q(z|x) - log p(z)] + (beta - 1) * TC,   TC = log q(z) - sum_d log q(z_d),
+        -log p(x|z) + [log q(z|x) - log p(z)] + (tc_weight - 1) * TC,   TC = log q(z) - sum_d log q(z_d),
 
-    the (beta - 1) * TC term entering the guide as a reparameterised ``pyro.factor``. It needs the Monte Carlo
-    ELBO (``Trace_ELBO``, the default here), not the mean-field one.
+    the (tc_weight - 1) * TC term entering the guide as a reparameterised ``pyro.factor``; the KL as a whole
+    keeps weight 1 (``self.beta == 1``). It needs the Monte Carlo ELBO (``Trace_ELBO``, the default here), not
+    the mean-field one.
 
     Args:
+        tc_weight: weight of the total correlation (the paper's beta; 1 gives the plain VAE).
         dataset_size: N of the estimator; ``None`` treats each batch as the whole data set.
+        beta: deprecated name of ``tc_weight`` (it read like the VAE's KL weight, which stays 1 here).
     """
 
     default_elbo = "trace"
 
-    def __init__(self, *args, beta: float = 6.0, dataset_size: int | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        tc_weight: float = 6.0,
+        dataset_size: int | None = None,
+        beta: float | None = None,
+        **kwargs,
+    ):
+        if beta is not None:
+            warnings.warn(
+                "BetaTCVAE(beta=...) is deprecated: the total-correlation weight is tc_weight=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            tc_weight = beta
         super().__init__(*args, beta=1.0, **kwargs)
-        self.tc_beta = real(beta, "beta", nonnegative=True)
+        self.tc_weight = real(tc_weight, "tc_weight", nonnegative=True)
         self.dataset_size = None if dataset_size is None else integer(dataset_size, "dataset_size")
 
     def _dataset_size(self, batch: int) -> int:
@@ -199,7 +217,7 @@ class BetaTCVAE(VAE):
             z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
             log_qz, log_prod_qzd = minibatch_weighted_sampling(z, loc, scale, self._dataset_size(x.shape[0]))
             # a guide factor f adds f to the loss (the ELBO subtracts guide log densities)
-            pyro.factor("total_correlation", (self.tc_beta - 1.0) * (log_qz - log_prod_qzd), has_rsample=True)
+            pyro.factor("total_correlation", (self.tc_weight - 1.0) * (log_qz - log_prod_qzd), has_rsample=True)
 
     @torch.no_grad()
     def decompose(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
