@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from probrep import _checks
 from probrep.causal.compile import compile_expr
 
 
@@ -102,8 +103,9 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
 
     def model(n: int | None = None):
         size = rows if observed else n
-        if size is None or int(size) < 1:
+        if size is None:
             raise ValueError("the SCM program needs the number of rows: model(n)")
+        size = _checks.integer(size, "n")
         env: dict[str, Any] = {}
         with prim.plate("rows", int(size)):
             for name, node in scm._nodes.items():
