@@ -175,6 +175,26 @@ def test_energy_distance_equals_scipy_squared_and_is_zero_on_identical_samples()
     assert bool(torch.isfinite(grad).all())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_statistics_of_equal_samples_are_exactly_zero_in_blocks(dtype):
+    x = torch.randn(301, 3, generator=_gen(8), dtype=dtype)
+    for y in (x, x.clone()):  # the same object, or equal values
+        assert float(dv.energy_distance(x, y, block_size=64)) == 0.0
+        assert float(dv.mmd2(x, y, unbiased=False, block_size=64)) == 0.0
+        assert float(dv.mmd2(x, y, "imq", 1.0, unbiased=False, block_size=64)) == 0.0
+
+
+def test_equal_values_with_a_gradient_take_the_two_sample_path():
+    """A tensor that needs a gradient and a constant with equal values are two samples: the cross sum must
+    depend on x alone, so the gradient is that of the dense formula, not that of one symmetric sum."""
+    x = torch.randn(40, 2, generator=_gen(9), dtype=torch.float64)
+    xg, xd = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(dv.mmd2(xg, x, "rbf", 1.0, block_size=16), xg)
+    (dense,) = torch.autograd.grad(_full_mmd2(xd, x, lambda d2: torch.exp(-0.5 * d2), unbiased=True), xd)
+    torch.testing.assert_close(grad, dense, rtol=1e-9, atol=1e-12)
+    assert float(grad.abs().max()) > 1e-6
+
+
 @pytest.mark.parametrize("dim, shift, var_q", [(1, 0.7, 2.0), (3, 0.5, 2.25)])
 def test_unbiased_energy_distance_matches_the_gaussian_closed_form(dim, shift, var_q):
     loc_q = torch.zeros(dim, dtype=torch.float64)
@@ -309,7 +329,7 @@ def test_bad_inputs_raise_clear_errors():
         dv.wasserstein_1d(x, x)
     with pytest.raises(ValueError, match="p must be a finite number >= 1"):
         dv.wasserstein_1d(x[:, 0], x[:, 0], p=0.5)
-    with pytest.raises(ValueError, match="block_size must be >= 1"):
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
         dv.mmd2(x, x, block_size=0)
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         dv.mmd2("abc", x)

@@ -163,7 +163,7 @@ def test_bad_inputs_raise_clear_errors():
         dv.infonce_lower_bound(torch.zeros(1, 1))
     with pytest.raises(ValueError, match=r"log_baseline must be a scalar or \[B\] = \[3\], got \(4,\)"):
         dv.tuba_lower_bound(torch.zeros(3, 3), torch.zeros(4))
-    with pytest.raises(ValueError, match="alpha must lie in"):
+    with pytest.raises(ValueError, match="alpha must be in"):
         dv.interpolated_lower_bound(torch.zeros(3, 3), 1.5)
     with pytest.raises(ValueError, match=r"unknown MI bound 'mine'.*'nwj'.*call mine_lower_bound"):
         dv.mi_lower_bound(torch.zeros(3, 3), "mine")

@@ -229,7 +229,7 @@ def test_graph_constructor_sympy_equations_and_json_round_trip(tmp_path):
 
 def test_callable_mechanisms_degrade_gracefully():
     scm = SCM.from_equations(
-        {"X": "Normal(0, 1)", "Y": Mechanism(lambda x, u: torch.tanh(x) + 0.1 * u, parents=["X"], backend="torch")}
+        {"X": "Normal(0, 1)", "Y": Mechanism(lambda x, u: torch.tanh(x) + 0.1 * u, parents=["X"], arrays="torch")}
     )
     y = scm.sample(2000, seed=0, backend="pyro", device="cpu")
     resid = (y["Y"] - torch.tanh(y["X"])) / 0.1
@@ -240,6 +240,8 @@ def test_callable_mechanisms_degrade_gracefully():
         scm.to_dict()
     with pytest.raises(ValueError, match="cannot condition on node 'Y'"):
         scm.condition({"Y": [0.0]})
+    with pytest.warns(DeprecationWarning, match="arrays="):  # the old name, which read like SCM.sample's backend
+        assert Mechanism(torch.tanh, parents=["X"], noise=(), backend="jax").arrays == "jax"
 
 
 def test_cli_sample_with_interventions_and_graph(tmp_path, capsys):

@@ -111,12 +111,12 @@ def test_minibatch_weighted_sampling_matches_brute_force():
 
 def test_beta_tcvae_decomposition_sums_to_kl_and_loss_matches():
     torch.manual_seed(0)
-    m = BetaTCVAE(SHAPE, latent_dim=D, beta=6.0, arch="mlp", dataset_size=500).double()
+    m = BetaTCVAE(SHAPE, latent_dim=D, tc_weight=6.0, arch="mlp", dataset_size=500).double()
     x = _images(16)
     parts = m.decompose(x)
     total = parts["mutual_information"] + parts["total_correlation"] + parts["dimension_wise_kl"]
     assert abs(total.item() - parts["kl"].item()) < 1e-9
-    # loss = recon + [log q(z|x) - log p(z)] + (beta - 1) * TC, all on the guide's draw of z
+    # loss = recon + [log q(z|x) - log p(z)] + (tc_weight - 1) * TC, all on the guide's draw of z
     loss = _elbo_loss(Trace_ELBO(), m, x, seed=9)
     z = _sampled_z(m, x, seed=9)
     loc, scale = _hand_posterior(m, x)
@@ -127,13 +127,22 @@ def test_beta_tcvae_decomposition_sums_to_kl_and_loss_matches():
     assert abs(loss.item() - expected.item()) < 1e-5
 
 
-def test_beta_tcvae_with_beta_one_is_the_vae():
+def test_beta_tcvae_with_tc_weight_one_is_the_vae():
     torch.manual_seed(0)
-    tc = BetaTCVAE(SHAPE, latent_dim=D, beta=1.0, arch="mlp").double()
+    tc = BetaTCVAE(SHAPE, latent_dim=D, tc_weight=1.0, arch="mlp").double()
     plain = VAE(SHAPE, latent_dim=D, arch="mlp").double()
     plain.load_state_dict(tc.state_dict())
     x = _images()
     assert abs(_elbo_loss(Trace_ELBO(), tc, x, 1).item() - _elbo_loss(Trace_ELBO(), plain, x, 1).item()) < 1e-8
+
+
+def test_beta_tcvae_beta_is_a_deprecated_name_of_tc_weight():
+    with pytest.warns(DeprecationWarning, match="tc_weight"):
+        old = BetaTCVAE(SHAPE, latent_dim=D, beta=3.0, arch="mlp")
+    assert old.tc_weight == 3.0 and old.beta == 1.0  # the KL as a whole keeps weight 1
+    assert BetaTCVAE(SHAPE, latent_dim=D, arch="mlp").tc_weight == 6.0
+    with pytest.raises(ValueError, match="tc_weight"):
+        BetaTCVAE(SHAPE, latent_dim=D, tc_weight=-1.0, arch="mlp")
 
 
 def test_factor_vae_loss_adds_gamma_times_discriminator_tc():

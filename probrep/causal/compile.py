@@ -1,8 +1,10 @@
 """Compile sympy mechanisms into functions of arrays for numpy, JAX and torch.
 
-One tree walk builds a closure per expression node, looking operations up in a backend table; the walk runs
-once per equation, and the closures then run on whole columns of samples (and trace once under ``jax.jit``).
-The same expression therefore means the same thing on every backend, Piecewise included.
+One tree walk builds a closure per expression node, looking operations up in a table of the array library
+(``arrays``: "numpy", "jax" or "torch"; not to be confused with the sampling ``backend`` of :class:`SCM`, which
+is "numpyro", "pyro" or "numpy"); the walk runs once per equation, and the closures then run on whole columns of
+samples (and trace once under ``jax.jit``). The same expression therefore means the same thing on every array
+library, Piecewise included.
 """
 
 from __future__ import annotations
@@ -61,21 +63,24 @@ def _torch_ops():
     )  # fmt: skip
 
 
-_BACKENDS: dict[str, Callable[[], SimpleNamespace]] = {"numpy": _numpy_ops, "jax": _jax_ops, "torch": _torch_ops}
+ARRAY_LIBRARIES: dict[str, Callable[[], SimpleNamespace]] = {"numpy": _numpy_ops, "jax": _jax_ops, "torch": _torch_ops}
+# one table per array library, built on first use (so that numpy-only use never imports JAX or torch); it holds at
+# most len(ARRAY_LIBRARIES) entries and only library functions, so sharing it across SCMs and threads is harmless
 _OPS_CACHE: dict[str, SimpleNamespace] = {}
 
 
-def backend_ops(backend: str) -> SimpleNamespace:
-    if backend not in _BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: expected one of {sorted(_BACKENDS)}")
-    if backend not in _OPS_CACHE:
-        _OPS_CACHE[backend] = _BACKENDS[backend]()
-    return _OPS_CACHE[backend]
+def array_ops(arrays: str) -> SimpleNamespace:
+    """The operations table of the array library ``arrays`` ("numpy", "jax" or "torch")."""
+    if arrays not in ARRAY_LIBRARIES:
+        raise ValueError(f"unknown array library {arrays!r}: expected one of {sorted(ARRAY_LIBRARIES)}")
+    if arrays not in _OPS_CACHE:
+        _OPS_CACHE[arrays] = ARRAY_LIBRARIES[arrays]()
+    return _OPS_CACHE[arrays]
 
 
-def compile_expr(expr: sp.Basic, backend: str) -> Callable[[Columns], Any]:
-    """``expr`` -> ``f(columns)`` where ``columns`` maps symbol names to arrays of the backend."""
-    ops = backend_ops(backend)
+def compile_expr(expr: sp.Basic, arrays: str) -> Callable[[Columns], Any]:
+    """``expr`` -> ``f(columns)`` where ``columns`` maps symbol names to arrays of the library ``arrays``."""
+    ops = array_ops(arrays)
     lib = ops.lib
 
     def unary(fn, arg):
@@ -155,7 +160,7 @@ def compile_expr(expr: sp.Basic, backend: str) -> Callable[[Columns], Any]:
             return lambda env: _fold_logic(ops.logical_or, [a(env) for a in args])
         if isinstance(e, sp.Not):
             return unary(ops.logical_not, args[0])
-        raise ValueError(f"cannot compile {e.func.__name__} in {expr} for the {backend} backend")
+        raise ValueError(f"cannot compile {e.func.__name__} in {expr} for {arrays} arrays")
 
     return build(expr)
 

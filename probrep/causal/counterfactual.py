@@ -46,12 +46,15 @@ def abduct(
     free = free_noise(scm, evidence)
     if not free:
         return _exact(scm, evidence, n)
-    discrete = [u for u in free if scm.noises[u].dist in ("Bernoulli", "Categorical")]
+    discrete = [u for u in free if scm.noises[u].family.discrete]
     if discrete:
         raise ValueError(
             f"cannot abduct discrete noise {discrete} by NUTS; observe the nodes they belong to, "
             "or make them continuous"
         )
+    from probrep.causal.programs import load_numpyro
+
+    load_numpyro()
     import jax
     from numpyro.infer import MCMC, NUTS
 

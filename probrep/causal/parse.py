@@ -8,7 +8,8 @@ functions are rejected with an :class:`EquationError` that names the node and th
 Each distribution call in a node's equation is one exogenous noise term of that node, named ``U_<node>``,
 ``U_<node>_2``, ...; a distribution whose parameters depend on parents is reparameterised through a standard
 noise (``Normal(m, s) = m + s * U``, ``Bernoulli(p) = where(U < p, 1, 0)`` with ``U ~ Uniform(0, 1)``, ...),
-so that every node is a deterministic function of its parents and its noise.
+so that every node is a deterministic function of its parents and its noise. What each distribution takes and
+how it is reparameterised is declared once, in :mod:`probrep.causal.distributions`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import math
 from dataclasses import dataclass
 
 import sympy as sp
+
+from probrep.causal.distributions import FAMILIES, Noise
 
 
 class EquationError(ValueError):
@@ -60,22 +63,8 @@ FUNCTIONS = {
     "max": sp.Max,
 }
 
-#: distributions and the number of parameters each takes (Categorical takes a list of probabilities)
-DISTRIBUTIONS = {
-    "Normal": (2, ("loc", "scale")),
-    "Uniform": (2, ("low", "high")),
-    "Laplace": (2, ("loc", "scale")),
-    "Exponential": (1, ("rate",)),
-    "Gamma": (2, ("concentration", "rate")),
-    "Beta": (2, ("concentration1", "concentration0")),
-    "StudentT": (3, ("df", "loc", "scale")),
-    "Cauchy": (2, ("loc", "scale")),
-    "Bernoulli": (1, ("probs",)),
-    "Categorical": (1, ("probs",)),
-}
-DISCRETE = {"Bernoulli", "Categorical"}
 _CONSTANTS = {"pi": sp.pi}  # not E: a node called E is common
-_RESERVED = set(FUNCTIONS) | set(DISTRIBUTIONS) | {"where"} | set(_CONSTANTS)
+_RESERVED = set(FUNCTIONS) | set(FAMILIES) | {"where"} | set(_CONSTANTS)
 
 _BINOPS = {
     ast.Add: lambda a, b: a + b,
@@ -85,24 +74,6 @@ _BINOPS = {
     ast.Pow: lambda a, b: a**b,
 }
 _COMPARE = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge, ast.Eq: sp.Eq, ast.NotEq: sp.Ne}
-
-
-@dataclass(frozen=True)
-class Noise:
-    """One exogenous noise term: its symbol name, distribution name and constant parameters."""
-
-    name: str
-    dist: str
-    params: tuple[float, ...] | tuple[tuple[float, ...]]
-
-    def describe(self) -> str:
-        if self.dist == "Categorical":
-            return f"Categorical({list(self.params[0])})"
-        return f"{self.dist}({', '.join(_fmt(p) for p in self.params)})"
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 @dataclass(frozen=True)
@@ -158,58 +129,42 @@ class _Translator:
         return value
 
     def distribution(self, name: str, args: list[ast.AST], tree: ast.Call) -> sp.Expr:
-        count, names = DISTRIBUTIONS[name]
-        if name == "StudentT" and len(args) == 1:
-            args = [*args, ast.Constant(0), ast.Constant(1)]
+        family = FAMILIES[name]
+        count, names = len(family.params), family.param_names
+        if family.defaults and len(args) == count - len(family.defaults):
+            args = [*args, *(ast.Constant(v) for v in family.defaults)]
         if len(args) != count:
             raise self.fail(f"{name} takes {count} argument(s) ({', '.join(names)}), got {len(args)}", tree)
-        if name == "Categorical":
-            return self.categorical(args[0], tree)
-        exprs = [self.visit(a) for a in args]
-        consts = [self.constant(e, a) for e, a in zip(exprs, args)]
+        exprs, consts = [], []
+        for param, arg in zip(family.params, args):
+            if param.vector:
+                values = self.constant_list(name, arg, tree)
+                exprs.append(None)
+                consts.append(values)
+            else:
+                exprs.append(self.visit(arg))
+                consts.append(self.constant(exprs[-1], arg))
         if all(c is not None for c in consts):
-            self.check_params(name, consts, tree)
+            problem = family.violation(consts)
+            if problem:
+                raise self.fail(f"{name}: {problem}", tree)
             return self.new_noise(name, tuple(consts))
-        # parameters depend on parents: reparameterise through a standard noise
-        if name in ("Normal", "Laplace", "Cauchy"):
-            return exprs[0] + exprs[1] * self.new_noise(name, (0.0, 1.0))
-        if name == "StudentT":
-            if consts[0] is None:
-                raise self.fail("StudentT's df must be a constant", tree)
-            return exprs[1] + exprs[2] * self.new_noise(name, (consts[0], 0.0, 1.0))
-        if name == "Uniform":
-            return exprs[0] + (exprs[1] - exprs[0]) * self.new_noise("Uniform", (0.0, 1.0))
-        if name == "Exponential":
-            return self.new_noise("Exponential", (1.0,)) / exprs[0]
-        if name == "Bernoulli":
-            u = self.new_noise("Uniform", (0.0, 1.0))
-            return sp.Piecewise((sp.Integer(1), sp.Lt(u, exprs[0])), (sp.Integer(0), True))
-        raise self.fail(f"the parameters of {name} must be constants (they may not depend on parents)", tree)
+        # parameters depend on parents: reparameterise through a standard noise, where the family has one
+        if family.standardise is None:
+            raise self.fail(f"the parameters of {name} must be constants (they may not depend on parents)", tree)
+        for param, const in zip(family.params, consts):
+            if param.name in family.constant and const is None:
+                raise self.fail(f"{name}'s {param.name} must be a constant", tree)
+        return family.standardise(exprs, self.new_noise)
 
-    def check_params(self, name: str, p: list[float], tree: ast.AST) -> None:
-        bad = None
-        if name in ("Normal", "Laplace", "Cauchy") and p[1] <= 0:
-            bad = "scale must be > 0"
-        elif name == "StudentT" and (p[0] <= 0 or p[2] <= 0):
-            bad = "df and scale must be > 0"
-        elif name == "Uniform" and not p[0] < p[1]:
-            bad = "low must be < high"
-        elif name in ("Exponential",) and p[0] <= 0:
-            bad = "rate must be > 0"
-        elif name in ("Gamma", "Beta") and min(p) <= 0:
-            bad = "parameters must be > 0"
-        elif name == "Bernoulli" and not 0 <= p[0] <= 1:
-            bad = "probability must be in [0, 1]"
-        if bad:
-            raise self.fail(f"{name}: {bad}", tree)
-
-    def categorical(self, arg: ast.AST, tree: ast.AST) -> sp.Expr:
+    def constant_list(self, name: str, arg: ast.AST, tree: ast.AST) -> tuple[float, ...]:
+        """A list parameter (Categorical's probabilities): a non-empty list of constants."""
         if not isinstance(arg, (ast.List, ast.Tuple)) or not arg.elts:
-            raise self.fail("Categorical takes a list of probabilities, e.g. Categorical([0.2, 0.8])", tree)
-        probs = [self.constant(self.visit(e), e) for e in arg.elts]
-        if any(p is None or p < 0 for p in probs) or not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
-            raise self.fail("Categorical probabilities must be constants >= 0 that sum to 1", tree)
-        return self.new_noise("Categorical", (tuple(probs),))
+            raise self.fail(f"{name} takes a list of probabilities, e.g. {name}([0.2, 0.8])", tree)
+        values = [self.constant(self.visit(e), e) for e in arg.elts]
+        if any(v is None for v in values):
+            raise self.fail(f"{name} probabilities must be constants (they may not depend on parents)", tree)
+        return tuple(values)
 
     # -- expressions
     def visit(self, tree: ast.AST) -> sp.Expr:
@@ -257,7 +212,7 @@ class _Translator:
             raise self.fail(f"name {ident!r} is not allowed (private or dunder)", tree)
         if ident in _CONSTANTS:
             return _CONSTANTS[ident]
-        if ident in FUNCTIONS or ident in DISTRIBUTIONS or ident == "where":
+        if ident in FUNCTIONS or ident in FAMILIES or ident == "where":
             raise self.fail(f"{ident!r} is a function; call it", tree)
         if ident.startswith("U_"):
             raise self.fail(f"name {ident!r}: noise terms are written as distributions, e.g. Normal(0, 1)", tree)
@@ -277,7 +232,7 @@ class _Translator:
             raise self.fail(f"keyword arguments are not allowed in {fname}(...); pass them by position", tree)
         if any(isinstance(a, ast.Starred) for a in tree.args):
             raise self.fail("star-arguments are not allowed", tree)
-        if fname in DISTRIBUTIONS:
+        if fname in FAMILIES:
             return self.distribution(fname, list(tree.args), tree)
         if fname == "where":
             if len(tree.args) != 3:

@@ -14,12 +14,27 @@ from typing import Any
 
 import numpy as np
 
+from probrep import _checks
 from probrep.causal.compile import compile_expr
-from probrep.causal.noise import make_distribution
+
+
+def load_numpyro() -> None:
+    """Import JAX and NumPyro with numpy's global random state kept as it was.
+
+    JAX's import draws from numpy's global generator (its Kubernetes cluster detection calls ``np.random.rand``
+    at import, in jax 0.10), so the first SCM call that needs JAX would move the caller's numpy stream.
+    """
+    state = np.random.get_state()
+    try:
+        import jax  # noqa: F401
+        import numpyro  # noqa: F401
+    finally:
+        np.random.set_state(state)
 
 
 def _primitives(backend: str, device: Any = None) -> SimpleNamespace:
     if backend == "numpyro":
+        load_numpyro()
         import jax.numpy as jnp
         import numpyro
         import numpyro.distributions as dist
@@ -56,7 +71,7 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
     """``model(n)`` (unconditioned; ``n`` rows) or ``model()`` (conditioned on ``observed`` arrays [m])."""
     prim = _primitives(backend, device)
     fns = scm.compiled(prim.ops)
-    dists = {name: make_distribution(u, backend, prim.device) for name, u in scm.noises.items()}
+    dists = {name: u.distribution(backend, prim.device) for name, u in scm.noises.items()}
     data, solvers, rows = {}, {}, None
     if observed:
         for name, values in observed.items():
@@ -88,8 +103,9 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
 
     def model(n: int | None = None):
         size = rows if observed else n
-        if size is None or int(size) < 1:
+        if size is None:
             raise ValueError("the SCM program needs the number of rows: model(n)")
+        size = _checks.integer(size, "n")
         env: dict[str, Any] = {}
         with prim.plate("rows", int(size)):
             for name, node in scm._nodes.items():
@@ -122,6 +138,7 @@ def numpyro_sampler(scm, n: int) -> Callable[[int], dict]:
     """A jit-compiled ``sample(seed) -> {node: array [n]}`` for the NumPyro program, cached per ``n``."""
     key = ("numpyro_sampler", n)
     if key not in scm._cache:
+        load_numpyro()
         import jax
         from numpyro import handlers
 
@@ -141,13 +158,24 @@ def numpyro_sampler(scm, n: int) -> Callable[[int], dict]:
 
 
 def pyro_sample(scm, n: int, seed: int, device: Any = None) -> dict:
-    """Run the Pyro program once with ``seed``: ``{node: tensor [n]}`` on ``device``."""
-    import pyro
+    """Run the Pyro program once with ``seed``: ``{node: tensor [n]}`` on ``device``.
+
+    Pyro draws from torch's global generator, so the draw runs inside ``torch.random.fork_rng``: the generator
+    of the device used is seeded there and the caller's state (CPU and that CUDA device) is restored afterwards.
+    Python's and numpy's generators are never touched (``pyro.set_rng_seed`` would reseed all three).
+    """
     import torch
     from pyro import poutine
 
-    program = make_program(scm, "pyro", device=device)
-    pyro.set_rng_seed(seed)
-    with torch.no_grad():
+    from probrep.device import resolve_device
+
+    dev = resolve_device(device)
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    program = make_program(scm, "pyro", device=dev)
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: that also queues seeds for CUDA
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         trace = poutine.trace(program).get_trace(n)
     return {name: trace.nodes[name]["value"] for name in scm.nodes}

@@ -6,7 +6,7 @@
     scm.counterfactual({"Z": 0.1, "X": 1.0, "Y": 0.3}, do={"X": 0.0}, n=100)
     scm.gaussian()                                # exact (mean, cov) of a linear-Gaussian SCM
 
-Equations are parsed safely (:mod:`probrep.causal.parse`) and compiled once per backend
+Equations are parsed safely (:mod:`probrep.causal.parse`) and compiled once per array library
 (:mod:`probrep.causal.compile`). Programs for NumPyro and Pyro (:mod:`probrep.causal.programs`) have one sample
 site per noise term and per node, so ``handlers.do`` / ``poutine.do`` and any inference apply to them.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,28 +25,46 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
+from probrep import _checks
 from probrep.causal.compile import compile_expr
-from probrep.causal.noise import Inversion, invert, numpy_draw
-from probrep.causal.parse import EquationError, Noise, ParsedEquation, check_node_name, parse_equation
+from probrep.causal.distributions import Noise
+from probrep.causal.inversion import Inversion, invert
+from probrep.causal.parse import EquationError, ParsedEquation, check_node_name, parse_equation
 
 FORMAT = 1
 BACKENDS = ("numpyro", "pyro", "numpy")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Mechanism:
     """A mechanism given as a Python callable ``fn(*parent_values, *noise_values)`` (e.g. a neural network).
 
     ``parents`` names the parent nodes in the order ``fn`` takes them; ``noise`` lists distribution texts
-    (``"Normal(0, 1)"``), one per noise argument. ``backend`` says which arrays ``fn`` accepts ("torch" for
+    (``"Normal(0, 1)"``), one per noise argument. ``arrays`` says which arrays ``fn`` accepts ("torch" for
     the Pyro backend, "jax" for NumPyro, "numpy"). Symbolic features (``gaussian()``, exact abduction, JSON)
-    do not apply to such nodes and say so.
+    do not apply to such nodes and say so. ``backend=`` is the deprecated name of ``arrays`` (the sampling
+    ``backend`` of :meth:`SCM.sample` is the program, "numpyro" or "pyro", not the array library).
     """
 
     fn: Callable[..., Any]
     parents: Sequence[str] = ()
     noise: Sequence[str] = ("Normal(0, 1)",)
-    backend: str = "torch"
+    arrays: str = "torch"
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        parents: Sequence[str] = (),
+        noise: Sequence[str] = ("Normal(0, 1)",),
+        arrays: str = "torch",
+        *,
+        backend: str | None = None,
+    ):
+        if backend is not None:
+            warnings.warn("Mechanism(backend=...) is deprecated: use arrays=", DeprecationWarning, stacklevel=2)
+            arrays = backend
+        for name, value in (("fn", fn), ("parents", parents), ("noise", noise), ("arrays", arrays)):
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -171,14 +190,14 @@ class SCM:
             raise ValueError(f"unknown {what}(s) {unknown}; the nodes are {self.nodes}")
 
     # ------------------------------------------------------------------------------------------- compiling
-    def compiled(self, backend: str) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
-        """Each node's mechanism as ``f(columns) -> values`` for "numpy", "jax" or "torch" (compiled once)."""
-        key = ("compiled", backend)
+    def compiled(self, arrays: str) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+        """Each node's mechanism as ``f(columns) -> values`` on "numpy", "jax" or "torch" arrays (compiled once)."""
+        key = ("compiled", arrays)
         if key not in self._cache:
             fns = {}
             for name, node in self._nodes.items():
                 if node.symbolic:
-                    fns[name] = compile_expr(node.expr, backend)
+                    fns[name] = compile_expr(node.expr, arrays)
                 else:
                     fns[name] = _callable_mechanism(node)
             self._cache[key] = fns
@@ -199,7 +218,7 @@ class SCM:
         ``backend="numpyro"`` (JAX arrays, jit-compiled once per ``n``), ``"pyro"`` (torch tensors on
         ``device``) or ``"numpy"``.
         """
-        n = _check_count(n, "n")
+        n, seed = _checks.integer(n, "n"), _checks.seed(seed)
         if backend == "numpyro":
             from probrep.causal.programs import numpyro_sampler
 
@@ -221,7 +240,7 @@ class SCM:
         for name, node in self._nodes.items():
             for u in node.noises:
                 value = noise_values.get(u.name)
-                env[u.name] = numpy_draw(u, (n,), rng) if value is None else np.broadcast_to(value, (n,)).astype(float)
+                env[u.name] = u.draw((n,), rng) if value is None else np.broadcast_to(value, (n,)).astype(float)
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 value = np.broadcast_to(np.asarray(fns[name](env), dtype=float), (n,))
             env[name] = out[name] = value
@@ -268,9 +287,8 @@ class SCM:
                 continue
             spec = interventions[name]
             if isinstance(spec, (int, float, np.number)) and not isinstance(spec, bool):
-                if not np.isfinite(spec):
-                    raise ValueError(f"do({name}={spec}): the value must be finite")
-                items.append((name, Node(name, (), (), expr=sp.Float(float(spec)), text=repr(float(spec)))))
+                value = _checks.real(spec, f"the value of do({name}=...)")
+                items.append((name, Node(name, (), (), expr=sp.Float(value), text=repr(value))))
                 continue
             if not isinstance(spec, str):
                 raise TypeError(f"do({name}=...): expected a number or equation text, got {type(spec).__name__}")
@@ -312,7 +330,8 @@ class SCM:
         """
         from probrep.causal.counterfactual import abduct
 
-        n = _check_count(n, "n")
+        n, seed = _checks.integer(n, "n"), _checks.seed(seed)
+        num_warmup = _checks.integer(num_warmup, "num_warmup", 0)
         twin = self.do(do)
         noise = abduct(self, evidence, n=n, seed=seed, num_warmup=num_warmup, progress=progress)
         rng = np.random.default_rng(seed + 1)
@@ -368,9 +387,3 @@ class SCM:
 def _callable_mechanism(node: Node) -> Callable[[Mapping[str, Any]], Any]:
     fn, parents, noises = node.mechanism.fn, node.parents, [u.name for u in node.noises]
     return lambda env: fn(*(env[p] for p in parents), *(env[u] for u in noises))
-
-
-def _check_count(n: Any, what: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{what} must be a positive integer, got {n!r}")
-    return int(n)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from probrep import _checks
 from probrep.data.sprites import SHAPE_NAMES, _cos_sin, render_sprite
 
 GLYPH_SIZE = 28
@@ -262,24 +263,21 @@ class MultiObjects:
         max_overlap: float = 0.1,
         glyphs: np.ndarray | list[int] | None = None,
     ):
-        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
-            raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}")
-        for name, value in (("min_objects", min_objects), ("max_objects", max_objects)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        image_size = _checks.integer(image_size, "image_size", 8)
+        min_objects = _checks.integer(min_objects, "min_objects", 0)
+        max_objects = _checks.integer(max_objects, "max_objects", 0)
         if min_objects > max_objects:
             raise ValueError(f"min_objects ({min_objects}) must not exceed max_objects ({max_objects})")
         if max_objects > 4:
             raise ValueError(f"max_objects must be at most 4 (the canvas holds few objects), got {max_objects}")
-        if not (math.isfinite(scale) and math.isfinite(scale_spread)) or scale_spread < 0:
-            raise ValueError(f"scale must be finite and scale_spread >= 0, got {scale!r} and {scale_spread!r}")
+        scale = _checks.real(scale, "scale")
+        scale_spread = _checks.real(scale_spread, "scale_spread", nonnegative=True)
         if scale - 2 * scale_spread < 1.0 * GLYPH_SIZE / image_size or scale - 2 * scale_spread <= 0:
             raise ValueError(
                 f"scale {scale} (spread {scale_spread}) makes a {GLYPH_SIZE}px window larger than the "
                 f"{image_size}px canvas: need scale - 2 * scale_spread >= {GLYPH_SIZE / image_size:.3f}"
             )
-        if not 0.0 <= max_overlap <= 1.0:
-            raise ValueError(f"max_overlap must be in [0, 1], got {max_overlap!r}")
+        max_overlap = _checks.probability(max_overlap, "max_overlap", open_interval=False)
         n_glyphs = len(glyph_bank())
         chosen = np.arange(n_glyphs) if glyphs is None else np.asarray(glyphs, dtype=np.int64).reshape(-1)
         if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= n_glyphs:
@@ -335,8 +333,7 @@ class MultiObjects:
 
     def sample(self, n: int, seed: int | np.random.Generator = 0, max_tries: int = 1000) -> Scenes:
         """Draw ``n`` scenes; the same seed gives the same scenes."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        n = _checks.integer(n, "n", 0)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         k_max, size = self.max_objects, self.image_size
         counts = rng.integers(self.min_objects, self.max_objects + 1, size=n)

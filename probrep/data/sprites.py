@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from probrep import _checks
+
 IMAGE_SIZE = 64
 PATCH_SIZE = 25
 # Symmetric margins: MARGIN + 31 position steps + PATCH_SIZE + MARGIN == 64.
@@ -110,8 +112,7 @@ def _render_patches(
     shape: int, scale: float, angles: Sequence[float], size: int = PATCH_SIZE, supersample: int = SUPERSAMPLE
 ) -> np.ndarray:
     """Render one shape at one scale for several angles at once -> uint8 [len(angles), size, size]."""
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale!r}")
+    _checks.real(scale, "scale", positive=True)
     off = _sample_offsets(size, supersample)
     # Image coordinates of every sample: x to the right (columns), y up (minus rows), so positive angles
     # rotate counter-clockwise on screen and the heart stands upright at angle 0.
@@ -210,8 +211,7 @@ class DSprites:
 
         ``rng`` is a numpy Generator or an int seed (same seed -> same result).
         """
-        if int(n) != n or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        n = _checks.integer(n, "n", 0)
         gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         # Independent uniform classes per factor are uniform over the product grid.
         cols = [gen.integers(0, size, size=int(n), dtype=np.int64) for size in self.factor_sizes]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from probrep._checks import probability
 from probrep.causal import SCM
 
 FACTOR_NODES = ("shape", "scale", "orientation", "posX", "posY")
@@ -24,8 +25,7 @@ def _uniform(k: int) -> str:
 
 def dsprites_scm(factor_sizes=(1, 3, 6, 40, 32, 32), confounding: float = 0.0) -> SCM:
     """The factor SCM; ``confounding`` in [0, 1] ties scale to shape with that probability."""
-    if not 0.0 <= float(confounding) <= 1.0:
-        raise ValueError(f"confounding must be in [0, 1], got {confounding}")
+    confounding = probability(confounding, "confounding", open_interval=False)
     sizes = dict(zip(FACTOR_NODES, factor_sizes[1:]))
     equations = {name: _uniform(size) for name, size in sizes.items()}
     if confounding > 0:

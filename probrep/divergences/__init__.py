@@ -15,7 +15,8 @@ FactorVAE's density-ratio discriminator (:mod:`probrep.divergences.density_ratio
     dv.ksd2(mcmc_draws, score_fn)                                # kernel Stein discrepancy against grad log p
 
 Modules: ``fdiv`` (the table, bounds, Monte Carlo D_f), ``fgan`` (critic training, f-GAN), ``mi_bounds``,
-``ipm`` (MMD, energy distance, Wasserstein), ``stein`` (KSD, Fisher divergence), ``gaussians`` (closed forms).
+``ipm`` (MMD, energy distance, Wasserstein), ``stein`` (KSD, Fisher divergence), ``pairwise`` (the blockwise
+pair sums under MMD, energy distance and KSD), ``gaussians`` (closed forms).
 """
 
 from probrep.divergences._util import Estimate

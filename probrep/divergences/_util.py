@@ -1,4 +1,5 @@
-"""Shared pieces of the divergence modules: the ``Estimate`` result and input checks with clear messages."""
+"""Shared pieces of the divergence modules: the ``Estimate`` result and checks of sample tensors (shapes, devices,
+finite values); scalar arguments are checked with :mod:`probrep._checks`."""
 
 from __future__ import annotations
 
@@ -87,11 +88,3 @@ def same_space(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str] = ("x", 
         )
     dtype = torch.promote_types(x.dtype, y.dtype)
     return x.to(dtype), y.to(dtype)
-
-
-def positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from probrep._checks import one_of, real
 from probrep.divergences._util import Estimate, as_tensor, check_finite, mean_and_stderr
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -282,6 +283,8 @@ _TABLE: dict[str, Callable[[], FDivergence]] = {
     "gan": _gan,
 }
 F_DIVERGENCES: tuple[str, ...] = (*_TABLE, "alpha")
+# the fixed entries, built once at import: one per name of _TABLE, so it never grows (alpha entries are built per
+# call, since alpha is a continuous parameter); FDivergence is frozen, so sharing the instances is safe
 _CACHE: dict[str, FDivergence] = {name: make() for name, make in _TABLE.items()}
 
 
@@ -297,9 +300,7 @@ def get_f_divergence(name: str | FDivergence, alpha: float | None = None) -> FDi
     if key == "alpha":
         if alpha is None:
             raise ValueError("the alpha family needs alpha=, e.g. get_f_divergence('alpha', alpha=0.5)")
-        a = float(alpha)
-        if not math.isfinite(a):
-            raise ValueError(f"alpha must be finite, got {alpha}")
+        a = real(alpha, "alpha")
         if a in (0.0, 1.0):
             which = "reverse_kl" if a == 0.0 else "kl"
             raise ValueError(f"alpha={alpha} is the limit of the family: use name={which!r}")
@@ -362,12 +363,8 @@ def monte_carlo_divergence(
         raise ValueError(f"need at least 2 samples, got {log_p.numel()}")
     check_finite(log_p, "log_p")
     check_finite(log_q, "log_q")
+    one_of(sampled_from, "sampled_from", ("p", "q"))
     l = (log_p - log_q).reshape(-1)
-    if sampled_from == "q":
-        terms = fd.f_log(l)
-    elif sampled_from == "p":
-        terms = fd.f_log(l) * torch.exp(-l)
-    else:
-        raise ValueError(f"sampled_from must be 'p' or 'q', got {sampled_from!r}")
+    terms = fd.f_log(l) if sampled_from == "q" else fd.f_log(l) * torch.exp(-l)
     value, stderr = mean_and_stderr(terms)
     return Estimate(value, stderr, l.numel())

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from probrep._checks import integer, probability
+from probrep._checks import integer as positive_int  # the name the train(...) calls below still use
 from probrep.device import resolve_device
-from probrep.divergences._util import Estimate, as_samples, positive_int, same_space
+from probrep.divergences._util import Estimate, as_samples, same_space
 from probrep.divergences.fdiv import FDivergence, f_lower_bound, get_f_divergence
 from probrep.training import Auxiliary, FunctionObjective, TrainOptions, rng, train
 
@@ -28,7 +30,7 @@ GENERATOR_LOSSES = ("nonsaturating", "saturating")
 
 def critic_mlp(in_features: int, hidden: Sequence[int] = (64, 64)) -> nn.Sequential:
     """A dense critic ``[N, in_features] -> [N]`` with ELU activations."""
-    sizes = (positive_int(in_features, "in_features"), *[positive_int(h, "hidden") for h in hidden], 1)
+    sizes = (integer(in_features, "in_features"), *[integer(h, "hidden") for h in hidden], 1)
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -108,8 +110,7 @@ def estimate_divergence(
     (default: :func:`critic_mlp` with ``hidden``).
     """
     fd = get_f_divergence(name, alpha)
-    if not 0.0 < holdout < 1.0:
-        raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
+    holdout = probability(holdout, "holdout")
     dev = resolve_device(device)
     xp, xq = same_space(as_samples(xp, "xp", dev, min_rows=3), as_samples(xq, "xq", dev, min_rows=3), ("xp", "xq"))
     gen = torch.Generator().manual_seed(seed)
@@ -208,7 +209,7 @@ def train_fgan(
         raise ValueError(f"unknown generator_loss {generator_loss!r}: expected one of {list(GENERATOR_LOSSES)}")
     if not isinstance(generator, nn.Module):
         raise TypeError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
-    noise_dim = positive_int(noise_dim, "noise_dim")
+    noise_dim = integer(noise_dim, "noise_dim")
     dev = resolve_device(device)
     x = as_samples(data, "data", dev, min_rows=2)
     generator.to(dev)

@@ -1,9 +1,9 @@
 """Integral probability metrics from samples: MMD (U-, V- and linear-time statistics, permutation test), energy
 distance, 1-D and sliced Wasserstein.
 
-Kernel sums are computed in blocks of ``block_size x block_size`` pairs, so memory stays ``O(block_size^2 + n d)``
-whatever the sample sizes (100,000 x 100,000 pairs run on a laptop), on the CPU or a GPU: every tensor stays on
-the inputs' device (or on ``device=`` when given). Sums accumulate in float64.
+Kernel sums are computed in blocks of ``block_size x block_size`` pairs (:mod:`probrep.divergences.pairwise`), so
+memory stays ``O(block_size^2 + n d)`` whatever the sample sizes (100,000 x 100,000 pairs run on a laptop), on the
+CPU or a GPU: every tensor stays on the inputs' device (or on ``device=`` when given). Sums accumulate in float64.
 
 Kernels are radial, ``k(x, y) = phi(|x - y|^2)``, summed over one or several bandwidths ``h``:
 
@@ -24,9 +24,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from probrep.divergences._util import Estimate, as_samples, mean_and_stderr, positive_int, same_space
+from probrep._checks import integer
+from probrep.divergences._util import Estimate, as_samples, mean_and_stderr, same_space
+from probrep.divergences.pairwise import (
+    block_size_for,
+    kernel_sum,
+    rbf_sum,
+    same_samples,
+    sqdist,
+    squared_distance_blocks,
+    two_sample_sums,
+)
 
-Phi = Callable[[torch.Tensor], torch.Tensor]
+Phi = Callable[[torch.Tensor], torch.Tensor]  # a user's kernel: squared distances -> values
 KERNELS = ("rbf", "imq")
 _MEDIAN_POINTS = 1000
 
@@ -40,93 +50,14 @@ def _samples(x, y, device, min_rows: int = 1) -> tuple[torch.Tensor, torch.Tenso
     return same_space(x, y)  # tensors on two devices are an error, not a silent copy
 
 
-def _block(block_size: int | None, device: torch.device) -> int:
-    if block_size is None:
-        return 8192 if device.type == "cuda" else 2048
-    return positive_int(block_size, "block_size")
-
-
-def _sqdist(a: torch.Tensor, b: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """``|a_i - b_j|^2 = |a_i|^2 + |b_j|^2 - 2 a_i . b_j``, clamped at 0."""
-    if inplace:
-        d2 = torch.addmm(b2[None, :], a, b.T, alpha=-2.0)
-        return d2.add_(a2[:, None]).clamp_min_(0.0)
-    return (a2[:, None] + b2[None, :] - 2.0 * (a @ b.T)).clamp_min(0.0)
-
-
-def _needs_grad(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-def pairwise_blocks(
-    x: torch.Tensor,
-    y: torch.Tensor | None,
-    phi: Callable[[torch.Tensor, bool], torch.Tensor],
-    reduce: Callable[[torch.Tensor, slice, slice, float], None],
-    block_size: int,
-) -> None:
-    """Call ``reduce(phi(d2_block, inplace), rows, cols, weight)`` over blocks of squared distances.
-
-    With ``y=None`` the pairs are ``x`` with itself: only blocks on or above the diagonal are formed (``weight``
-    2 off the diagonal, 1 on it), and the diagonal distances of diagonal blocks are exactly 0.
-    """
-    symmetric = y is None
-    other = x if symmetric else y
-    inplace = not _needs_grad(x, other)
-    x2, y2 = x.pow(2).sum(1), other.pow(2).sum(1)
-    n, m = x.shape[0], other.shape[0]
-    for i0 in range(0, n, block_size):
-        rows = slice(i0, min(i0 + block_size, n))
-        for j0 in range(i0 if symmetric else 0, m, block_size):
-            cols = slice(j0, min(j0 + block_size, m))
-            d2 = _sqdist(x[rows], other[cols], x2[rows], y2[cols], inplace)
-            if symmetric and i0 == j0:
-                if inplace:
-                    d2.fill_diagonal_(0.0)
-                else:
-                    d2 = d2 * (1.0 - torch.eye(d2.shape[0], dtype=d2.dtype, device=d2.device))
-            reduce(phi(d2, inplace), rows, cols, 2.0 if symmetric and i0 != j0 else 1.0)
-
-
-def _sum_pairs(x, y, phi, block_size) -> torch.Tensor:
-    """``sum_ij phi(|x_i - y_j|^2)`` (``y=None``: over all ordered pairs of x, the diagonal included), float64."""
-    total = [torch.zeros((), dtype=torch.float64, device=x.device)]
-
-    def reduce(values, rows, cols, weight):
-        total[0] = total[0] + weight * values.sum(dtype=torch.float64)
-
-    pairwise_blocks(x, y, phi, reduce, block_size)
-    return total[0]
-
-
-def _rbf_sum_pairs(x, y, bandwidths: Sequence[float], block_size: int) -> torch.Tensor | None:
-    """``sum_ij sum_h exp(-|x_i - y_j|^2 / (2 h^2))`` through the factorisation
-    ``exp(-|a|^2/2h^2) exp(a.b/h^2) exp(-|b|^2/2h^2)``: one matrix product and one exp per block and bandwidth
-    (about 2.5x fewer passes over memory than forming distances). Used only when every exponent stays far from
-    overflow (``max |x|^2 / h^2`` below 80 in float32, 700 in float64, 10 in float16; inputs are centred first);
-    otherwise returns None and the caller forms distances."""
-    other = x if y is None else y
-    radius2 = float(torch.maximum(x.detach().pow(2).sum(1).max(), other.detach().pow(2).sum(1).max()))
-    limit = {torch.float64: 700.0, torch.float16: 10.0}.get(x.dtype, 80.0)  # log of the largest finite value
-    if radius2 / min(bandwidths) ** 2 >= limit:
-        return None
-    inplace = not _needs_grad(x, other)
-    scaled = [
-        (h, torch.exp(-0.5 / h**2 * x.pow(2).sum(1)), torch.exp(-0.5 / h**2 * other.pow(2).sum(1))) for h in bandwidths
-    ]
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    n, m = x.shape[0], other.shape[0]
-    for i0 in range(0, n, block_size):
-        rows = slice(i0, min(i0 + block_size, n))
-        for j0 in range(i0 if y is None else 0, m, block_size):
-            cols = slice(j0, min(j0 + block_size, m))
-            weight = 2.0 if y is None and i0 != j0 else 1.0
-            dots = x[rows] @ other[cols].T
-            for k, (h, u, v) in enumerate(scaled):
-                last = inplace and k == len(scaled) - 1
-                e = dots.mul_(1.0 / h**2).exp_() if last else torch.exp(dots / h**2)
-                total = total + weight * (u[rows] @ (e @ v[cols])).to(torch.float64)
-    return total
+def _centred(x: torch.Tensor, y: torch.Tensor, same_input: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both samples centred on the pooled mean (distances are shift-invariant; centring limits cancellation in
+    ``|a|^2 + |b|^2 - 2 a.b``). Equal samples (``same_input``: the caller passed one object twice) come back as
+    one tensor twice, so that :func:`~probrep.divergences.pairwise.two_sample_sums` computes their sum once."""
+    same = same_input or same_samples(x, y)
+    center = torch.cat([x, y]).mean(0).detach()
+    x = x - center
+    return (x, x) if same else (x, y - center)
 
 
 # ------------------------------------------------------------------------------------------------- kernels
@@ -145,7 +76,7 @@ def median_bandwidth(x, y=None, *, max_points: int = _MEDIAN_POINTS, seed: int =
         z = z[pick.to(z.device)]
     z = z.detach() - z.detach().mean(0)
     z2 = z.pow(2).sum(1)
-    d2 = _sqdist(z, z, z2, z2, inplace=False)
+    d2 = sqdist(z, z, z2, z2, inplace=False)
     iu = torch.triu_indices(z.shape[0], z.shape[0], offset=1, device=z.device)
     dist = d2[iu[0], iu[1]].sqrt().sort().values
     k = dist.numel()
@@ -208,18 +139,18 @@ def mmd2(
     - 2 sum_ij k(x_i,y_j)/(nm)`` (mean 0 when P = Q, may be negative); ``False``: the V-statistic (diagonals
     included), the MMD^2 of the two empirical distributions (>= 0). Differentiable; computed in blocks.
     """
+    same_input = x is y
     x, y = _samples(x, y, device, min_rows=2 if unbiased else 1)
     bandwidths = _bandwidth_list(bandwidth, x, y, seed) if not callable(kernel) else []
     phi = kernel_phi(kernel, bandwidths)
-    b = _block(block_size, x.device)
-    center = torch.cat([x, y]).mean(0).detach()  # distances are shift-invariant; centring limits cancellation
-    x, y = x - center, y - center
+    b = block_size_for(block_size, x.device)
+    x, y = _centred(x, y, same_input)
     n, m = x.shape[0], y.shape[0]
     sums = None
     if isinstance(kernel, str) and kernel.lower() == "rbf":
-        sums = [_rbf_sum_pairs(a, c, bandwidths, b) for a, c in ((x, None), (y, None), (x, y))]
-    if sums is None or any(v is None for v in sums):
-        sums = [_sum_pairs(a, c, phi, b) for a, c in ((x, None), (y, None), (x, y))]
+        sums = two_sample_sums(x, y, lambda a, c: rbf_sum(a, c, bandwidths, b))
+    if sums is None:
+        sums = two_sample_sums(x, y, lambda a, c: kernel_sum(a, c, phi, b))
     sxx, syy, sxy = sums
     if unbiased:
         k0 = _kernel_at_zero(phi)
@@ -289,7 +220,7 @@ def mmd_permutation_test(
     and ``S_xy = (1' K 1 - S_xx - S_yy) / 2``. Memory ``O(block_size^2 + (n + m) num_permutations)``.
     """
     x, y = _samples(x, y, device, min_rows=2)
-    num_permutations = positive_int(num_permutations, "num_permutations")
+    num_permutations = integer(num_permutations, "num_permutations")
     bandwidths = _bandwidth_list(bandwidth, x, y, seed) if not callable(kernel) else []
     phi = kernel_phi(kernel, bandwidths)
     n, m = x.shape[0], y.shape[0]
@@ -304,16 +235,14 @@ def mmd_permutation_test(
         labels[1:].scatter_(1, order[:, :n], 1.0)
         w = torch.cat([labels, 1.0 - labels]).T.contiguous().to(z.device)  # [total, 2 (P + 1)]
         quad = torch.zeros(w.shape[1], dtype=torch.float64, device=z.device)
-        grand = [torch.zeros((), dtype=torch.float64, device=z.device)]
-
-        def reduce(values, rows, cols, weight):
+        grand = torch.zeros((), dtype=torch.float64, device=z.device)
+        for d2, rows, cols, weight in squared_distance_blocks(z, None, block_size_for(block_size, z.device)):
+            values = phi(d2, True)
             quad.add_(weight * (w[rows] * (values @ w[cols])).sum(0, dtype=torch.float64))
-            grand[0] = grand[0] + weight * values.sum(dtype=torch.float64)
-
-        pairwise_blocks(z, None, phi, reduce, _block(block_size, z.device))
+            grand = grand + weight * values.sum(dtype=torch.float64)
         k = num_permutations + 1
         sxx, syy = quad[:k], quad[k:]
-        sxy = 0.5 * (grand[0] - sxx - syy)
+        sxy = 0.5 * (grand - sxx - syy)
         if unbiased:
             k0 = _kernel_at_zero(phi)
             stats = (sxx - n * k0) / (n * (n - 1)) + (syy - m * k0) / (m * (m - 1)) - 2.0 * sxy / (n * m)
@@ -343,13 +272,12 @@ def energy_distance(
     ``unbiased=False``: the D^2 of the empirical distributions (in 1-D the square of
     ``scipy.stats.energy_distance``); ``True``: U-statistics for the within-sample terms. Computed in blocks.
     """
+    same_input = x is y
     x, y = _samples(x, y, device, min_rows=2 if unbiased else 1)
-    b = _block(block_size, x.device)
-    center = torch.cat([x, y]).mean(0).detach()
-    x, y = x - center, y - center
+    x, y = _centred(x, y, same_input)
+    b = block_size_for(block_size, x.device)
     n, m = x.shape[0], y.shape[0]
-    sxx, syy = _sum_pairs(x, None, _distance, b), _sum_pairs(y, None, _distance, b)
-    sxy = _sum_pairs(x, y, _distance, b)
+    sxx, syy, sxy = two_sample_sums(x, y, lambda a, c: kernel_sum(a, c, _distance, b))
     nxx, nyy = (n * (n - 1), m * (m - 1)) if unbiased else (n * n, m * m)
     return (2.0 * sxy / (n * m) - sxx / nxx - syy / nyy).to(x.dtype)
 
@@ -415,7 +343,7 @@ def sliced_wasserstein(
     p = _check_p(p)
     x, y = _samples(x, y, device)
     if directions is None:
-        num_projections = positive_int(num_projections, "num_projections")
+        num_projections = integer(num_projections, "num_projections")
         gen = torch.Generator().manual_seed(seed)
         theta = torch.randn(num_projections, x.shape[1], generator=gen, dtype=torch.float64)
     else:

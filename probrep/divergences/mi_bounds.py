@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 
+from probrep._checks import integer, probability, real
 from probrep.divergences._util import as_tensor
 from probrep.divergences.fdiv import f_bound_terms
 
@@ -85,8 +86,7 @@ def mine_lower_bound(
     log space). The gradient of the second term is ``grad(mean exp T) / ema`` instead of ``/ mean exp T``.
     Pass the returned ``log_ema`` to the next call (state in, state out).
     """
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+    momentum = real(momentum, "momentum", nonnegative=True, below=1.0)
     diag, off = _split(_check_scores(scores))
     lme = _log_mean_exp(off)
     current = lme.detach()
@@ -143,8 +143,7 @@ def interpolated_lower_bound(
     which are independent of ``y_j``. ``alpha = 0`` is TUBA; ``alpha = 1`` is at most ``log(B - 1)``.
     """
     scores = _check_scores(scores)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    alpha = probability(alpha, "alpha", open_interval=False)
     b = scores.shape[0]
     log_q = _log_baseline(log_baseline, scores)[None, :]
     log_m = _leave_one_out_logsumexp(scores) - math.log(b - 1)  # [l, j]: mean over k != l for column j
@@ -178,8 +177,7 @@ def mi_lower_bound(scores: torch.Tensor, name: str, **kwargs) -> torch.Tensor:
 # ------------------------------------------------------------------------------------- Gaussian test bed
 def correlation_for_mi(mi: float, dim: int) -> float:
     """``rho`` with ``-(d/2) log(1 - rho^2) = mi``."""
-    if not mi >= 0 or dim < 1:
-        raise ValueError(f"need mi >= 0 and dim >= 1, got mi={mi}, dim={dim}")
+    mi, dim = real(mi, "mi", nonnegative=True), integer(dim, "dim")
     return math.sqrt(-math.expm1(-2.0 * mi / dim))
 
 

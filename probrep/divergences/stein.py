@@ -8,8 +8,10 @@ from collections.abc import Callable
 
 import torch
 
+from probrep._checks import real
 from probrep.divergences._util import Estimate, as_samples, as_tensor, mean_and_stderr
-from probrep.divergences.ipm import _block, median_bandwidth, pairwise_blocks
+from probrep.divergences.ipm import median_bandwidth
+from probrep.divergences.pairwise import block_size_for, squared_distance_blocks
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 STEIN_KERNELS = ("imq", "rbf")
@@ -74,32 +76,27 @@ def ksd2(
     if not isinstance(kernel, str) or kernel.lower() not in STEIN_KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}: expected one of {list(STEIN_KERNELS)}")
     kernel = kernel.lower()
-    if not -1.0 < beta < 0.0:
+    if not -1.0 < real(beta, "beta") < 0.0:
         raise ValueError(f"beta must lie in (-1, 0), got {beta}")
-    h = median_bandwidth(x) if bandwidth is None else float(bandwidth)
-    if not h > 0:
-        raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+    h = median_bandwidth(x) if bandwidth is None else real(bandwidth, "bandwidth", positive=True)
     s = _scores(score, x, "score")
     x = x.detach()
     derivs = _radial_derivatives(kernel, h, beta)
     n, d = x.shape
     xs_self = (x * s).sum(1)
-    total = [torch.zeros((), dtype=torch.float64, device=x.device)]
-
-    def reduce(r2, rows, cols, weight):
-        phi, dphi, ddphi = derivs(r2)
-        cross = x[rows] @ s[cols].T - xs_self[rows, None] - xs_self[None, cols] + s[rows] @ x[cols].T
-        u = phi * (s[rows] @ s[cols].T) + 2.0 * dphi * cross - 4.0 * ddphi * r2 - 2.0 * d * dphi
-        total[0] = total[0] + weight * u.sum(dtype=torch.float64)
-
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
     with torch.no_grad():
-        pairwise_blocks(x, None, lambda r2, inplace: r2, reduce, _block(block_size, x.device))
+        for r2, rows, cols, weight in squared_distance_blocks(x, None, block_size_for(block_size, x.device)):
+            phi, dphi, ddphi = derivs(r2)
+            cross = x[rows] @ s[cols].T - xs_self[rows, None] - xs_self[None, cols] + s[rows] @ x[cols].T
+            u = phi * (s[rows] @ s[cols].T) + 2.0 * dphi * cross - 4.0 * ddphi * r2 - 2.0 * d * dphi
+            total = total + weight * u.sum(dtype=torch.float64)
         phi0, dphi0, _ = derivs(torch.zeros((), dtype=torch.float64))
         diagonal = (float(phi0) * s.pow(2).sum(1, dtype=torch.float64) - 2.0 * d * float(dphi0)).sum()
     if unbiased:
-        value = (total[0] - diagonal) / (n * (n - 1))
+        value = (total - diagonal) / (n * (n - 1))
     else:
-        value = total[0] / n**2
+        value = total / n**2
     return value.to(x.dtype)
 
 

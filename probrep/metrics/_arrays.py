@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from probrep._checks import integer, probability
+from probrep._checks import seed as check_seed
+
 logger = logging.getLogger("probrep.metrics")
 
 
@@ -82,19 +85,13 @@ def check_same_rows(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> N
         )
 
 
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def discretize(values: np.ndarray, num_bins: int) -> np.ndarray:
     """Histogram discretisation per column, as disentanglement_lib: ``np.digitize(x, edges[:-1]) - 1``.
 
     ``edges = np.histogram_bin_edges(x, num_bins)`` splits ``[min x, max x]`` into ``num_bins`` equal bins
     (a constant column gets ``[x - 0.5, x + 0.5]``); the result is the bin index in ``0 .. num_bins - 1``.
     """
-    num_bins = check_positive_int(num_bins, "num_bins", 2)
+    num_bins = integer(num_bins, "num_bins", 2)
     out = np.empty(values.shape, dtype=np.int64)
     for j in range(values.shape[1]):
         edges = np.histogram_bin_edges(values[:, j], bins=num_bins)
@@ -187,10 +184,9 @@ def train_test(
         if zt.shape[1] != z.shape[1]:
             raise ValueError(f"codes_test has {zt.shape[1]} code dimensions but codes has {z.shape[1]}")
         return f, z, ft, zt
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    test_fraction = probability(test_fraction, "test_fraction")
     n = f.shape[0]
-    n_test = int(round(n * float(test_fraction)))
+    n_test = int(round(n * test_fraction))
     if n_test < 1 or n - n_test < 2:
         raise ValueError(f"test_fraction={test_fraction} of N={n} rows leaves no usable train or test set")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -203,9 +199,7 @@ def seed_int(seed: int | np.random.Generator) -> int:
     """An int ``random_state`` for scikit-learn from an int seed or a numpy Generator (drawn once)."""
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or a numpy Generator, got {type(seed).__name__}")
-    return int(seed)
+    return check_seed(seed)
 
 
 @contextmanager

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from probrep._checks import integer
 from probrep.metrics._arrays import (
     check_codes,
     check_factors,
-    check_positive_int,
     check_same_rows,
     class_labels,
     discretize,
@@ -50,7 +50,7 @@ def _discrete_inputs(
     factors: Any, codes: Any, num_bins: int, discretize_factors: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Validated inputs -> (code bins [N, D], factor labels [N, K], factor sizes [K], num_bins)."""
-    num_bins = check_positive_int(num_bins, "num_bins", 2)
+    num_bins = integer(num_bins, "num_bins", 2)
     f = check_factors(factors, "factors", classes=not discretize_factors)
     z = check_codes(codes, "codes")
     check_same_rows(f, "factors", z, "codes")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from probrep._checks import probability
 from probrep.metrics._arrays import check_codes, check_factors, check_same_rows, discretize
 
 
@@ -41,8 +42,7 @@ def irs(factors, codes, diff_quantile: float = 0.99, num_bins: int | None = None
     g = check_factors(factors, classes=False)
     z = check_codes(codes)
     check_same_rows(g, "factors", z, "codes")
-    if not 0.0 <= float(diff_quantile) <= 1.0:
-        raise ValueError(f"diff_quantile must be in [0, 1], got {diff_quantile}")
+    diff_quantile = probability(diff_quantile, "diff_quantile", open_interval=False)
     if num_bins is not None:
         g = discretize(g.astype(np.float64), num_bins)  # equal-width bins: numpy histogram edges, then digitize
     num_latents, num_factors = z.shape[1], g.shape[1]

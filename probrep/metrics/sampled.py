@@ -24,8 +24,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
+from probrep._checks import integer, one_of, real
 from probrep.device import resolve_device
-from probrep.metrics._arrays import check_positive_int, convergence_to_log, seed_int, to_numpy
+from probrep.metrics._arrays import convergence_to_log, seed_int, to_numpy
 
 logger = logging.getLogger("probrep.metrics")
 
@@ -79,8 +80,7 @@ def _make_encoder(
     """Wrap ``encode`` as numpy images -> float64 codes ``[n, D]``, choosing numpy or torch inputs."""
     if not callable(encode):
         raise TypeError(f"encode must be callable (images -> codes), got {type(encode).__name__}")
-    if inputs not in _INPUTS:
-        raise ValueError(f"inputs must be one of {_INPUTS}, got {inputs!r}")
+    one_of(inputs, "inputs", _INPUTS)
     module = encode if isinstance(encode, torch.nn.Module) else getattr(encode, "__self__", None)
     module = module if isinstance(module, torch.nn.Module) else None
     use_torch = inputs == "torch" or (inputs == "auto" and (module is not None or device is not None))
@@ -167,10 +167,10 @@ def _votes(
 
 
 def _check_common(batch_size: int, num_train: int, num_eval: int, chunk_size: int) -> None:
-    check_positive_int(batch_size, "batch_size", 2)
-    check_positive_int(num_train, "num_train")
-    check_positive_int(num_eval, "num_eval")
-    check_positive_int(chunk_size, "chunk_size")
+    integer(batch_size, "batch_size", 2)
+    integer(num_train, "num_train")
+    integer(num_eval, "num_eval")
+    integer(chunk_size, "chunk_size")
 
 
 def factor_vae_score(
@@ -206,9 +206,8 @@ def factor_vae_score(
     counts images (``progress=False`` hides it).
     """
     _check_common(batch_size, num_train, num_eval, chunk_size)
-    check_positive_int(num_variance_estimate, "num_variance_estimate", 2)
-    if not (np.isfinite(prune_threshold) and prune_threshold >= 0):
-        raise ValueError(f"prune_threshold must be a finite number >= 0, got {prune_threshold!r}")
+    integer(num_variance_estimate, "num_variance_estimate", 2)
+    real(prune_threshold, "prune_threshold", nonnegative=True)
     num_factors, varying = _check_dataset(dataset)
     encoder = _make_encoder(encode, inputs, device)
     rs = seed_int(seed)

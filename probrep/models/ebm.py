@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from probrep._checks import integer
 from probrep.models.layers import mlp
 from probrep.models.scores import score_from_energy
 
@@ -25,9 +26,7 @@ class MLPEnergy(nn.Module):
 
     def __init__(self, dim: int, hidden: Sequence[int] = (128, 128)):
         super().__init__()
-        if int(dim) < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        self.dim = int(dim)
+        self.dim = integer(dim, "dim")
         self.net = mlp((self.dim, *hidden, 1), activation=nn.SiLU)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,7 +64,7 @@ class NoiseConditionalScore(nn.Module):
 
     def __init__(self, dim: int, hidden: Sequence[int] = (128, 128, 128)):
         super().__init__()
-        self.dim = int(dim)
+        self.dim = integer(dim, "dim")
         self.net = mlp((self.dim + 1, *hidden, self.dim), activation=nn.SiLU)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:

@@ -13,6 +13,7 @@ KL, the default) the loss is exactly reconstruction + beta * KL.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import pyro
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
+from probrep._checks import integer, one_of, real
 from probrep.divergences.density_ratio import classifier_loss, permute_dims
 from probrep.models.layers import make_encoder_decoder, mlp
 
@@ -58,19 +60,11 @@ class VAE(nn.Module):
         name: str = "vae",
     ):
         super().__init__()
-        if int(latent_dim) < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
-        if not (math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
-        if likelihood not in _LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}: expected one of {_LIKELIHOODS}")
-        if not obs_scale > 0:
-            raise ValueError(f"obs_scale must be > 0, got {obs_scale}")
         self.image_shape = tuple(int(s) for s in image_shape)
-        self.latent_dim = int(latent_dim)
-        self.beta = float(beta)
-        self.likelihood = likelihood
-        self.obs_scale = float(obs_scale)
+        self.latent_dim = integer(latent_dim, "latent_dim")
+        self.beta = real(beta, "beta", nonnegative=True)
+        self.likelihood = one_of(likelihood, "likelihood", _LIKELIHOODS)
+        self.obs_scale = real(obs_scale, "obs_scale", positive=True)
         self.name = name
         self.encoder, self.decoder = make_encoder_decoder(arch, self.image_shape, self.latent_dim, hidden)
 
@@ -141,7 +135,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def traverse(self, x: torch.Tensor, dim: int, values: Sequence[float] | torch.Tensor) -> torch.Tensor:
         """Decode each image's code with dimension ``dim`` set to each of ``values``: ``[N, V, C, H, W]``."""
-        if not 0 <= int(dim) < self.latent_dim:
+        if not 0 <= integer(dim, "dim", 0) < self.latent_dim:
             raise ValueError(f"dim must be in [0, {self.latent_dim}), got {dim}")
         if x.dim() == 3:
             x = x.unsqueeze(0)
@@ -175,30 +169,43 @@ def minibatch_weighted_sampling(
 
 
 class BetaTCVAE(VAE):
-    """beta-TCVAE (Chen et al. 2018): beta weighs only the total-correlation part of the KL.
+    """beta-TCVAE (Chen et al. 2018): a weight on the total-correlation part of the KL only.
 
     The KL term decomposes as index-code mutual information + total correlation + dimension-wise KL; with the
     minibatch-weighted-sampling estimates the loss is
 
-        -log p(x|z) + [log q(z|x) - log p(z)] + (beta - 1) * TC,   TC = log q(z) - sum_d log q(z_d),
+        -log p(x|z) + [log q(z|x) - log p(z)] + (tc_weight - 1) * TC,   TC = log q(z) - sum_d log q(z_d),
 
-    the (beta - 1) * TC term entering the guide as a reparameterised ``pyro.factor``. It needs the Monte Carlo
-    ELBO (``Trace_ELBO``, the default here), not the mean-field one.
+    the (tc_weight - 1) * TC term entering the guide as a reparameterised ``pyro.factor``; the KL as a whole
+    keeps weight 1 (``self.beta == 1``). It needs the Monte Carlo ELBO (``Trace_ELBO``, the default here), not
+    the mean-field one.
 
     Args:
+        tc_weight: weight of the total correlation (the paper's beta; 1 gives the plain VAE).
         dataset_size: N of the estimator; ``None`` treats each batch as the whole data set.
+        beta: deprecated name of ``tc_weight`` (it read like the VAE's KL weight, which stays 1 here).
     """
 
     default_elbo = "trace"
 
-    def __init__(self, *args, beta: float = 6.0, dataset_size: int | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        tc_weight: float = 6.0,
+        dataset_size: int | None = None,
+        beta: float | None = None,
+        **kwargs,
+    ):
+        if beta is not None:
+            warnings.warn(
+                "BetaTCVAE(beta=...) is deprecated: the total-correlation weight is tc_weight=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            tc_weight = beta
         super().__init__(*args, beta=1.0, **kwargs)
-        if not (math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
-        if dataset_size is not None and int(dataset_size) < 1:
-            raise ValueError(f"dataset_size must be a positive integer or None, got {dataset_size}")
-        self.tc_beta = float(beta)
-        self.dataset_size = None if dataset_size is None else int(dataset_size)
+        self.tc_weight = real(tc_weight, "tc_weight", nonnegative=True)
+        self.dataset_size = None if dataset_size is None else integer(dataset_size, "dataset_size")
 
     def _dataset_size(self, batch: int) -> int:
         return batch if self.dataset_size is None else self.dataset_size
@@ -210,7 +217,7 @@ class BetaTCVAE(VAE):
             z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
             log_qz, log_prod_qzd = minibatch_weighted_sampling(z, loc, scale, self._dataset_size(x.shape[0]))
             # a guide factor f adds f to the loss (the ELBO subtracts guide log densities)
-            pyro.factor("total_correlation", (self.tc_beta - 1.0) * (log_qz - log_prod_qzd), has_rsample=True)
+            pyro.factor("total_correlation", (self.tc_weight - 1.0) * (log_qz - log_prod_qzd), has_rsample=True)
 
     @torch.no_grad()
     def decompose(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -258,10 +265,8 @@ class FactorVAE(VAE):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        if not (math.isfinite(gamma) and gamma >= 0):
-            raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
-        self.gamma = float(gamma)
-        self.auxiliary_lr = float(discriminator_lr)
+        self.gamma = real(gamma, "gamma", nonnegative=True)
+        self.auxiliary_lr = real(discriminator_lr, "discriminator_lr", positive=True)
         self.discriminator = mlp((self.latent_dim, *discriminator_hidden, 1), activation=lambda: nn.LeakyReLU(0.2))
 
     def model_penalty(self, z: torch.Tensor) -> None:

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from probrep import _checks
 from probrep.data.rooms.scene import Rooms, RoomsBatch, SceneFactors, _to_uint8
 from probrep.device import resolve_device
 from probrep.io.files import atomic_open
@@ -44,8 +45,7 @@ def save_rooms(
 
     Written to a temporary file in the same folder, flushed and renamed: a crash never leaves a partial cache.
     """
-    if int(num_scenes) < 1 or int(start) < 0:
-        raise ValueError(f"num_scenes must be >= 1 and start >= 0, got {num_scenes}, {start}")
+    num_scenes, start = _checks.integer(num_scenes, "num_scenes"), _checks.integer(start, "start", 0)
     path = Path(path)
     factors, yaw, pitch = rooms.scenes(np.arange(start, start + num_scenes))
     size = rooms.image_size
@@ -141,9 +141,10 @@ class GQNDataset(Dataset):
         self.device = resolve_device(device)
         self.source = source
         if isinstance(source, Rooms):
-            if num_scenes is None or int(num_scenes) < 1:
-                raise ValueError(f"with a Rooms source give num_scenes >= 1, got {num_scenes}")
-            self.size, self.views, self.start = int(num_scenes), source.num_views, int(start)
+            if num_scenes is None:
+                raise ValueError("with a Rooms source give num_scenes >= 1 (how many scenes to render)")
+            self.size, self.views = _checks.integer(num_scenes, "num_scenes"), source.num_views
+            self.start = _checks.integer(start, "start", 0)
         elif isinstance(source, (RoomsBatch, RoomsCache)):
             self.size, self.views, self.start = len(source), int(source.images.shape[1]), 0
             if num_scenes is not None:
@@ -152,10 +153,10 @@ class GQNDataset(Dataset):
             raise TypeError(f"source must be Rooms, RoomsBatch or RoomsCache, got {type(source).__name__}")
         if self.views < 2:
             raise ValueError(f"GQN examples need at least 2 views per scene, the source has {self.views}")
-        self.max_context = self.views - 1 if max_context is None else int(max_context)
+        self.max_context = self.views - 1 if max_context is None else _checks.integer(max_context, "max_context")
         if not 1 <= self.max_context <= self.views - 1:
             raise ValueError(f"max_context must be in 1..{self.views - 1}, got {max_context}")
-        self.seed = int(seed)
+        self.seed = _checks.seed(seed)
 
     def __len__(self) -> int:
         return self.size
@@ -170,7 +171,11 @@ class GQNDataset(Dataset):
         """Stacked tensors for scenes ``rows``: ``[B, k, 3, H, W], [B, k, 7], [B, 7], [B, 3, H, W]``."""
         idx = self._check(rows)
         rng = np.random.default_rng([self.seed, len(idx), *idx.tolist()])
-        k = int(rng.integers(1, self.max_context + 1)) if num_context is None else int(num_context)
+        k = (
+            int(rng.integers(1, self.max_context + 1))
+            if num_context is None
+            else _checks.integer(num_context, "num_context")
+        )
         if not 1 <= k <= self.views - 1:
             raise ValueError(f"num_context must be in 1..{self.views - 1}, got {num_context}")
         chosen = np.stack([rng.permutation(self.views)[: k + 1] for _ in idx]) if len(idx) else np.zeros((0, k + 1))

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from probrep import _checks
 from probrep.data.rooms.raycast import SHAPES, Lighting, camera_rays, render_rays
 from probrep.device import resolve_device
 
@@ -194,19 +195,15 @@ class Rooms:
         spread: float = 1.6,
         lighting: Lighting | None = None,
     ):
-        if int(image_size) < 4 or int(image_size) != image_size:
-            raise ValueError(f"image_size must be an integer >= 4, got {image_size}")
-        if int(num_views) < 1:
-            raise ValueError(f"num_views must be >= 1, got {num_views}")
-        if not 0 <= int(min_objects) <= int(max_objects) or int(max_objects) < 1:
-            raise ValueError(
-                f"need 0 <= min_objects <= max_objects and max_objects >= 1, got {min_objects}, {max_objects}"
-            )
+        image_size, num_views = _checks.integer(image_size, "image_size", 4), _checks.integer(num_views, "num_views")
+        min_objects = _checks.integer(min_objects, "min_objects", 0)
+        max_objects = _checks.integer(max_objects, "max_objects")
+        if min_objects > max_objects:
+            raise ValueError(f"min_objects ({min_objects}) must not exceed max_objects ({max_objects})")
         unknown = [s for s in shapes if s not in SHAPES]
         if unknown or not shapes:
             raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {list(shapes)}")
-        if int(supersample) < 1:
-            raise ValueError(f"supersample must be >= 1, got {supersample}")
+        supersample, seed = _checks.integer(supersample, "supersample"), _checks.seed(seed)
         lo, hi = size_range
         if not 0 < lo <= hi:
             raise ValueError(f"size_range must satisfy 0 < low <= high, got {size_range}")
@@ -216,10 +213,10 @@ class Rooms:
             raise ValueError(f"spread {spread} plus object reach {math.sqrt(2) * hi:.2f} would touch the camera ring")
         if not 0 < fov < math.pi:
             raise ValueError(f"fov must be in (0, pi) radians, got {fov}")
-        self.image_size, self.num_views = int(image_size), int(num_views)
-        self.min_objects, self.max_objects = int(min_objects), int(max_objects)
+        self.image_size, self.num_views = image_size, num_views
+        self.min_objects, self.max_objects = min_objects, max_objects
         self.shapes = tuple(shapes)
-        self.shadows, self.supersample, self.seed = bool(shadows), int(supersample), int(seed)
+        self.shadows, self.supersample, self.seed = bool(shadows), supersample, seed
         self.size_range = (float(lo), float(hi))
         self.fov, self.camera_radius, self.camera_height = float(fov), float(camera_radius), float(camera_height)
         self.look_height, self.pitch_jitter = float(look_height), float(pitch_jitter)
@@ -383,8 +380,7 @@ class Rooms:
     ) -> RoomsBatch:
         """Render scenes ``start .. start + num_scenes - 1`` with all their K views (float32 in [0, 1], or
         uint8 with ``as_uint8``: a quarter of the memory; :class:`GQNDataset` converts batches back)."""
-        if int(num_scenes) < 0 or int(start) < 0:
-            raise ValueError(f"num_scenes and start must be >= 0, got {num_scenes}, {start}")
+        num_scenes, start = _checks.integer(num_scenes, "num_scenes", 0), _checks.integer(start, "start", 0)
         dev = resolve_device(device)
         factors, yaw, pitch = self.scenes(np.arange(start, start + num_scenes))
         parts = []
