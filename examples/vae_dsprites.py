@@ -32,7 +32,7 @@ def main() -> None:
     from probrep.training import checkpoint
 
     ds = DSprites()
-    model = build_model(args.model, 10, 4.0, 10.0, "conv", len(ds))
+    model = build_model(args.model, 10, beta=4.0, dataset_size=len(ds))
     model.load_state_dict(checkpoint.load(run.files["checkpoint"])["module"])
     classes = ds.sample_factors(2000, rng=0)
     codes = model.encode(torch.from_numpy(ds.render(classes))).numpy()

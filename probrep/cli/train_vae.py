@@ -15,7 +15,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         "traversals.png and summary.json into --out.",
     )
     p.add_argument("--model", choices=["vae", "betatcvae", "factorvae"], default="vae")
-    p.add_argument("--beta", type=float, default=4.0, help="KL weight (beta-VAE) or TC weight (beta-TCVAE)")
+    p.add_argument("--beta", type=float, default=4.0, help="KL weight of the (beta-)VAE")
+    p.add_argument("--tc-weight", type=float, default=6.0, help="total-correlation weight of beta-TCVAE")
     p.add_argument("--gamma", type=float, default=10.0, help="TC weight of FactorVAE")
     p.add_argument("--latent-dim", type=int, default=10)
     p.add_argument("--arch", choices=["conv", "mlp"], default="conv")
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         model=args.model,
         beta=args.beta,
+        tc_weight=args.tc_weight,
         gamma=args.gamma,
         latent_dim=args.latent_dim,
         arch=args.arch,
@@ -42,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
         **run_options(args),
     )
     s = outputs.summary
+    names = {"vae": "beta", "betatcvae": "tc_weight", "factorvae": "gamma"}
+    weight = f"{names[s['model']]}={s[names[s['model']]]}"
     print(
-        f"\nTrained {s['model']} (beta={s['beta']}, {s['latent_dim']} latents) for {s['steps']} steps on {s['device']}"
+        f"\nTrained {s['model']} ({weight}, {s['latent_dim']} latents) for {s['steps']} steps on {s['device']}"
     )
     print(
         f"  training objective per image: {s['loss_first_50_steps_per_image']:.1f} (first 50 steps) -> "

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from probrep._checks import integer, probability
-from probrep._checks import integer as positive_int  # the name the train(...) calls below still use
 from probrep.device import resolve_device
 from probrep.divergences._util import Estimate, as_samples, same_space
 from probrep.divergences.fdiv import FDivergence, f_lower_bound, get_f_divergence
@@ -127,7 +126,7 @@ def estimate_divergence(
         return -f_lower_bound(_outputs(critic, xp_train[index % n_p]), _outputs(critic, xq_train[index % n_q]), fd)
 
     options = TrainOptions(
-        steps=positive_int(steps, "steps", 0),
+        steps=integer(steps, "steps", 0),
         batch_size=batch_size,
         lr=lr,
         device=dev,
@@ -239,7 +238,7 @@ def train_fgan(
         return -bound
 
     options = TrainOptions(
-        steps=positive_int(steps, "steps", 0),
+        steps=integer(steps, "steps", 0),
         batch_size=batch_size,
         lr=lr,
         optimizer_kwargs={"betas": betas},

@@ -23,13 +23,23 @@ logger = logging.getLogger(__name__)
 MODELS = {"vae": VAE, "betatcvae": BetaTCVAE, "factorvae": FactorVAE}
 
 
-def build_model(kind: str, latent_dim: int, beta: float, gamma: float, arch: str, dataset_size: int) -> VAE:
-    """One of the VAE family for 64x64 dSprites; ``beta`` is the TC weight for beta-TCVAE."""
+def build_model(
+    kind: str,
+    latent_dim: int = 10,
+    *,
+    beta: float = 1.0,
+    tc_weight: float = 6.0,
+    gamma: float = 10.0,
+    arch: str = "conv",
+    dataset_size: int | None = None,
+) -> VAE:
+    """One of the VAE family for 64x64 dSprites, each with its own weight: ``beta`` (the KL weight of the
+    (beta-)VAE), ``tc_weight`` (beta-TCVAE's total-correlation weight), ``gamma`` (FactorVAE's)."""
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}: expected one of {sorted(MODELS)}")
     common = {"image_shape": (1, 64, 64), "latent_dim": latent_dim, "arch": arch}
     if kind == "betatcvae":
-        return BetaTCVAE(**common, beta=beta, dataset_size=dataset_size)
+        return BetaTCVAE(**common, tc_weight=tc_weight, dataset_size=dataset_size)
     if kind == "factorvae":
         return FactorVAE(**common, gamma=gamma)
     return VAE(**common, beta=beta)
@@ -59,6 +69,7 @@ def train_vae_on_dsprites(
     *,
     model: str = "vae",
     beta: float = 4.0,
+    tc_weight: float = 6.0,
     gamma: float = 10.0,
     latent_dim: int = 10,
     arch: str = "conv",
@@ -79,7 +90,9 @@ def train_vae_on_dsprites(
     run = RunFolder(out, resume)
     sprites = DSprites()
     with seeded(seed):  # the networks' initialisation
-        vae = build_model(model, latent_dim, beta, gamma, arch, dataset_size=len(sprites))
+        vae = build_model(
+            model, latent_dim, beta=beta, tc_weight=tc_weight, gamma=gamma, arch=arch, dataset_size=len(sprites)
+        )
     data = sprites.torch_dataset(return_factors=False)
     fit = svi.fit(
         vae,
@@ -129,7 +142,8 @@ def train_vae_on_dsprites(
         objective = svi.make_elbo(None, vae).loss(vae.model, vae.guide, held_out) / len(held_out)
     summary = {
         "model": model,
-        "beta": beta,
+        "beta": beta if model == "vae" else None,
+        "tc_weight": tc_weight if model == "betatcvae" else None,
         "gamma": gamma if model == "factorvae" else None,
         "latent_dim": latent_dim,
         "arch": arch,
@@ -157,9 +171,15 @@ def load_run(run_dir: str | Path):
     if latest is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
     model = build_model(
-        summary["model"], summary["latent_dim"], summary["beta"], summary.get("gamma") or 10.0, summary["arch"],
+        summary["model"],
+        summary["latent_dim"],
+        # runs written before tc_weight had its own name kept beta-TCVAE's weight under "beta"
+        beta=summary.get("beta") or 1.0,
+        tc_weight=summary.get("tc_weight") or summary.get("beta") or 6.0,
+        gamma=summary.get("gamma") or 10.0,
+        arch=summary["arch"],
         dataset_size=737_280,
-    )  # fmt: skip
+    )
     state = checkpoint.load(latest)
     if state.get("module") is None:
         raise ValueError(f"checkpoint {latest} holds no module state")
