@@ -89,3 +89,26 @@ def test_training_on_a_dsprites_subset_lowers_the_loss():
     per_image = fit.losses / 32
     assert per_image[0] > 2500
     assert per_image[-25:].mean() < 1.1 * h_mean
+
+
+@pytest.mark.parametrize(("model", "weight"), [("dipvae_ii", "--lambda-od"), ("annealedvae", "--c-max")])
+def test_the_regularised_vaes_train_from_the_command_line_and_load_back(tmp_path, model, weight):
+    from probrep.experiments.vae_dsprites import load_run
+
+    args = ["train", "vae", "--model", model, weight, "5", "--latent-dim", "3", "--batch-size", "8", "--steps", "4",
+            "--out", str(tmp_path), "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["model"] == model and summary[weight[2:].replace("-", "_")] == 5.0
+    # the reported ELBO is the unweighted one; the objective (with the penalty) is reported beside it
+    assert summary["held_out_negative_elbo_per_image"] != summary["held_out_training_objective_per_image"]
+    trained, _ = load_run(tmp_path)
+    assert type(trained).__name__ == {"dipvae_ii": "DIPVAE", "annealedvae": "AnnealedVAE"}[model]
+
+
+def test_the_annealed_vae_capacity_grows_over_the_run(tmp_path):
+    from probrep.experiments.vae_dsprites import train_vae_on_dsprites
+
+    run = train_vae_on_dsprites(tmp_path, model="annealedvae", c_max=8.0, capacity_steps=8, latent_dim=3,
+                                batch_size=8, steps=4, device="cpu", progress=False)  # fmt: skip
+    assert run.model.capacity == pytest.approx(4.0)  # linear 0 -> 8 over 8 steps, set after step 4

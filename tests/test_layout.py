@@ -97,3 +97,4 @@ def test_light_imports():
     assert "jax" not in _loaded_after("from probrep.inference.langevin import langevin")
     assert "jax" not in _loaded_after("import probrep.inference.mcmc.adaptation")
     assert not {"pyro", "jax"} & _loaded_after("import probrep.inference")
+    assert "torch" not in _loaded_after("import probrep.cli")  # `probrep --help` answers at once

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from probrep.cli.options import add_training_run, print_files, run_options
+from probrep.experiments.vae_family import MODELS, WEIGHTS
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -14,10 +15,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Train on procedural dSprites; writes checkpoints, loss.png, reconstructions.png, "
         "traversals.png and summary.json into --out.",
     )
-    p.add_argument("--model", choices=["vae", "betatcvae", "factorvae"], default="vae")
+    p.add_argument("--model", choices=MODELS, default="vae")
     p.add_argument("--beta", type=float, default=4.0, help="KL weight of the (beta-)VAE")
     p.add_argument("--tc-weight", type=float, default=6.0, help="total-correlation weight of beta-TCVAE")
     p.add_argument("--gamma", type=float, default=10.0, help="TC weight of FactorVAE")
+    p.add_argument("--lambda-od", type=float, default=10.0, help="off-diagonal weight of DIP-VAE-I/II")
+    p.add_argument("--c-max", type=float, default=25.0, help="final capacity (nats) of the AnnealedVAE")
+    p.add_argument("--capacity-weight", type=float, default=1000.0, help="weight of |KL - C| (AnnealedVAE)")
     p.add_argument("--latent-dim", type=int, default=10)
     p.add_argument("--arch", choices=["conv", "mlp"], default="conv")
     p.add_argument("--steps", type=int, default=1500)
@@ -28,13 +32,16 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probrep.experiments.vae_dsprites import train_vae_on_dsprites
+    from probrep.experiments.vae_dsprites import train_vae_on_dsprites  # loads torch and Pyro: only when run
 
     outputs = train_vae_on_dsprites(
         args.out,
         model=args.model,
         beta=args.beta,
         tc_weight=args.tc_weight,
+        lambda_od=args.lambda_od,
+        c_max=args.c_max,
+        capacity_weight=args.capacity_weight,
         gamma=args.gamma,
         latent_dim=args.latent_dim,
         arch=args.arch,
@@ -44,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         **run_options(args),
     )
     s = outputs.summary
-    names = {"vae": "beta", "betatcvae": "tc_weight", "factorvae": "gamma"}
-    weight = f"{names[s['model']]}={s[names[s['model']]]}"
+    weight = f"{WEIGHTS[s['model']]}={s[WEIGHTS[s['model']]]}"
     print(
         f"\nTrained {s['model']} ({weight}, {s['latent_dim']} latents) for {s['steps']} steps on {s['device']}"
     )

@@ -13,14 +13,16 @@ import torch
 
 from probrep.data import DSprites
 from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
+from probrep.experiments.vae_family import MODELS, WEIGHTS
 from probrep.inference import svi
 from probrep.io.figures import image_grid
-from probrep.models import VAE, BetaTCVAE, FactorVAE
+from probrep.models import DIPVAE, VAE, AnnealedVAE, BetaTCVAE, FactorVAE
+from probrep.models.vae import gaussian_kl
 from probrep.training import checkpoint
+from probrep.training.schedules import AnnealAttribute, linear_anneal
 
 logger = logging.getLogger(__name__)
 
-MODELS = {"vae": VAE, "betatcvae": BetaTCVAE, "factorvae": FactorVAE}
 
 
 def build_model(
@@ -30,11 +32,15 @@ def build_model(
     beta: float = 1.0,
     tc_weight: float = 6.0,
     gamma: float = 10.0,
+    lambda_od: float = 10.0,
+    c_max: float = 25.0,
+    capacity_weight: float = 1000.0,
     arch: str = "conv",
     dataset_size: int | None = None,
 ) -> VAE:
     """One of the VAE family for 64x64 dSprites, each with its own weight: ``beta`` (the KL weight of the
-    (beta-)VAE), ``tc_weight`` (beta-TCVAE's total-correlation weight), ``gamma`` (FactorVAE's)."""
+    (beta-)VAE), ``tc_weight`` (beta-TCVAE's total-correlation weight), ``gamma`` (FactorVAE's), ``lambda_od``
+    (DIP-VAE's off-diagonal weight), ``c_max`` and ``capacity_weight`` (the AnnealedVAE's capacity)."""
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}: expected one of {sorted(MODELS)}")
     common = {"image_shape": (1, 64, 64), "latent_dim": latent_dim, "arch": arch}
@@ -42,15 +48,11 @@ def build_model(
         return BetaTCVAE(**common, tc_weight=tc_weight, dataset_size=dataset_size)
     if kind == "factorvae":
         return FactorVAE(**common, gamma=gamma)
+    if kind in ("dipvae_i", "dipvae_ii"):
+        return DIPVAE(**common, dip_type=kind.split("_")[1], lambda_od=lambda_od)
+    if kind == "annealedvae":
+        return AnnealedVAE(**common, c_max=c_max, capacity_weight=capacity_weight)
     return VAE(**common, beta=beta)
-
-
-def per_dimension_kl(model: VAE, x: torch.Tensor) -> np.ndarray:
-    """Mean closed-form KL(q(z_d|x) || N(0, 1)) of each latent dimension over ``x``: which dimensions are used."""
-    with torch.no_grad():
-        loc, scale = model.posterior(x)
-        kl = 0.5 * (loc**2 + scale**2 - 1.0 - 2.0 * torch.log(scale))
-    return kl.mean(0).cpu().numpy()
 
 
 def negative_elbo(model: VAE, x: torch.Tensor) -> torch.Tensor:
@@ -60,8 +62,7 @@ def negative_elbo(model: VAE, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         loc, scale = model.posterior(x)
         z = loc + scale * torch.randn_like(loc)
-        kl = 0.5 * (loc**2 + scale**2 - 1.0 - 2.0 * torch.log(scale)).sum(-1)
-        return -model.likelihood_dist(z).log_prob(x) + kl
+        return -model.likelihood_dist(z).log_prob(x) + gaussian_kl(loc, scale)
 
 
 def train_vae_on_dsprites(
@@ -71,6 +72,10 @@ def train_vae_on_dsprites(
     beta: float = 4.0,
     tc_weight: float = 6.0,
     gamma: float = 10.0,
+    lambda_od: float = 10.0,
+    c_max: float = 25.0,
+    capacity_weight: float = 1000.0,
+    capacity_steps: int | None = None,
     latent_dim: int = 10,
     arch: str = "conv",
     steps: int = 1500,
@@ -84,15 +89,22 @@ def train_vae_on_dsprites(
 ) -> RunOutputs:
     """Train on all 737,280 procedural dSprites images (each batch rendered on the fly) and write the results.
 
+    ``model`` is one of :data:`MODELS`; each reads its own weight (see :func:`build_model`). The AnnealedVAE's
+    capacity grows linearly from 0 to ``c_max`` over ``capacity_steps`` (default: the whole run).
+
     Files in ``out``: ``checkpoints/`` (resumable), ``loss.png``, ``reconstructions.png``, ``traversals.png``
     (one row per latent dimension, most informative first) and ``summary.json``.
     """
     run = RunFolder(out, resume)
     sprites = DSprites()
     with seeded(seed):  # the networks' initialisation
+        settings = {"beta": beta, "tc_weight": tc_weight, "gamma": gamma, "lambda_od": lambda_od, "c_max": c_max}
         vae = build_model(
-            model, latent_dim, beta=beta, tc_weight=tc_weight, gamma=gamma, arch=arch, dataset_size=len(sprites)
+            model, latent_dim, **settings, capacity_weight=capacity_weight, arch=arch, dataset_size=len(sprites)
         )
+    callbacks = []
+    if model == "annealedvae":
+        callbacks.append(AnnealAttribute(vae, "capacity", linear_anneal(0.0, c_max, capacity_steps or steps)))
     data = sprites.torch_dataset(return_factors=False)
     fit = svi.fit(
         vae,
@@ -106,6 +118,7 @@ def train_vae_on_dsprites(
         checkpoint_every=checkpoint_every,
         resume=resume,
         progress=progress,
+        callbacks=callbacks,
     )
     vae.eval()
     weighted = model != "vae" or beta != 1.0
@@ -118,7 +131,7 @@ def train_vae_on_dsprites(
 
     rng = np.random.default_rng(seed + 1)
     held_out = torch.from_numpy(sprites.render(sprites.sample_factors(512, rng))).to(fit.device)
-    kl = per_dimension_kl(vae, held_out)
+    kl = vae.kl_per_dimension(held_out).mean(0).cpu().numpy()
     order = np.argsort(-kl)
     shown = held_out[:8]
     recon = vae.reconstruct(shown)
@@ -142,9 +155,7 @@ def train_vae_on_dsprites(
         objective = svi.make_elbo(None, vae).loss(vae.model, vae.guide, held_out) / len(held_out)
     summary = {
         "model": model,
-        "beta": beta if model == "vae" else None,
-        "tc_weight": tc_weight if model == "betatcvae" else None,
-        "gamma": gamma if model == "factorvae" else None,
+        WEIGHTS[model]: settings[WEIGHTS[model]],
         "latent_dim": latent_dim,
         "arch": arch,
         "batch_size": batch_size,
@@ -177,6 +188,8 @@ def load_run(run_dir: str | Path):
         beta=summary.get("beta") or 1.0,
         tc_weight=summary.get("tc_weight") or summary.get("beta") or 6.0,
         gamma=summary.get("gamma") or 10.0,
+        lambda_od=summary.get("lambda_od") or 10.0,
+        c_max=summary.get("c_max") or 25.0,
         arch=summary["arch"],
         dataset_size=737_280,
     )

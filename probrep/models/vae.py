@@ -30,6 +30,12 @@ from probrep.models.layers import make_encoder_decoder, mlp
 _LIKELIHOODS = ("bernoulli", "gaussian")
 
 
+def gaussian_kl(loc: torch.Tensor, scale: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """``KL(N(loc, scale^2) || N(0, I))`` per example ``[N]`` (``reduce=False``: per dimension ``[N, D]``)."""
+    kl = 0.5 * (loc**2 + scale**2 - 1.0 - 2.0 * torch.log(scale))
+    return kl.sum(-1) if reduce else kl
+
+
 class VAE(nn.Module):
     """Variational autoencoder; ``beta > 1`` gives the beta-VAE of Higgins et al. 2017.
 
@@ -99,10 +105,15 @@ class VAE(nn.Module):
         self._check_images(x)
         zeros = x.new_zeros(x.shape[0], self.latent_dim)
         with pyro.plate("data", x.shape[0]):
-            with poutine.scale(scale=self.beta):
+            with self._latent_weight():
                 z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
             pyro.sample("x", self.likelihood_dist(z), obs=x)
             self.model_penalty(z)
+
+    def _latent_weight(self):
+        """The handler that weights the latent site by beta in both programs; beta = 0 masks it out of both
+        (Pyro refuses a zero scale), so the KL term is exactly absent while z is still drawn and decoded."""
+        return poutine.scale(scale=self.beta) if self.beta > 0 else poutine.mask(mask=False)
 
     def model_penalty(self, z: torch.Tensor) -> None:
         """Extra terms of the model's log joint inside the data plate (none here; FactorVAE adds one)."""
@@ -112,8 +123,19 @@ class VAE(nn.Module):
         pyro.module(f"{self.name}.encoder", self.encoder)
         loc, scale = self.posterior(x)
         with pyro.plate("data", x.shape[0]):
-            with poutine.scale(scale=self.beta):
+            with self._latent_weight():
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+        self.guide_penalty(x, loc, scale)
+
+    def guide_penalty(self, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        """Batch-level terms added to the loss from the posterior the guide drew z from (none here; DIP-VAE and
+        the AnnealedVAE add one, as a ``pyro.factor`` outside the data plate)."""
+
+    @torch.no_grad()
+    def kl_per_dimension(self, x: torch.Tensor) -> torch.Tensor:
+        """``KL(q(z_d|x) || N(0, 1))`` in closed form, ``[N, latent_dim]``: which dimensions carry information."""
+        loc, scale = self.posterior(x)
+        return gaussian_kl(loc, scale, reduce=False)
 
     # ------------------------------------------------------------------------------------------------- utils
     @torch.no_grad()
