@@ -3,15 +3,9 @@
 ``divergences`` is re-exported from :mod:`probrep.divergences`. Submodules load on first use, so
 ``import probrep.inference`` pulls in neither Pyro nor JAX."""
 
-import importlib
+from probrep._lazy import lazy_exports
 
-_LAZY = ("svi", "mcmc", "langevin", "torch_samplers", "score_matching")
-__all__ = [*_LAZY, "divergences"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return importlib.import_module(f"probrep.inference.{name}")
-    if name == "divergences":
-        return importlib.import_module("probrep.divergences")
-    raise AttributeError(f"module 'probrep.inference' has no attribute {name!r}")
+_SUBMODULES = ("svi", "mcmc", "langevin", "torch_samplers", "score_matching")
+_EXPORTS = {**{name: f"probrep.inference.{name}" for name in _SUBMODULES}, "divergences": "probrep.divergences"}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,19 +6,15 @@ Both Langevin families call the noise variance ``e`` of a step ``step_size``; th
 leap-frog step ``h`` ``leapfrog_step``.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from probrep._lazy import lazy_exports
 from probrep.inference.torch_samplers import SamplerResult, hmc, langevin, pyro_potential
 
 if TYPE_CHECKING:
     from probrep.inference.mcmc.kernels import MALA, ULA
 
-_JAX = ("MALA", "ULA")
 __all__ = ["MALA", "ULA", "langevin", "hmc", "SamplerResult", "pyro_potential"]
-
-
-def __getattr__(name: str):
-    if name in _JAX:
-        return getattr(importlib.import_module("probrep.inference.mcmc.kernels"), name)
-    raise AttributeError(f"module 'probrep.inference.langevin' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"MALA": "probrep.inference.mcmc.kernels:MALA", "ULA": "probrep.inference.mcmc.kernels:ULA"}
+)

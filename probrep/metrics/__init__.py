@@ -12,7 +12,7 @@ Arrays in: ``factors [N, K]`` (ground-truth classes) and ``codes [N, D]`` (numpy
 The modules that need scikit-learn load on first use, so ``import probrep.metrics`` (and IRS) stay light.
 """
 
-import importlib
+from probrep._lazy import lazy_exports
 
 _WHERE = {
     "IRSResult": "irs",
@@ -36,13 +36,4 @@ _WHERE = {
     "beta_vae_score": "sampled",
 }
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"probrep.metrics.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'probrep.metrics' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_exports(__name__, {name: f"probrep.metrics.{m}:{name}" for name, m in _WHERE.items()})

@@ -12,25 +12,14 @@ JAX (the torch samplers use them). No submodule shares a name with what the pack
 submodule never hides an export.
 """
 
-import importlib
+from probrep._lazy import lazy_exports
 
+_SAMPLING = ("sample", "make_kernel", "summary", "format_summary", "print_summary", "KERNELS", "CHAIN_METHODS")
 _EXPORTS = {
-    **{
-        name: "sampling"
-        for name in ("sample", "make_kernel", "summary", "format_summary", "print_summary", "KERNELS", "CHAIN_METHODS")
-    },
-    "MALA": "kernels",
-    "ULA": "kernels",
-    "window_adaptation": "window",
+    **{name: f"probrep.inference.mcmc.sampling:{name}" for name in _SAMPLING},
+    "MALA": "probrep.inference.mcmc.kernels:MALA",
+    "ULA": "probrep.inference.mcmc.kernels:ULA",
+    "window_adaptation": "probrep.inference.mcmc.window:window_adaptation",
 }
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"probrep.inference.mcmc.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'probrep.inference.mcmc' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
