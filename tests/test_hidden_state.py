@@ -76,3 +76,25 @@ def test_importing_the_scm_language_does_not_load_scikit_learn():
     root = Path(__file__).resolve().parents[1]  # this checkout's probrep, as the tests import it
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"import probrep.causal loaded scikit-learn ({done.stdout.strip()} modules)"
+
+
+def test_an_experiment_leaves_the_callers_generators_and_param_store_alone(seeded_globals, tmp_path):
+    import pyro
+
+    from probrep.experiments.vae_dsprites import train_vae_on_dsprites
+
+    mine = pyro.param("my_own_parameter", torch.tensor(3.0))
+    train_vae_on_dsprites(tmp_path, model="vae", latent_dim=2, arch="mlp", batch_size=4, steps=2, device="cpu",
+                          progress=False)  # fmt: skip
+    _assert_unchanged(seeded_globals)
+    assert pyro.get_param_store().get_param("my_own_parameter") is mine
+
+
+def test_no_import_changes_a_process_wide_jax_setting():
+    code = (
+        "import jax; before = (jax.config.jax_enable_x64, jax.config.jax_platforms); "
+        "import probrep.inference.mcmc.sampling, probrep.inference.mcmc.kernels, probrep.data.posteriordb, "
+        "probrep.causal.programs, probrep.inference.score_matching.objectives_jax, probrep.cli; "
+        "assert (jax.config.jax_enable_x64, jax.config.jax_platforms) == before, 'a module changed a JAX setting'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

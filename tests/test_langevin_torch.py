@@ -49,8 +49,8 @@ PREC = np.linalg.inv(COV)
 
 
 def gaussian_energy(x: torch.Tensor) -> torch.Tensor:
-    d = x - torch.as_tensor(MU, dtype=x.dtype)
-    return 0.5 * ((d @ torch.as_tensor(PREC, dtype=x.dtype)) * d).sum(-1)
+    d = x - torch.as_tensor(MU, dtype=x.dtype, device=x.device)
+    return 0.5 * ((d @ torch.as_tensor(PREC, dtype=x.dtype, device=x.device)) * d).sum(-1)
 
 
 def gaussian_statistics(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +70,8 @@ def assert_moments(samples: np.ndarray, bound: float) -> None:
 
 
 @pytest.mark.parametrize("sampler", ["mala", "hmc"])
-def test_torch_samplers_recover_a_correlated_gaussian(sampler):
-    x0 = torch.full((128, 2), 3.0, dtype=torch.float64)  # far from the mode: warm-up has work to do
+def test_torch_samplers_recover_a_correlated_gaussian(sampler, device):
+    x0 = torch.full((128, 2), 3.0, dtype=torch.float64, device=device)  # far from the mode: warm-up has work to do
     if sampler == "mala":
         res = langevin(gaussian_energy, x0, steps=800, num_warmup=400, seed=0, progress=False)
         assert abs(float(res.accept_rate.mean()) - 0.574) < 0.05
@@ -81,7 +81,8 @@ def test_torch_samplers_recover_a_correlated_gaussian(sampler):
     step = res.step_size if sampler == "mala" else res.leapfrog_step
     assert res.samples.shape == (res.samples.shape[0], 128, 2) and step.shape == (128,)
     assert res.accept_rate.shape == (128,) and int(res.divergences.sum()) == 0
-    assert_moments(res.samples.numpy(), z_bound(5))
+    assert res.samples.device.type == device.type
+    assert_moments(res.samples.cpu().numpy(), z_bound(5))
 
 
 def test_torch_ula_bias_and_mala_on_standard_normal():

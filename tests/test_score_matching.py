@@ -24,14 +24,14 @@ def _mlp_score(dim, seed=0):
     return lambda x: -x + torch.tanh(x @ w1 + b1) @ w2
 
 
-def test_exact_score_matching_of_a_gaussian_is_the_maximum_likelihood_fit():
+def test_exact_score_matching_of_a_gaussian_is_the_maximum_likelihood_fit(device):
     g = torch.Generator().manual_seed(0)
     d, n = 3, 400
     mix = torch.randn(d, d, generator=g)
-    x = torch.randn(n, d, generator=g) @ mix + torch.tensor([1.0, -2.0, 0.5])
+    x = (torch.randn(n, d, generator=g) @ mix + torch.tensor([1.0, -2.0, 0.5])).to(device)
     # model score s(x) = -P x + b: the objective is quadratic in the natural parameters (P, b)
-    a = torch.eye(d).clone().requires_grad_(True)
-    b = torch.zeros(d, requires_grad=True)
+    a = torch.eye(d, device=device).clone().requires_grad_(True)
+    b = torch.zeros(d, device=device, requires_grad=True)
     opt = torch.optim.LBFGS(
         [a, b], max_iter=500, tolerance_grad=1e-14, tolerance_change=1e-16, line_search_fn="strong_wolfe"
     )
@@ -47,8 +47,8 @@ def test_exact_score_matching_of_a_gaussian_is_the_maximum_likelihood_fit():
     p = 0.5 * (a + a.T).detach()
     mean = x.mean(0)
     cov = (x - mean).T @ (x - mean) / n  # the 1/N maximum-likelihood covariance
-    np.testing.assert_allclose(p, torch.linalg.inv(cov), atol=1e-6)
-    np.testing.assert_allclose(torch.linalg.solve(p, b.detach()), mean, atol=1e-6)
+    np.testing.assert_allclose(p.cpu(), torch.linalg.inv(cov).cpu(), atol=1e-6)
+    np.testing.assert_allclose(torch.linalg.solve(p, b.detach()).cpu(), mean.cpu(), atol=1e-6)
 
 
 def test_exponential_family_minimiser_is_the_closed_form():

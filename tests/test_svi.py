@@ -36,13 +36,14 @@ def _posterior(x):
     return x.sum().item() / precision, precision**-0.5
 
 
-def test_autoguide_recovers_the_conjugate_posterior():
+def test_autoguide_recovers_the_conjugate_posterior(device):
     x = _conjugate_data()
     guide = AutoNormal(_conjugate_model)
     # full batch: the only noise is the guide's reparameterised draw
     fit = svi.fit(
-        _conjugate_model, x, guide=guide, steps=1500, batch_size=len(x), lr=0.02, device="cpu", progress=False
+        _conjugate_model, x, guide=guide, steps=1500, batch_size=len(x), lr=0.02, device=device, progress=False
     )
+    assert fit.device.type == device.type
     mean, sd = _posterior(x)
     loc, scale = guide.median()["mu"].item(), pyro.param("AutoNormal.scales.mu").item()
     # SVI's stationary jitter at lr 0.02 is a few hundredths of a posterior sd

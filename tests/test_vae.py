@@ -187,10 +187,10 @@ def test_classifier_logit_recovers_log_density_ratio():
     assert abs(w[0].item() - 1.0) < 0.03 and abs(w[1].item() + 0.5) < 0.03
 
 
-def test_encode_decode_reconstruct_traverse_shapes():
+def test_encode_decode_reconstruct_traverse_shapes(device):
     torch.manual_seed(0)
-    m = VAE((1, 64, 64), latent_dim=5)
-    x = (torch.rand(3, 1, 64, 64) > 0.5).float()
+    m = VAE((1, 64, 64), latent_dim=5).to(device)
+    x = (torch.rand(3, 1, 64, 64, device=device) > 0.5).float()
     assert m.encode(x).shape == (3, 5)
     rec = m.reconstruct(x)
     assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
