@@ -269,3 +269,59 @@ def test_param_options_and_lr_schedule_set_learning_rates():
     assert seen[0] == pytest.approx((0.1, 0.5))
     # step 1: residual 1 - 0.6 = 0.4, schedule halves the rates: a += 0.05 * 0.4, b += 0.25 * 0.4
     assert seen[1] == pytest.approx((0.1 + 0.02, 0.5 + 0.1))
+
+
+# ----------------------------------------------------------------------------------- minibatches and evidence
+SIGMA_Y = 0.7
+
+
+def _regression(n=442, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    noise = SIGMA_Y * torch.randn(n, generator=g, dtype=torch.float64)
+    y = x @ torch.tensor([1.0, -0.5, 0.25], dtype=torch.float64) + noise
+    precision = x.T @ x / SIGMA_Y**2 + torch.eye(3, dtype=torch.float64) / 100.0  # prior N(0, 10^2 I)
+    mean = torch.linalg.solve(precision, x.T @ y / SIGMA_Y**2)
+    # the mean-field (AutoNormal) optimum for a Gaussian posterior: the posterior mean, sd 1 / sqrt(precision_ii)
+    return x, y, mean, precision.diag().rsqrt()
+
+
+def _decay(steps):
+    return lambda t: max(0.02, 1.0 - t / steps)
+
+
+def _regression_model(x, y=None):
+    w = pyro.sample("w", dist.Normal(torch.zeros(3, dtype=x.dtype), 10.0).to_event(1))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("y", dist.Normal(x @ w, SIGMA_Y), obs=y)
+
+
+def _subsampled_regression_model(x, y=None):
+    w = pyro.sample("w", dist.Normal(torch.zeros(3, dtype=x.dtype), 10.0).to_event(1))
+    with pyro.plate("data", 442, subsample=torch.arange(x.shape[0])):  # Pyro scales the likelihood by N/M
+        pyro.sample("y", dist.Normal(x @ w, SIGMA_Y), obs=y)
+
+
+def test_minibatches_that_would_underweight_the_evidence_are_refused_and_full_batches_are_exact():
+    x, y, mean, sd = _regression()
+    with pytest.raises(ValueError, match=r"outside its data plate \(w\).*64 of 442.*batch_size=None"):
+        svi.fit(_regression_model, (x, y), guide=AutoNormal(_regression_model), steps=1, progress=False)
+    guide = AutoNormal(_regression_model)
+    # a decaying learning rate, so that SVI's stationary jitter (a fraction of a posterior sd) dies down
+    svi.fit(_regression_model, (x, y), guide=guide, batch_size=None, steps=1500, lr=0.02, device="cpu",
+            lr_schedule=_decay(1500), progress=False)  # fmt: skip
+    loc, scale = guide.locs.w.detach(), guide.scales.w.detach()
+    assert float(((loc - mean) / sd).abs().max()) < 0.25
+    assert float((scale / sd - 1).abs().max()) < 0.2
+
+
+def test_a_subsampled_data_plate_trains_on_minibatches_to_the_exact_posterior():
+    x, y, mean, sd = _regression()
+    guide = AutoNormal(_subsampled_regression_model)
+    svi.fit(_subsampled_regression_model, (x, y), guide=guide, batch_size=64, steps=2000, lr=0.02, device="cpu",
+            lr_schedule=_decay(2000), progress=False)  # fmt: skip
+    loc, scale = guide.locs.w.detach(), guide.scales.w.detach()
+    # minibatch noise on top of SVI's: looser than full batch, but an unscaled likelihood would be sqrt(442/64) =
+    # 2.6 times too wide
+    assert float(((loc - mean) / sd).abs().max()) < 0.5
+    assert float((scale / sd - 1).abs().max()) < 0.3

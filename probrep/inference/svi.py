@@ -30,6 +30,7 @@ import pyro
 import pyro.infer
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 from torch import nn
 
 from probrep import _checks
@@ -136,13 +137,43 @@ class SVIObjective:
     module: nn.Module | None = None
     auxiliary: Auxiliary | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    data_size: int | None = None  # N, to check that minibatches weight the likelihood as the full data would
 
     def setup(self, *batch: Any) -> dict[str, torch.Tensor]:
         # One validated pass creates every parameter (autoguides create theirs lazily) and records them.
         with pyro.validation_enabled(True), poutine.trace(param_only=True) as capture:
             self.elbo.differentiable_loss(self.model, self.guide, *batch)
         nodes = capture.trace.nodes.items()
+        self._check_minibatch_scaling(batch)
         return {name: site["value"].unconstrained() for name, site in nodes if site["type"] == "param"}
+
+    def _check_minibatch_scaling(self, batch: tuple) -> None:
+        """Refuse minibatches that would silently give a wrong posterior: with latent sites outside the data plate
+        (global latents), a likelihood over M of N examples counts the data M/N as much as the prior unless its
+        sites are scaled (a plate declared with ``size=N`` and ``subsample`` scales them by N/M)."""
+        first = next((b for b in batch if torch.is_tensor(b) and b.dim() > 0), None)
+        if self.data_size is None or first is None or first.shape[0] >= self.data_size:
+            return
+        m, n = first.shape[0], self.data_size
+        with torch.no_grad(), poutine.block():
+            guide_trace = poutine.trace(self.guide).get_trace(*batch)
+            model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(*batch)
+        sites = [s for s in model_trace.nodes.values() if s["type"] == "sample" and not site_is_subsample(s)]
+
+        def in_data_plate(site) -> bool:
+            return any(frame.size in (m, n) for frame in site["cond_indep_stack"])
+
+        global_latents = [s["name"] for s in sites if not s["is_observed"] and not in_data_plate(s)]
+        # a subsampled plate (size=N) scales its sites by N/M; any scale the user set is taken as deliberate
+        unscaled = [s["name"] for s in sites if s["is_observed"] and float(s["scale"]) == 1.0]
+        if global_latents and unscaled:
+            raise ValueError(
+                f"svi.fit: the model has latent sites outside its data plate ({', '.join(global_latents)}) and would "
+                f"see minibatches of {m} of {n} examples, so its likelihood ({', '.join(unscaled)}) would count "
+                f"{m}/{n} of the data against the prior and the posterior would come out too wide. Pass "
+                f"batch_size=None to fit the full batch, or declare the data plate with the data's size, "
+                f"pyro.plate('data', size={n}, subsample=torch.arange(len(x))), so that Pyro scales it by N/M"
+            )
 
     def loss(self, *batch: Any) -> torch.Tensor:
         with pyro.validation_enabled(False):
@@ -153,21 +184,37 @@ class SVIObjective:
 
 
 def objective(
-    target: Any, *, guide: Callable | None = None, elbo: str | pyro.infer.ELBO | None = None, num_particles: int = 1
+    target: Any,
+    *,
+    guide: Callable | None = None,
+    elbo: str | pyro.infer.ELBO | None = None,
+    num_particles: int = 1,
+    data_size: int | None = None,
 ) -> SVIObjective:
     """The :class:`SVIObjective` that :func:`fit` trains (``target``, ``guide`` and ``elbo`` as there). The module
     that is moved to the device and checkpointed is the target, or else an ``nn.Module`` guide (an autoguide).
     Training it with :func:`~probrep.training.loop.train` directly uses the caller's param store; ``fit`` gives it
-    one of its own."""
+    one of its own. ``data_size`` (N) turns on the check that minibatches do not under-weight the likelihood."""
     model, guide_fn = _programs(target, guide)
     extras = TargetExtras.of(target)
     loss = make_elbo(elbo if elbo is not None else extras.default_elbo, target, num_particles)
     module = target if isinstance(target, nn.Module) else guide_fn if isinstance(guide_fn, nn.Module) else None
-    return SVIObjective(model, guide_fn, loss, module, extras.auxiliary, extras.run_config)
+    return SVIObjective(model, guide_fn, loss, module, extras.auxiliary, extras.run_config, data_size)
 
 
 #: the settings of fit that are the loop's (the rest name the objective)
 _OPTION_NAMES = tuple(f.name for f in fields(TrainOptions) if f.name != "description")
+
+
+def _data_size(data: Any) -> int | None:
+    """N of the data ``fit`` was given (a Dataset, a tensor or array, or a tuple of them), None if unknown."""
+    first = data[0] if isinstance(data, tuple | list) and data else data
+    if hasattr(first, "shape") and len(first.shape) > 0:
+        return int(first.shape[0])
+    try:
+        return len(data) if data is not None else None
+    except TypeError:
+        return None
 
 
 @contextmanager
@@ -187,7 +234,7 @@ def fit(
     guide: Callable | None = None,
     steps: int | None = None,
     epochs: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = 64,
     optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
     lr: float = 1e-3,
     optimizer_kwargs: dict[str, Any] | None = None,
@@ -216,6 +263,10 @@ def fit(
         data: a tensor/array ``[N, ...]``, a tuple of them (passed to the programs as positional arguments),
             a map-style ``Dataset``, or ``None`` for programs without arguments (then give ``steps``).
         steps / epochs: how long to train (exactly one).
+        batch_size: examples per step; ``None`` fits the full batch. A model with latent sites outside its data
+            plate (global latents) is refused minibatches unless its data plate declares the data's size
+            (``pyro.plate("data", size=N, subsample=...)``, which Pyro scales by N/M): its posterior would
+            otherwise be fitted to M/N of the evidence.
         param_options: per-parameter optimiser options by Pyro parameter name, e.g.
             ``lambda name: {"lr": 1e-3} if "baseline" in name else None``.
         lr_schedule: ``step -> factor`` multiplying every learning rate (annealing).
@@ -242,6 +293,6 @@ def fit(
         raise TypeError(f"clear_param_store must be True or False, got {type(clear_param_store).__name__}")
     label = type(target).__name__ if guide is None else getattr(target, "__name__", "model")
     options = TrainOptions(**{name: given[name] for name in _OPTION_NAMES if name in given}, description=f"svi {label}")
-    goal = objective(target, guide=guide, elbo=elbo, num_particles=num_particles)
+    goal = objective(target, guide=guide, elbo=elbo, num_particles=num_particles, data_size=_data_size(data))
     with _own_param_store(fresh=clear_param_store):
         return train(goal, data, options)

@@ -73,9 +73,10 @@ def _tensors(data: Any, device: torch.device) -> tuple[torch.Tensor, ...]:
 class _BatchPlan:
     """Which examples step ``s`` sees: a pure function of (seed, s), sharded across ranks."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, shuffle: bool, rank: int, world: int):
+    def __init__(self, size: int, batch_size: int | None, seed: int, shuffle: bool, rank: int, world: int):
         self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
         self.local = size // world
+        batch_size = self.local if batch_size is None else batch_size  # None: the full batch
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = min(batch_size, self.local) if size else 0

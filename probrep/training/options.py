@@ -26,7 +26,7 @@ class TrainOptions:
 
     Attributes:
         steps / epochs: how long to train; exactly one (``epochs`` needs data).
-        batch_size: examples per step (capped at the examples each rank holds).
+        batch_size: examples per step (capped at the examples each rank holds); None: all of them (full batch).
         optimizer: "adam", "adamw", "sgd", "rmsprop", or a ``torch.optim`` class/factory.
         lr / optimizer_kwargs: its learning rate and further options.
         param_options: ``name -> dict | None``, a parameter's own optimiser options (e.g. ``{"lr": 1e-3}``).
@@ -46,7 +46,7 @@ class TrainOptions:
 
     steps: int | None = None
     epochs: int | None = None
-    batch_size: int = 64
+    batch_size: int | None = 64
     optimizer: OptimizerSpec = "adam"
     lr: float = 1e-3
     optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -76,7 +76,8 @@ class TrainOptions:
             put("steps", _checks.integer(self.steps, "steps", minimum=0))
         if self.epochs is not None:
             put("epochs", _checks.integer(self.epochs, "epochs", minimum=0))
-        put("batch_size", _checks.integer(self.batch_size, "batch_size"))
+        if self.batch_size is not None:
+            put("batch_size", _checks.integer(self.batch_size, "batch_size"))
         self._check_optimizer(put)
         for name in ("param_options", "lr_schedule"):
             _callable_or_none(getattr(self, name), name)
