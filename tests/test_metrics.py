@@ -388,3 +388,14 @@ def test_bad_sampled_inputs():
         M.factor_vae_score(Toy((3, 4)), lambda x: x, batch_size=1, progress=False)
     with pytest.raises(ValueError, match="no factor with more than one value"):
         M.beta_vae_score(Toy((1, 1)), lambda x: x, progress=False)
+
+
+def test_a_constant_code_dimension_carries_no_information_and_is_not_modular():
+    # disentanglement_lib gives 0 for a constant code; rounding noise in its mutual information must not count
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 5, size=(2000, 2))
+    codes = np.column_stack([factors[:, 0] + 0.1 * rng.normal(size=2000), np.full(2000, 0.3)])
+    res = M.modularity(factors, codes)
+    assert res.per_code[1] == 0.0 and np.all(res.mutual_info[1] == 0.0)
+    assert res.per_code[0] > 0.9
+    assert np.all(M.discrete_mutual_info(factors, codes)[1] == 0.0)

@@ -126,7 +126,8 @@ def mutual_info_matrix(bins: np.ndarray, num_bins: int, labels: np.ndarray, size
 
     ``I(z_d; v_k) = sum_{b,c} p_bc log(p_bc / (p_b p_c))`` from the contingency table ``n_bc`` of bin ``b`` of
     code ``d`` and class ``c`` of factor ``k``. All D tables of one factor come from one ``np.bincount`` over
-    the flat index ``(d * B + b) * C + c``. Values are clipped at 0 (float rounding of an exact 0).
+    the flat index ``(d * B + b) * C + c``. Values are clipped at 0 (float rounding of an exact 0), and a code
+    that occupies a single bin (a constant) has exactly 0.
     """
     n, num_codes = bins.shape
     out = np.empty((num_codes, labels.shape[1]))
@@ -143,6 +144,9 @@ def mutual_info_matrix(bins: np.ndarray, num_bins: int, labels: np.ndarray, size
         n_bc = joint[nz].astype(np.float64)
         terms = n_bc * (np.log(n_bc) + log_n - np.log(code_counts[d_idx, b_idx]) - np.log(class_counts[c_idx]))
         out[:, k] = np.bincount(d_idx, weights=terms, minlength=num_codes) / n
+    # a code that falls in a single bin has entropy 0, so its mutual information with anything is exactly 0 (the
+    # sum above leaves rounding noise of ~1e-16 there, which a "> 0" test would read as information)
+    out[(code_counts > 0).sum(axis=1) <= 1] = 0.0
     return np.clip(out, 0.0, None)
 
 
