@@ -142,21 +142,39 @@ def test_resume_refuses_a_different_run(tmp_path):
         )
 
 
-def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(tmp_path, caplog):
+def test_a_fresh_run_never_deletes_an_earlier_runs_checkpoints_unless_told_to(tmp_path, caplog):
     # an earlier, longer run leaves checkpoints at later steps than the new run will reach; were they kept,
-    # rotation would delete the new run's checkpoints and resume would continue the earlier run
+    # rotation would delete the new run's checkpoints and resume would continue the earlier run; deleting them
+    # silently would lose a run to a forgotten resume=True: so a fresh run is refused unless overwrite=True
     data = _images()
     kw = dict(batch_size=16, device="cpu", progress=False, checkpoint_dir=tmp_path, checkpoint_every=2)
     svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=8, **kw)
     names = lambda: [p.name for p in checkpoint.list_checkpoints(tmp_path)]  # noqa: E731
     assert names() == ["checkpoint-00000006.pt", "checkpoint-00000008.pt"]
+    with pytest.raises(FileExistsError, match="resume=True to continue it, or overwrite=True"):
+        svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, **kw)
+    assert names() == ["checkpoint-00000006.pt", "checkpoint-00000008.pt"]
     with caplog.at_level(logging.WARNING, logger="probrep.training.loop"):
-        fresh = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, **kw)
+        fresh = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, overwrite=True, **kw)
     assert "removing 2 checkpoint(s)" in caplog.text
     assert names() == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]
     assert fresh.checkpoint == checkpoint.latest(tmp_path) and fresh.checkpoint.is_file()
     resumed = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=4, resume=True, **kw)
     assert resumed.steps == 4 and len(resumed.losses) == 4
+
+
+def test_resume_without_checkpoints_warns_and_a_killed_writers_leftovers_are_cleaned(tmp_path, caplog):
+    data = _images()
+    kw = dict(batch_size=16, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    leftover = tmp_path / ".checkpoint-00000006.pt.abc123.tmp"  # what a kill -9 mid-write leaves
+    leftover.write_bytes(b"\0" * 1000)
+    (tmp_path / "checkpoint-00000009.pt").mkdir()  # a folder named like a checkpoint is not one
+    with caplog.at_level(logging.WARNING, logger="probrep.training.loop"):
+        fit = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, steps=2, resume=True, **kw)
+    assert "no checkpoint in" in caplog.text and "partial checkpoint file" in caplog.text
+    assert not leftover.exists() and fit.steps == 2
+    assert checkpoint.latest(tmp_path).name == "checkpoint-00000002.pt"
 
 
 def test_checkpoints_are_atomic_pruned_and_never_run_code(tmp_path):

@@ -18,6 +18,7 @@ def add_training_run(p: argparse.ArgumentParser, *, checkpoint_every: int) -> No
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--checkpoint-every", type=int, default=checkpoint_every)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="start again in an --out that holds checkpoints")
     add_compute(p)
 
 
@@ -27,6 +28,7 @@ def run_options(args: argparse.Namespace) -> dict:
         "device": args.device,
         "seed": args.seed,
         "resume": args.resume,
+        "overwrite": args.overwrite,
         "checkpoint_every": args.checkpoint_every,
         "progress": not args.no_progress,
     }

@@ -161,6 +161,7 @@ def train_air(
     device: str = "auto",
     seed: int = 0,
     resume: bool = False,
+    overwrite: bool = False,
     checkpoint_every: int = 500,
     progress: bool = True,
 ) -> RunOutputs:
@@ -215,6 +216,7 @@ def train_air(
         checkpoint_dir=run.checkpoints,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        overwrite=overwrite,
         progress=progress,
     )
     air.eval()

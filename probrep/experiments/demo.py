@@ -40,7 +40,10 @@ def demo(
     matrices, active = {}, {}
     for name, beta in (("vae", 1.0), ("beta_vae", 4.0)):
         logger.info("[%s] training (beta=%g, %d steps)", name, beta, steps)
-        run = train_vae_on_dsprites(out / name, beta=beta, steps=steps, device=device, seed=seed, progress=progress)
+        # the demo's folder is its own: a rerun replaces the earlier demo
+        run = train_vae_on_dsprites(
+            out / name, beta=beta, steps=steps, device=device, seed=seed, progress=progress, overwrite=True
+        )
         logger.info("[%s] evaluating", name)
         encode = encoder_fn(run.model, next(run.model.parameters()).device)
         evaluation = evaluate(

@@ -118,6 +118,7 @@ def train_gqn(
     device: str = "auto",
     seed: int = 0,
     resume: bool = False,
+    overwrite: bool = False,
     checkpoint_every: int = 250,
     eval_every: int | None = None,
     callbacks: Sequence[Callable[[StepInfo], Any]] = (),
@@ -196,6 +197,7 @@ def train_gqn(
         checkpoint_dir=run.checkpoints,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        overwrite=overwrite,
         progress=progress,
     )
     train_cpu_seconds = time.process_time() - cpu_started

@@ -84,6 +84,7 @@ def train_vae_on_dsprites(
     device: str = "auto",
     seed: int = 0,
     resume: bool = False,
+    overwrite: bool = False,
     checkpoint_every: int = 250,
     progress: bool = True,
 ) -> RunOutputs:
@@ -117,6 +118,7 @@ def train_vae_on_dsprites(
         checkpoint_dir=run.checkpoints,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        overwrite=overwrite,
         progress=progress,
         callbacks=callbacks,
     )

@@ -252,6 +252,7 @@ def fit(
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
     resume: bool = False,
+    overwrite: bool = False,
     distributed: str | bool = "auto",
     clear_param_store: bool = True,
 ) -> FitResult:
@@ -277,7 +278,8 @@ def fit(
         checkpoint_dir / checkpoint_every / resume: atomic checkpoints every k steps (and at the end);
             ``resume=True`` continues from the latest one, giving the parameters of an uninterrupted run. The
             ELBO, learning rate, optimiser, seed, batch size and ``target.run_config`` (a dict, if the target has
-            one) are stored with each checkpoint; resuming with different ones is refused.
+            one) are stored with each checkpoint; resuming with different ones is refused. A fresh run in a folder
+            that holds checkpoints is refused unless ``overwrite=True`` (which deletes them).
         distributed: ``"auto"`` trains data-parallel when launched by ``torchrun`` with several processes.
         clear_param_store: training always runs in a Pyro param store of its own, and the caller's store is
             never cleared: it is put back afterwards with the fitted parameters added (replacing same-named ones).

@@ -18,6 +18,7 @@ import torch
 from probrep.io.files import atomic_open
 
 _NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
+_TEMPORARY = re.compile(r"^\.checkpoint-\d{8}\.pt\..*\.tmp$")
 FORMAT = 1  # the layout of the state dict the training loop writes
 
 
@@ -49,8 +50,20 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
     return [p for _, p in sorted(found)]
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a writer killed mid-checkpoint left (``.checkpoint-*.pt.*.tmp``, from
+    :func:`~probrep.io.files.atomic_open`); returns what it removed. Call it before a run writes its own."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if _TEMPORARY.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def latest(directory: str | os.PathLike) -> Path | None:

@@ -156,23 +156,27 @@ def _build(run: _Run) -> None:
 
 
 def _resume_or_begin(run: _Run) -> None:
-    """Continue from the latest checkpoint when asked to; otherwise clear an earlier run's checkpoints."""
+    """Continue from the latest checkpoint when asked to. A fresh run in a folder that holds an earlier run's
+    checkpoints is refused unless ``overwrite`` (then they are removed: kept, rotation would delete this run's
+    checkpoints in favour of the earlier run's later steps, and a later resume would continue the wrong run)."""
     directory = run.options.checkpoint_dir
+    if directory is not None and run.rank == 0 and (removed := ckpt.remove_stale_temporaries(directory)):
+        logger.warning("removed %d partial checkpoint file(s) a killed run left in %s", len(removed), directory)
     if run.options.resume:
         found = ckpt.latest(directory)
         if found is None:
-            logger.info("resume=True but no checkpoint in %s: starting from step 0", directory)
+            logger.warning("resume=True but no checkpoint in %s yet: starting from step 0", directory)
         else:
             _resume(run, found)
-    elif directory is not None and run.rank == 0 and (stale := ckpt.list_checkpoints(directory)):
-        logger.warning(
-            "starting a fresh run in %s: removing %d checkpoint(s) of an earlier run (up to %s); "
-            "pass resume=True to continue that run instead",
-            directory,
-            len(stale),
-            stale[-1].name,
-        )
-        ckpt.prune(directory, keep=0)
+    elif directory is not None and (earlier := ckpt.list_checkpoints(directory)):
+        if not run.options.overwrite:
+            raise FileExistsError(
+                f"{directory} holds {len(earlier)} checkpoint(s) of an earlier run (up to {earlier[-1].name}): "
+                "pass resume=True to continue it, or overwrite=True (--overwrite) to start again and delete them"
+            )
+        if run.rank == 0:
+            logger.warning("overwrite=True: removing %d checkpoint(s) of an earlier run in %s", len(earlier), directory)
+            ckpt.prune(directory, keep=0)
 
 
 def _resume(run: _Run, path: Path) -> None:

@@ -39,7 +39,9 @@ class TrainOptions:
         callbacks: called with a :class:`~probrep.training.results.StepInfo` after each step; ``True`` stops.
         checkpoint_dir / checkpoint_every / keep_checkpoints: atomic checkpoints every k steps and at the end,
             keeping the newest few.
-        resume: continue from the latest checkpoint in ``checkpoint_dir`` (else a fresh run clears it).
+        resume: continue from the latest checkpoint in ``checkpoint_dir`` (a warning when there is none yet).
+        overwrite: let a fresh run delete the checkpoints an earlier run left in ``checkpoint_dir``; without it,
+            a fresh run there is refused, so that no one loses a run by forgetting ``resume=True``.
         distributed: "auto" trains data-parallel when ``torchrun`` starts several processes; True requires it.
         description: the progress bar's and log lines' label.
     """
@@ -62,6 +64,7 @@ class TrainOptions:
     checkpoint_every: int | None = None
     keep_checkpoints: int = 2
     resume: bool = False
+    overwrite: bool = False
     distributed: str | bool = "auto"
     description: str = "train"
 
@@ -84,7 +87,7 @@ class TrainOptions:
         if not isinstance(self.device, str | torch.device):
             raise TypeError(f"device must be a string or torch.device, got {type(self.device).__name__}")
         put("seed", _checks.seed(self.seed))
-        for name in ("shuffle", "progress", "resume"):
+        for name in ("shuffle", "progress", "resume", "overwrite"):
             _flag(getattr(self, name), name)
         put("log_every", _checks.integer(self.log_every, "log_every", minimum=0))
         put("callbacks", _callbacks(self.callbacks))
