@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 def lazy_exports(package: str, where: Mapping[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``package``: ``where[name]`` is ``"module"`` (the attribute is that
     module) or ``"module:attribute"``, with absolute module names. The value is looked up on every access and
-    never cached in the package, so a submodule that shares a name with an export cannot hide it."""
+    never cached in the package. No submodule may share a name with an export: importing a submodule sets it as
+    the package's attribute, which Python finds before ``__getattr__`` (tests/test_layout.py checks this)."""
 
     def __getattr__(name: str) -> object:
         target = where.get(name)

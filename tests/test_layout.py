@@ -98,3 +98,27 @@ def test_light_imports():
     assert "jax" not in _loaded_after("import probrep.inference.mcmc.adaptation")
     assert not {"pyro", "jax"} & _loaded_after("import probrep.inference")
     assert "torch" not in _loaded_after("import probrep.cli")  # `probrep --help` answers at once
+
+
+LAZY_PACKAGES = ["probrep.metrics", "probrep.inference", "probrep.inference.mcmc", "probrep.causal"]
+# the exports that are modules: the subpackages of probrep.inference, and probrep.causal's metrics
+MODULE_EXPORTS = {
+    "probrep.inference": {"svi", "mcmc", "langevin", "torch_samplers", "score_matching", "divergences"},
+    "probrep.causal": {"metrics"},
+}
+
+
+@pytest.mark.parametrize("package", [*LAZY_PACKAGES, "probrep.inference.langevin"])
+def test_no_submodule_hides_a_lazy_export(package):
+    """Importing a submodule makes it an attribute of its package, found before the lazy ``__getattr__``: an export
+    named like a submodule would turn into that module once anything imported it (mcmc.sample once did)."""
+    import importlib
+    import pkgutil
+
+    module = importlib.import_module(package)
+    for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+        importlib.import_module(f"{package}.{info.name}")
+    for name in getattr(module, "__all__", ()):
+        is_module = hasattr(getattr(module, name), "__file__")
+        expected = name in MODULE_EXPORTS.get(package, set())
+        assert is_module == expected, f"{package}.{name} is {'a' if is_module else 'not a'} module"

@@ -5,7 +5,7 @@ here because the README has always imported them from this package (``metrics`` 
 from probrep._lazy import lazy_exports
 from probrep.causal.parse import EquationError
 from probrep.causal.scm import SCM, Mechanism
-from probrep.metrics.irs import IRSResult, irs
+from probrep.metrics.robustness import IRSResult, irs
 
 __all__ = ["SCM", "Mechanism", "EquationError", "irs", "IRSResult", "metrics"]
 

@@ -3,7 +3,7 @@
 Arrays in: ``factors [N, K]`` (ground-truth classes) and ``codes [N, D]`` (numpy or torch). The sampled scores
 (BetaVAE, FactorVAE) take a dataset and an encoder instead.
 
-- :mod:`~probrep.metrics.irs`: Interventional Robustness Score (Suter et al. 2019)
+- :mod:`~probrep.metrics.robustness`: Interventional Robustness Score (Suter et al. 2019)
 - :mod:`~probrep.metrics.information`: MIG, modularity, discrete mutual information, Gaussian total correlation
 - :mod:`~probrep.metrics.predictive`: DCI, SAP, explicitness (fitted classifiers: scikit-learn)
 - :mod:`~probrep.metrics.sampled`: BetaVAE and FactorVAE scores
@@ -15,8 +15,8 @@ The modules that need scikit-learn load on first use, so ``import probrep.metric
 from probrep._lazy import lazy_exports
 
 _WHERE = {
-    "IRSResult": "irs",
-    "irs": "irs",
+    "IRSResult": "robustness",
+    "irs": "robustness",
     "MIGResult": "information",
     "ModularityResult": "information",
     "mig": "information",
