@@ -112,3 +112,16 @@ def test_the_annealed_vae_capacity_grows_over_the_run(tmp_path):
     run = train_vae_on_dsprites(tmp_path, model="annealedvae", c_max=8.0, capacity_steps=8, latent_dim=3,
                                 batch_size=8, steps=4, device="cpu", progress=False)  # fmt: skip
     assert run.model.capacity == pytest.approx(4.0)  # linear 0 -> 8 over 8 steps, set after step 4
+
+
+def test_beta_tcvae_weight_from_the_command_line_and_a_zero_weight_loads_back(tmp_path, capsys):
+    from probrep.experiments.vae_dsprites import load_run
+
+    common = ["--latent-dim", "2", "--batch-size", "4", "--steps", "1", "--arch", "mlp", "--device", "cpu",
+              "--no-progress"]  # fmt: skip
+    assert cli.main(["train", "vae", "--model", "betatcvae", "--beta", "8", "--out", str(tmp_path / "a"), *common]) == 0
+    assert "read as --tc-weight 8" in capsys.readouterr().err
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["tc_weight"] == 8.0
+    assert load_run(tmp_path / "a")[0].tc_weight == 8.0
+    assert cli.main(["train", "vae", "--beta", "0", "--out", str(tmp_path / "b"), *common]) == 0
+    assert load_run(tmp_path / "b")[0].beta == 0.0  # a recorded 0 is not replaced by a default

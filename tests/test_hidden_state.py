@@ -90,6 +90,20 @@ def test_an_experiment_leaves_the_callers_generators_and_param_store_alone(seede
     assert pyro.get_param_store().get_param("my_own_parameter") is mine
 
 
+def test_the_air_and_gqn_runs_leave_the_callers_generators_alone(seeded_globals, tmp_path):
+    from probrep.experiments.air import train_air
+    from probrep.experiments.gqn import train_gqn
+
+    tiny_air = {"z_what_dim": 3, "rnn_hidden": 8, "encoder_hidden": 8, "decoder_hidden": 8, "predict_hidden": 8,
+                "baseline_hidden": 8}  # fmt: skip
+    train_air(tmp_path / "air", tier="small", n_train=32, n_test=8, batch_size=8, steps=2, eval_every=2,
+              model_kwargs=tiny_air, device="cpu", progress=False)  # fmt: skip
+    _assert_unchanged(seeded_globals)
+    train_gqn(tmp_path / "gqn", steps=2, batch_size=2, train_scenes=4, test_scenes=4, draw_steps=1, device="cpu",
+              progress=False)  # fmt: skip
+    _assert_unchanged(seeded_globals)
+
+
 def test_no_import_changes_a_process_wide_jax_setting():
     code = (
         "import jax; before = (jax.config.jax_enable_x64, jax.config.jax_platforms); "

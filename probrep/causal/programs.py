@@ -168,14 +168,10 @@ def pyro_sample(scm, n: int, seed: int, device: Any = None) -> dict:
     from pyro import poutine
 
     from probrep.device import resolve_device
+    from probrep.training.rng import forked
 
     dev = resolve_device(device)
-    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     program = make_program(scm, "pyro", device=dev)
-    with torch.random.fork_rng(devices=cuda), torch.no_grad():
-        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: that also queues seeds for CUDA
-        for index in cuda:
-            with torch.cuda.device(index):
-                torch.cuda.manual_seed(seed)
+    with forked(seed, dev), torch.no_grad():
         trace = poutine.trace(program).get_trace(n)
     return {name: trace.nodes[name]["value"] for name in scm.nodes}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from probrep.cli.options import add_training_run, print_files, run_options
 from probrep.experiments.vae_family import MODELS, WEIGHTS
@@ -11,13 +12,13 @@ from probrep.experiments.vae_family import MODELS, WEIGHTS
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "vae",
-        help="train a VAE / beta-VAE / beta-TCVAE / FactorVAE on procedural dSprites",
+        help="train a VAE / beta-VAE / beta-TCVAE / FactorVAE / DIP-VAE-I/II / AnnealedVAE on procedural dSprites",
         description="Train on procedural dSprites; writes checkpoints, loss.png, reconstructions.png, "
         "traversals.png and summary.json into --out.",
     )
     p.add_argument("--model", choices=MODELS, default="vae")
-    p.add_argument("--beta", type=float, default=4.0, help="KL weight of the (beta-)VAE")
-    p.add_argument("--tc-weight", type=float, default=6.0, help="total-correlation weight of beta-TCVAE")
+    p.add_argument("--beta", type=float, default=None, help="KL weight of the (beta-)VAE (default 4)")
+    p.add_argument("--tc-weight", type=float, default=None, help="total-correlation weight of beta-TCVAE (default 6)")
     p.add_argument("--gamma", type=float, default=10.0, help="TC weight of FactorVAE")
     p.add_argument("--lambda-od", type=float, default=10.0, help="off-diagonal weight of DIP-VAE-I/II")
     p.add_argument("--c-max", type=float, default=25.0, help="final capacity (nats) of the AnnealedVAE")
@@ -34,11 +35,18 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from probrep.experiments.vae_dsprites import train_vae_on_dsprites  # loads torch and Pyro: only when run
 
+    beta, tc_weight = args.beta, args.tc_weight
+    if args.model == "betatcvae" and beta is not None:
+        if tc_weight is not None:
+            raise ValueError("--beta is the (beta-)VAE's KL weight: give beta-TCVAE's weight as --tc-weight only")
+        # earlier versions took beta-TCVAE's weight as --beta; keep that meaning rather than ignore it
+        print(f"probrep: note: --beta {beta} with --model betatcvae is read as --tc-weight {beta}", file=sys.stderr)
+        beta, tc_weight = None, beta
     outputs = train_vae_on_dsprites(
         args.out,
         model=args.model,
-        beta=args.beta,
-        tc_weight=args.tc_weight,
+        beta=4.0 if beta is None else beta,
+        tc_weight=6.0 if tc_weight is None else tc_weight,
         lambda_od=args.lambda_od,
         c_max=args.c_max,
         capacity_weight=args.capacity_weight,

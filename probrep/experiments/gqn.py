@@ -70,7 +70,7 @@ def evaluate_gqn(
     totals = {"nelbo": 0.0, "mse": 0.0, "baseline": 0.0}
     count = 0
     try:
-        with seeded(seed):
+        with seeded(seed, next(model.parameters()).device):
             for lo in range(0, len(data), batch_size):
                 rows = list(range(lo, min(lo + batch_size, len(data))))
                 ctx, ctx_v, q_v, q = data.batch(rows, num_context)
@@ -210,7 +210,7 @@ def train_gqn(
     logger.info("after training: %s", after)
 
     trained = run.training_summary(fit, min(batch_size, len(train)))
-    with seeded(seed):  # the samples drawn for the figures
+    with seeded(seed, dev):  # the samples drawn for the figures
         run.files.update(_figures(model, test, run.out))
 
     summary = {

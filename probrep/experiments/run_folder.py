@@ -4,7 +4,6 @@ touching the caller's random generators), where a resumed run starts, the loss c
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ import torch
 from probrep.io.figures import loss_curve
 from probrep.io.json_file import write_json
 from probrep.training import checkpoint as ckpt
+from probrep.training.rng import forked
 
 
 @dataclass
@@ -31,20 +31,12 @@ class RunOutputs:
 
 
 @contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Draw from torch's, numpy's and Python's global generators seeded with ``seed`` inside the block (network
-    initialisation, Pyro programs), and give the caller back their own states afterwards."""
-    numpy_state, python_state = np.random.get_state(), random.getstate()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            np.random.seed(seed % 2**32)
-            random.seed(seed)
-            yield
-    finally:
-        np.random.set_state(numpy_state)
-        random.setstate(python_state)
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Draw from torch's global generators (CPU, and ``device`` when it is CUDA) seeded with ``seed`` inside the
+    block (network initialisation, Pyro programs), and give the caller back their own states afterwards.
+    numpy's and Python's generators are left alone: nothing in probrep draws from them."""
+    with forked(seed, device):
+        yield
 
 
 class RunFolder:

@@ -13,7 +13,7 @@ import torch
 
 from probrep.data import DSprites
 from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
-from probrep.experiments.vae_family import MODELS, WEIGHTS
+from probrep.experiments.vae_family import MODELS, SETTINGS, WEIGHTS
 from probrep.inference import svi
 from probrep.io.figures import image_grid
 from probrep.models import DIPVAE, VAE, AnnealedVAE, BetaTCVAE, FactorVAE
@@ -99,10 +99,10 @@ def train_vae_on_dsprites(
     run = RunFolder(out, resume)
     sprites = DSprites()
     with seeded(seed):  # the networks' initialisation
-        settings = {"beta": beta, "tc_weight": tc_weight, "gamma": gamma, "lambda_od": lambda_od, "c_max": c_max}
-        vae = build_model(
-            model, latent_dim, **settings, capacity_weight=capacity_weight, arch=arch, dataset_size=len(sprites)
-        )
+        given = {"beta": beta, "tc_weight": tc_weight, "gamma": gamma, "lambda_od": lambda_od, "c_max": c_max,
+                 "capacity_weight": capacity_weight}  # fmt: skip
+        settings = {name: given[name] for name in SETTINGS[model]} if model in SETTINGS else {}
+        vae = build_model(model, latent_dim, **settings, arch=arch, dataset_size=len(sprites))
     callbacks = []
     if model == "annealedvae":
         callbacks.append(AnnealAttribute(vae, "capacity", linear_anneal(0.0, c_max, capacity_steps or steps)))
@@ -152,12 +152,13 @@ def train_vae_on_dsprites(
         row_labels=[f"z{d} KL {kl[d]:.2f}" for d in order],
         title="latent traversals from -2.5 to 2.5 (rows sorted by KL)",
     )
-    with seeded(seed + 2), torch.no_grad():  # the draws of z
+    with seeded(seed + 2, fit.device), torch.no_grad():  # the draws of z
         nelbo = float(negative_elbo(vae, held_out).mean())
         objective = svi.make_elbo(None, vae).loss(vae.model, vae.guide, held_out) / len(held_out)
     summary = {
         "model": model,
         WEIGHTS[model]: settings[WEIGHTS[model]],
+        "settings": {**settings, **({"capacity_steps": capacity_steps or steps} if model == "annealedvae" else {})},
         "latent_dim": latent_dim,
         "arch": arch,
         "batch_size": batch_size,
@@ -183,20 +184,22 @@ def load_run(run_dir: str | Path):
     latest = checkpoint.latest(run_dir / "checkpoints")
     if latest is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
-    model = build_model(
-        summary["model"],
-        summary["latent_dim"],
-        # runs written before tc_weight had its own name kept beta-TCVAE's weight under "beta"
-        beta=summary.get("beta") or 1.0,
-        tc_weight=summary.get("tc_weight") or summary.get("beta") or 6.0,
-        gamma=summary.get("gamma") or 10.0,
-        lambda_od=summary.get("lambda_od") or 10.0,
-        c_max=summary.get("c_max") or 25.0,
-        arch=summary["arch"],
-        dataset_size=737_280,
-    )
+    kind = summary["model"]
+    settings = dict(summary.get("settings") or _legacy_settings(summary))
+    settings.pop("capacity_steps", None)  # how the capacity was annealed, not how the model is built
+    model = build_model(kind, summary["latent_dim"], **settings, arch=summary["arch"], dataset_size=737_280)
     state = checkpoint.load(latest)
     if state.get("module") is None:
         raise ValueError(f"checkpoint {latest} holds no module state")
     model.load_state_dict(state["module"])
     return model.eval(), summary
+
+
+def _legacy_settings(summary: dict) -> dict:
+    """The settings of a summary written before runs recorded them: the model's weight at the top level (beta-TCVAE
+    kept its weight under "beta"); absent or null keys take the defaults, a recorded 0 stays 0."""
+    kind = summary["model"]
+    if kind == "betatcvae":
+        weight = summary.get("tc_weight", summary.get("beta"))
+        return {} if weight is None else {"tc_weight": weight}
+    return {name: summary[name] for name in SETTINGS.get(kind, ()) if summary.get(name) is not None}

@@ -11,3 +11,12 @@ WEIGHTS = {
     "dipvae_ii": "lambda_od",
     "annealedvae": "c_max",
 }
+#: every setting each model is built with (recorded in a run's summary, so that the run loads back as trained)
+SETTINGS = {
+    "vae": ("beta",),
+    "betatcvae": ("tc_weight",),
+    "factorvae": ("gamma",),
+    "dipvae_i": ("lambda_od",),
+    "dipvae_ii": ("lambda_od",),
+    "annealedvae": ("c_max", "capacity_weight"),
+}

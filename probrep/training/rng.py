@@ -25,9 +25,11 @@ def _cuda_index(device: torch.device) -> int | None:
 
 
 @contextmanager
-def forked(seed: int, device: torch.device) -> Iterator[None]:
+def forked(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Run the body on torch's global generators seeded with ``seed`` (CPU, and ``device`` when it is CUDA),
-    then restore the states they had before."""
+    then restore the states they had before. The one way probrep draws from torch's global generators (training,
+    Pyro sampling of SCMs, the networks' initialisation in experiments) without touching the caller's."""
+    device = torch.device("cpu") if device is None else device
     index = _cuda_index(device)
     with torch.random.fork_rng(devices=[] if index is None else [index]):
         # not torch.manual_seed: it would also reseed every other CUDA device, outside the fork
