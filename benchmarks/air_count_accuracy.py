@@ -15,8 +15,9 @@ The run is resumable (``--resume`` continues from its last checkpoint). It leave
 (reconstructions with the inferred windows, loss curve, summary) and copies the accuracy curve (PNG + JSON) and
 the reconstructions to benchmarks/results/air_count_accuracy[_TAG].{png,json} and ..._reconstructions.png.
 The JSON also holds two diagnostics of the final model on the held-out scenes: the ELBO with the count forced
-to 0..N per true count (AIR.count_elbo) and the fraction of present windows that draw nothing, with the accuracy
-of counting only the windows that draw something (AIR.ghost_windows).
+to 0..N per true count (probrep.models.air.diagnostics.count_elbo) and the fraction of present windows that draw
+nothing, with the accuracy
+of counting only the windows that draw something (diagnostics.ghost_windows).
 """
 
 from __future__ import annotations

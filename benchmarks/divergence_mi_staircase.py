@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from probrep import divergences as dv
 from probrep.device import resolve_device
-from probrep.io.figures import save_figure, write_json
+from probrep.io.figures import save_figure
+from probrep.io.json_file import write_json
 
 LEVELS = (2.0, 4.0, 6.0, 8.0, 10.0)
 DIM, BATCH = 20, 64

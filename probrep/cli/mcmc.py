@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from probrep.cli.options import add_progress, add_seed
+
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -26,8 +28,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--posteriordb", default=None, help="folder (default: $PROBREP_POSTERIORDB or ../shared/posteriordb)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_seed(p)
+    add_progress(p)
     p.set_defaults(run=run)
 
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 
 
+def add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same numbers on the same machine")
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def add_compute(p: argparse.ArgumentParser) -> None:
     """``--device``, ``--seed`` and ``--no-progress``."""
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_seed(p)
+    add_progress(p)
 
 
 def add_training_run(p: argparse.ArgumentParser, *, checkpoint_every: int) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from probrep.causal.scm import SCM
+from probrep.cli.options import add_seed
 from probrep.io.files import atomic_open
 
 
@@ -93,7 +94,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--do", action="append", default=[], metavar="NODE=VALUE",
                         help="a number (hard), or an equation such as 'X+1' or 'Normal(3,1)'")  # fmt: skip
     sample.add_argument("--backend", choices=["numpyro", "pyro", "numpy"], default="numpyro")
-    sample.add_argument("--seed", type=int, default=0)
+    add_seed(sample)
     sample.add_argument("--out", required=True, help="CSV file to write")
     graph = scm_sub.add_parser("graph", help="draw the causal graph as PNG")
     graph.add_argument("file")

@@ -17,7 +17,7 @@ from probrep.experiments.vae_family import MODELS, SETTINGS, WEIGHTS
 from probrep.inference import svi
 from probrep.io.figures import image_grid
 from probrep.models import DIPVAE, VAE, AnnealedVAE, BetaTCVAE, FactorVAE
-from probrep.models.vae import gaussian_kl
+from probrep.models.vae import kl_to_standard_normal
 from probrep.training import checkpoint
 from probrep.training.schedules import AnnealAttribute, linear_anneal
 
@@ -62,7 +62,7 @@ def negative_elbo(model: VAE, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         loc, scale = model.posterior(x)
         z = loc + scale * torch.randn_like(loc)
-        return -model.likelihood_dist(z).log_prob(x) + gaussian_kl(loc, scale)
+        return -model.likelihood_dist(z).log_prob(x) + kl_to_standard_normal(loc, scale)
 
 
 def train_vae_on_dsprites(

@@ -11,6 +11,8 @@ Fitting (:func:`probrep.inference.score_matching.fit_score_model`) and sampling
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -78,10 +80,13 @@ _MOVED = ("fit_score_model", "annealed_langevin", "OBJECTIVES")
 
 
 def __getattr__(name: str):
-    # Not a re-export: models never import inference. Say where the name went instead of a bare AttributeError.
+    # A deprecated alias, kept because the README once imported these from here: fitting and sampling live in
+    # probrep.inference.score_matching, and a model module never imports inference at import time.
     if name in _MOVED:
-        raise AttributeError(
-            f"probrep.models.ebm.{name} moved to probrep.inference.score_matching.{name} "
-            "(fitting and sampling live in inference; models hold only the networks)"
+        warnings.warn(
+            f"probrep.models.ebm.{name} moved to probrep.inference.score_matching.{name}",
+            DeprecationWarning,
+            stacklevel=2,
         )
+        return getattr(importlib.import_module("probrep.inference.score_matching"), name)
     raise AttributeError(f"module 'probrep.models.ebm' has no attribute {name!r}")

@@ -30,7 +30,7 @@ from probrep.models.layers import make_encoder_decoder, mlp
 _LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-def gaussian_kl(loc: torch.Tensor, scale: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+def kl_to_standard_normal(loc: torch.Tensor, scale: torch.Tensor, reduce: bool = True) -> torch.Tensor:
     """``KL(N(loc, scale^2) || N(0, I))`` per example ``[N]`` (``reduce=False``: per dimension ``[N, D]``)."""
     kl = 0.5 * (loc**2 + scale**2 - 1.0 - 2.0 * torch.log(scale))
     return kl.sum(-1) if reduce else kl
@@ -135,7 +135,7 @@ class VAE(nn.Module):
     def kl_per_dimension(self, x: torch.Tensor) -> torch.Tensor:
         """``KL(q(z_d|x) || N(0, 1))`` in closed form, ``[N, latent_dim]``: which dimensions carry information."""
         loc, scale = self.posterior(x)
-        return gaussian_kl(loc, scale, reduce=False)
+        return kl_to_standard_normal(loc, scale, reduce=False)
 
     # ------------------------------------------------------------------------------------------------- utils
     @torch.no_grad()

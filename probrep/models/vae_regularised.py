@@ -20,7 +20,7 @@ import pyro
 import torch
 
 from probrep._checks import one_of, real
-from probrep.models.vae import VAE, gaussian_kl
+from probrep.models.vae import VAE, kl_to_standard_normal
 
 DIP_TYPES = ("i", "ii")
 
@@ -81,6 +81,6 @@ class AnnealedVAE(VAE):
         self.capacity = real(capacity, "capacity", nonnegative=True)
 
     def guide_penalty(self, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
-        kl = gaussian_kl(loc, scale).mean()
+        kl = kl_to_standard_normal(loc, scale).mean()
         penalty = self.capacity_weight * (kl - self.capacity).abs()
         pyro.factor("capacity_penalty", x.shape[0] * penalty, has_rsample=True)

@@ -1,5 +1,6 @@
-"""Score matching: the objectives (torch in ``objectives``, JAX in ``objectives_jax``, loaded on first use),
-fitting a model with them (``fitting``) and sampling a noise-conditional score (``annealed``).
+"""Score matching: the objectives (torch in ``objectives``; JAX in ``objectives_jax``, imported by name, so that
+torch users never load JAX), fitting a model with them (``fitting``) and sampling a noise-conditional score
+(``annealed``).
 
     from probrep.inference import score_matching as sm
     loss = sm.denoising(model.score, x, sm.geometric_sigmas(20.0, 0.5, 10))

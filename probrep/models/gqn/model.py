@@ -124,7 +124,8 @@ class GQN(nn.Module):
         steps: L, the DRAW steps (12 in the paper).
         share_cores: one inference and one generator ConvLSTM for all steps, or one per step.
         kernel_size: of the ConvLSTMs and the prior / posterior convolutions (5 in the paper).
-        sigma: the pixel standard deviation (annealed during training by :class:`PixelSigmaAnnealing`).
+        sigma: the pixel standard deviation (annealed during training by
+            :class:`probrep.training.schedules.AnnealAttribute`).
         checkpoint_steps: activation checkpointing per DRAW step (less memory for long L).
         reuse_guide_states: let the model reuse the generator states the guide computed (see module doc).
         name: prefix of the Pyro parameter names.
