@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from probrep._checks import integer
 from probrep.data.objects import MultiObjects, Scenes
 from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
 from probrep.inference import svi
@@ -50,9 +51,7 @@ class CountAccuracyLogger:
         path: str | os.PathLike | None = None,
         history: Sequence[dict[str, Any]] = (),
     ):
-        if int(every) < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        self.air, self.images, self.counts, self.every = air, images, counts, int(every)
+        self.air, self.images, self.counts, self.every = air, images, counts, integer(every, "every")
         self.path = None if path is None else Path(path)
         self.history: list[dict[str, Any]] = list(history)
 
@@ -174,10 +173,8 @@ def train_air(
     run = RunFolder(out, resume)
     if (z_pres_prior_final is None) != (anneal_steps is None):
         raise ValueError("give both z_pres_prior_final and anneal_steps to anneal the count prior, or neither")
-    if int(eval_every) < 1:
-        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-    if int(n_test) < 1:
-        raise ValueError(f"n_test must be >= 1, got {n_test}")
+    integer(eval_every, "eval_every")
+    integer(n_test, "n_test")
     generator = MultiObjects.tier(tier, max_objects=max_objects)
     train = generator.sample(n_train, seed=seed)
     test = generator.sample(n_test, seed=seed + 1_000_003)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from probrep._checks import integer, one_of
 from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
 from probrep.device import resolve_device
@@ -133,11 +134,9 @@ def train_gqn(
     scenes is recorded every so many steps (``summary["test_mse_curve"]``). Files in ``out``:
     ``checkpoints/``, ``loss.png``, ``predictions.png``, ``samples.png``, ``summary.json``.
     """
-    if tier not in TIERS:
-        raise ValueError(f"unknown tier {tier!r}: expected one of {sorted(TIERS)}")
+    one_of(tier, "tier", TIERS)
     for arg, value in {"steps": steps, "train_scenes": train_scenes, "test_scenes": test_scenes}.items():
-        if int(value) < 1:
-            raise ValueError(f"{arg} must be >= 1, got {value}")
+        integer(value, arg)
     settings = TIERS[tier]
     batch_size = int(batch_size or settings["batch_size"])
     lr = float(lr or settings["lr"])

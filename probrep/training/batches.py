@@ -76,9 +76,7 @@ class _BatchPlan:
     def __init__(self, size: int, batch_size: int | None, seed: int, shuffle: bool, rank: int, world: int):
         self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
         self.local = size // world
-        batch_size = self.local if batch_size is None else batch_size  # None: the full batch
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = self.local if batch_size is None else batch_size  # None: the full batch (options checked it)
         self.batch_size = min(batch_size, self.local) if size else 0
         self.per_epoch = self.local // self.batch_size if size else 0
         if size and self.per_epoch == 0:

@@ -24,7 +24,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model
 from numpyro.util import identity, is_prng_key, not_jax_tracer
 
-from probrep._checks import probability, real
+from probrep._checks import integer, probability, real
 from probrep.inference.mcmc import adaptation as adapt
 from probrep.inference.mcmc.constants import OPTIMAL_MALA_ACCEPTANCE
 from probrep.inference.mcmc.langevin import LangevinState, find_reasonable_step_size, init, step
@@ -120,9 +120,7 @@ class MALA(MCMCKernel):
 
     def init(self, rng_key, num_warmup, init_params=None, model_args=(), model_kwargs=None):
         model_kwargs = {} if model_kwargs is None else model_kwargs
-        num_warmup = int(num_warmup)
-        if num_warmup < 0:
-            raise ValueError(f"num_warmup must be >= 0, got {num_warmup}")
+        num_warmup = integer(num_warmup, "num_warmup", minimum=0)
         batched = not is_prng_key(rng_key)
         if batched:
             rng_key, key_model = jnp.swapaxes(jax.vmap(random.split)(rng_key), 0, 1)

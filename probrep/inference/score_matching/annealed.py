@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from probrep._checks import integer, real
 from probrep.device import resolve_device
 
 
@@ -32,8 +33,8 @@ def annealed_langevin(
     sig = torch.as_tensor(sigmas, dtype=x0.dtype).reshape(-1)
     if sig.numel() == 0 or not bool((sig > 0).all()):
         raise ValueError(f"sigmas must be positive, got {sigmas}")
-    if not epsilon > 0 or int(steps_per_level) < 1:
-        raise ValueError("epsilon must be > 0 and steps_per_level >= 1")
+    real(epsilon, "epsilon", positive=True)
+    steps_per_level = integer(steps_per_level, "steps_per_level")
     dev = x0.device if device is None else resolve_device(device)
     x = x0.to(dev).clone()
     sig = sig.to(dev)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from pyro import poutine
 
+from probrep._checks import integer
 from probrep.models.air.model import AIR, AIRInference
 
 
@@ -78,10 +79,9 @@ def count_elbo(air: AIR, x: torch.Tensor, count: int, num_samples: int = 8) -> t
     the guide. Comparing counts shows which explanation the objective itself prefers, apart from the
     guide's ``z_pres`` (a model that over-counts because extra windows raise the ELBO needs a stronger
     count prior; one whose single windows explain an object badly sits in a local optimum)."""
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= air.num_steps:
+    if integer(count, "count", minimum=0) > air.num_steps:
         raise ValueError(f"count must be an integer in [0, {air.num_steps}], got {count!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    integer(num_samples, "num_samples")
     images = air._images(x)
     b = images.shape[0]
     forced = {f"z_pres_{t}": images.new_full((b,), float(t < count)) for t in range(air.num_steps)}

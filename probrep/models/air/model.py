@@ -32,17 +32,16 @@ The model decodes and writes all N windows in one batched call.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probrep._checks import integer, one_of, real
 from probrep.models.air.networks import Baseline, ImageLSTMCell
 from probrep.models.air.priors import COUNT_PRIORS, count_prior_step_probs
 from probrep.models.air.spatial import image_to_window, window_to_image, z_where_to_boxes
@@ -124,18 +123,16 @@ class AIR(nn.Module):
             "decoder_hidden": decoder_hidden,
         }
         for key, value in {**sizes, "predict_hidden": predict_hidden, "baseline_hidden": baseline_hidden}.items():
-            minimum = 0 if key in ("predict_hidden", "baseline_hidden") else 1
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+            try:
+                integer(value, key, minimum=0 if key in ("predict_hidden", "baseline_hidden") else 1)
+            except TypeError as exc:  # a float or a bool where a size belongs: a bad value like any other
+                raise ValueError(str(exc)) from exc
         if len(tuple(scale_prior)) != 2 or not (scale_prior[0] > 0 and scale_prior[1] > 0):
             raise ValueError(f"scale_prior must be (mean > 0, sd > 0), got {scale_prior!r}")
-        for key, value in (("position_prior_sd", position_prior_sd), ("likelihood_scale", likelihood_scale)):
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
-        if count_prior not in COUNT_PRIORS:
-            raise ValueError(f"unknown count_prior {count_prior!r}: expected one of {COUNT_PRIORS}")
-        if guide_input not in GUIDE_INPUTS:
-            raise ValueError(f"unknown guide_input {guide_input!r}: expected one of {GUIDE_INPUTS}")
+        real(position_prior_sd, "position_prior_sd", positive=True)
+        real(likelihood_scale, "likelihood_scale", positive=True)
+        one_of(count_prior, "count_prior", COUNT_PRIORS)
+        one_of(guide_input, "guide_input", GUIDE_INPUTS)
         self.guide_input = guide_input
         self.image_size, self.window_size, self.num_steps = int(image_size), int(window_size), int(num_steps)
         self.z_what_dim = int(z_what_dim)

@@ -20,7 +20,6 @@ representation network (a third of a small-tier step on the CPU) and changes no 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probrep._checks import integer, one_of, real
 from probrep.models.gqn.convdraw import ConvDRAW, GeneratorState
 
 REPRESENTATIONS = ("tower", "pool", "pyramid")
@@ -161,14 +161,14 @@ class GQN(nn.Module):
             "z_channels": z_channels,
             "steps": steps,
         }.items():
-            if int(value) != value or int(value) < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value}")
+            try:
+                integer(value, arg)
+            except TypeError as exc:
+                raise ValueError(str(exc)) from exc
         if image_size % 4:
             raise ValueError(f"image_size must be divisible by 4 (the generator grid is 1/4 of it), got {image_size}")
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f"unknown representation {representation!r}: expected one of {REPRESENTATIONS}")
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
+        one_of(representation, "representation", REPRESENTATIONS)
+        real(sigma, "sigma", positive=True)
         self.image_shape = (int(image_channels), int(image_size), int(image_size))
         self.viewpoint_dim, self.representation_kind = int(viewpoint_dim), representation
         self.r_channels, self.steps, self.sigma = int(r_channels), int(steps), float(sigma)
