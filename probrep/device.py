@@ -52,9 +52,20 @@ def jax_platform() -> str:
     return jax.default_backend()
 
 
+def _version(distribution: str) -> str:
+    """The installed version of a distribution, read from its metadata (nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def describe() -> dict[str, str]:
     """A short report of what this machine offers, for ``probrep info`` and bug reports."""
-    report = {
+    report = {name: _version(name) for name in ("probrep", "pyro-ppl", "numpyro", "jaxlib")}
+    report |= {
         "torch": torch.__version__,
         "torch_device_auto": str(resolve_device("auto")),
         "cuda_devices": str(torch.cuda.device_count()),

@@ -38,7 +38,11 @@ def test_cli_version_and_help(capsys):
         cli.main(["--version"])
     assert stop.value.code == 0 and __version__ in capsys.readouterr().out
     assert cli.main([]) == 0 and "train" in capsys.readouterr().out
-    assert cli.main(["info"]) == 0 and "torch_device_auto" in capsys.readouterr().out
+    assert cli.main(["info"]) == 0
+    shown = capsys.readouterr().out
+    for name in ("torch_device_auto", "probrep", "pyro-ppl", "numpyro", "jax", "torch"):
+        assert name in shown, name
+    assert "not installed" not in shown.split("pyro-ppl")[1].splitlines()[0]
 
 
 def test_cli_train_vae_writes_outputs_and_resumes(tmp_path, capsys):
