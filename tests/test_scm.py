@@ -265,3 +265,10 @@ def test_cli_sample_with_interventions_and_graph(tmp_path, capsys):
     bad.write_text('{"format": 1, "nodes": [{"name": "X", "equation": "__import__(\'os\')"}]}')
     assert cli.main(["scm", "sample", str(bad), "--out", str(out)]) == 2
     assert "'__import__'" in capsys.readouterr().err
+
+
+def test_a_misspelt_name_lists_the_distributions_and_suggests_the_nearest():
+    with pytest.raises(EquationError, match=r"'Normall'; did you mean 'Normal'\?.*distributions: .*Laplace"):
+        SCM.from_equations({"X": "Normall(0, 1)"})
+    with pytest.raises(EquationError, match=r"did you mean 'sigmoid'\?"):
+        SCM.from_equations({"X": "Normal(0, 1)", "Y": "sigmoide(X) + Normal(0, 1)"})

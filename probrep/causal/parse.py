@@ -15,6 +15,7 @@ how it is reparameterised is declared once, in :mod:`probrep.causal.distribution
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 from dataclasses import dataclass
 
@@ -240,7 +241,14 @@ class _Translator:
             cond, a, b = (self.visit(x) for x in tree.args)
             return sp.Piecewise((a, cond), (b, True))
         if fname not in FUNCTIONS:
-            raise self.fail(f"unknown function {fname!r}; allowed: {', '.join(sorted(FUNCTIONS))}, where", tree)
+            known = [*sorted(FUNCTIONS), "where"]
+            near = difflib.get_close_matches(fname, [*known, *FAMILIES], n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise self.fail(
+                f"unknown function {fname!r}; {hint}functions: {', '.join(known)}; "
+                f"distributions: {', '.join(sorted(FAMILIES))}",
+                tree,
+            )
         args = [self.visit(a) for a in tree.args]
         if fname in ("min", "max"):
             if len(args) < 2:
