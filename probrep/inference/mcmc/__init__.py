@@ -1,6 +1,7 @@
 """MCMC on NumPyro programs and JAX log densities.
 
-- ``sample`` (NUTS, HMC, MALA, ULA -> arviz InferenceData) and its summaries: :mod:`.sampling`;
+- ``sample`` (NUTS, HMC, MALA, ULA -> arviz InferenceData): :mod:`.sampling`; its summaries and the checks that
+  say when draws are not usable (``diagnose``, ``MCMCWarning``): :mod:`.diagnostics`;
 - ``MALA`` / ``ULA``, NumPyro kernels: :mod:`.kernels`, thin adapters over the pure JAX ``init`` / ``step``
   of :mod:`.langevin`;
 - ``window_adaptation``, the same warm-up without NumPyro: :mod:`.window`;
@@ -14,9 +15,11 @@ submodule never hides an export.
 
 from probrep._lazy import lazy_exports
 
-_SAMPLING = ("sample", "make_kernel", "summary", "format_summary", "print_summary", "KERNELS", "CHAIN_METHODS")
+_SAMPLING = ("sample", "make_kernel", "KERNELS", "CHAIN_METHODS")
+_SUMMARY = ("summary", "format_summary", "print_summary", "diagnose", "MCMCWarning")
 _EXPORTS = {
     **{name: f"probrep.inference.mcmc.sampling:{name}" for name in _SAMPLING},
+    **{name: f"probrep.inference.mcmc.diagnostics:{name}" for name in _SUMMARY},
     "MALA": "probrep.inference.mcmc.kernels:MALA",
     "ULA": "probrep.inference.mcmc.kernels:ULA",
     "window_adaptation": "probrep.inference.mcmc.window:window_adaptation",

@@ -20,14 +20,14 @@ The result has ``posterior`` (constrained sites and deterministic sites, [chain,
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, TextIO
+from typing import Any
 
 import arviz as az
 import jax
@@ -45,8 +45,9 @@ from tqdm.auto import tqdm
 from probrep._checks import integer, one_of
 from probrep._checks import seed as check_seed
 from probrep.inference.mcmc.kernels import MALA, ULA
+from probrep.inference.mcmc.diagnostics import MCMCWarning, diagnose
 
-__all__ = ["sample", "make_kernel", "summary", "format_summary", "print_summary", "KERNELS", "CHAIN_METHODS"]
+__all__ = ["sample", "make_kernel", "KERNELS", "CHAIN_METHODS"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +251,7 @@ def sample(
     """
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro program, got {type(model).__name__}")
+    _refuse_torch_programs(model, args, kwargs)
     num_warmup = integer(num_warmup, "num_warmup", minimum=0)
     num_samples = integer(num_samples, "num_samples")
     num_chains = integer(num_chains, "num_chains")
@@ -261,6 +263,12 @@ def sample(
     kernel_name = kernel.lower() if isinstance(kernel, str) else type(kernel).__name__
     sampler = make_kernel(kernel, model, **(kernel_kwargs or {}))
     trace = _prototype_trace(model, args, kwargs)
+    if not any(site["type"] == "sample" and not site.get("is_observed") for site in trace.values()):
+        raise ValueError(
+            "mcmc.sample: the model declared no latent numpyro.sample site, so there is nothing to sample. A Pyro "
+            "(torch) program calls pyro.sample, which NumPyro does not see: write it with numpyro.sample, or "
+            "sample a torch energy with probrep.inference.langevin.langevin / hmc (torch_samplers.pyro_potential)"
+        )
     if init_params is not None:
         init_params = _check_init_params(init_params, trace, num_chains)
     if chain_method == "parallel" and num_chains > 1 and jax.local_device_count() < num_chains:
@@ -325,6 +333,8 @@ def sample(
     for group in ("posterior", "sample_stats"):
         idata[group].attrs.update(attrs)
     divergences = int(np.sum(sample_stats.get("diverging", 0)))
+    for problem in diagnose(idata):
+        warnings.warn(f"mcmc.sample ({kernel_name}): {problem}", MCMCWarning, stacklevel=2)
     logger.info(
         "%s: %d chains, %d divergences; compile %.2fs, warm-up %.2fs, sampling %.2fs",
         kernel_name,
@@ -335,6 +345,22 @@ def sample(
         timing["sampling"],
     )
     return idata
+
+
+def _refuse_torch_programs(model: Callable, args: tuple, kwargs: dict) -> None:
+    """A Pyro (torch) program would fail deep inside NumPyro (``KeyError: 'posterior'``): say what to pass."""
+
+    torch = sys.modules.get("torch")
+    arrays = [*args, *kwargs.values()]
+    if isinstance(model, getattr(sys.modules.get("torch.nn"), "Module", ())) or (
+        torch is not None and any(torch.is_tensor(a) for a in arrays)
+    ):
+        raise TypeError(
+            "mcmc.sample runs NumPyro programs on JAX arrays; this looks like a Pyro (torch) program or torch data. "
+            "Write the model with numpyro.sample and pass numpy/JAX arrays, or sample a torch energy with "
+            "probrep.inference.langevin.langevin / hmc (probrep.inference.torch_samplers.pyro_potential turns a "
+            "Pyro model into one)"
+        )
 
 
 def _compile(fn: Callable, state: Any, chunk: int, parallel: bool = False):
@@ -404,41 +430,3 @@ def _run_batched(sampler, keys, init_params, args, kwargs, num_warmup, num_sampl
         return jax.tree.map(lambda v: np.moveaxis(v, chain_axis, 0) if chain_axis else v, tree)
 
     return chains_first(warm), chains_first(stats), chains_first(draws)
-
-
-# ----------------------------------------------------------------------------------------------- summary
-def summary(idata: az.InferenceData, var_names: list[str] | None = None) -> Any:
-    """arviz's summary table: mean, sd, HDI, MCSE, bulk and tail ESS, R-hat (a pandas DataFrame)."""
-    return az.summary(idata, var_names=var_names)
-
-
-def format_summary(idata: az.InferenceData, var_names: list[str] | None = None) -> str:
-    """The summary table, then divergences, gradient evaluations and the time split, as text."""
-    out = io.StringIO()
-    table = summary(idata, var_names)
-    out.write(table.to_string())
-    out.write("\n")
-    attrs = dict(idata.posterior.attrs)
-    if "sample_stats" in idata.groups():
-        stats = idata.sample_stats
-        if "diverging" in stats:
-            n = int(stats["diverging"].sum())
-            total = int(stats["diverging"].size)
-            out.write(f"divergences: {n} of {total} draws (warm-up: {attrs.get('warmup_divergences', 'n/a')})\n")
-        if "acceptance_rate" in stats:
-            out.write(f"mean acceptance: {float(stats['acceptance_rate'].mean()):.3f}\n")
-    if "grad_evals_sampling" in attrs:
-        out.write(
-            f"gradient evaluations: {attrs['grad_evals_warmup']} warm-up + {attrs['grad_evals_sampling']} sampling\n"
-        )
-    if "compile_seconds" in attrs:
-        out.write(
-            f"time: compile {attrs['compile_seconds']:.2f} s, warm-up {attrs['warmup_seconds']:.2f} s, "
-            f"sampling {attrs['sampling_seconds']:.2f} s (total {attrs['total_seconds']:.2f} s)\n"
-        )
-    return out.getvalue()
-
-
-def print_summary(idata: az.InferenceData, var_names: list[str] | None = None, file: TextIO | None = None) -> None:
-    """Print :func:`format_summary` (to ``file``, default stdout)."""
-    print(format_summary(idata, var_names), file=file or sys.stdout, end="")
