@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 
 from probrep._checks import integer, one_of
 from probrep._checks import seed as check_seed
-from probrep.inference.mcmc.kernels import MALA, ULA
 from probrep.inference.mcmc.diagnostics import MCMCWarning, diagnose
+from probrep.inference.mcmc.kernels import MALA, ULA
 
 __all__ = ["sample", "make_kernel", "KERNELS", "CHAIN_METHODS"]
 
