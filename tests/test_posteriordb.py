@@ -119,3 +119,17 @@ def test_mala_dense_long_matches_reference_all_eight(name):
     assert report.passed, report.table()
     if name != "gp_pois_regr-gp_pois_regr":
         assert report.min_ess > 1000, report.table()
+
+
+@needs_data
+def test_the_cli_does_not_pass_a_posterior_whose_chains_are_unusable(capsys):
+    from probrep import cli
+
+    args = ["mcmc", "eight_schools-eight_schools_noncentered", "--kernel", "mala", "--warmup", "50", "--samples",
+            "40", "--chains", "2", "--no-progress"]  # fmt: skip
+    before = jax.config.jax_enable_x64
+    with pytest.warns(UserWarning):  # mcmc.sample's MCMCWarning
+        code = cli.main(args)
+    assert jax.config.jax_enable_x64 == before  # float64 for the command only
+    out = capsys.readouterr().out
+    assert code == 1 and "not passed: the chains are not usable" in out and "0/1 posteriors" in out
