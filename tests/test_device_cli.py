@@ -129,3 +129,18 @@ def test_beta_tcvae_weight_from_the_command_line_and_a_zero_weight_loads_back(tm
     assert load_run(tmp_path / "a")[0].tc_weight == 8.0
     assert cli.main(["train", "vae", "--beta", "0", "--out", str(tmp_path / "b"), *common]) == 0
     assert load_run(tmp_path / "b")[0].beta == 0.0  # a recorded 0 is not replaced by a default
+
+
+def test_every_option_has_a_help_line_and_shows_its_default():
+    import argparse
+
+    parser = cli.build_parser()
+    parsers = [parser]
+    while parsers:
+        current = parsers.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif not isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                assert action.help, f"{current.prog} {action.option_strings or action.dest} has no help line"
+        assert current.formatter_class is argparse.ArgumentDefaultsHelpFormatter, current.prog

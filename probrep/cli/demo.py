@@ -13,8 +13,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo", help="the flagship pipeline: VAE vs beta-VAE on procedural dSprites, scored by IRS, MIG, DCI, ..."
     )
-    demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--steps", type=int, default=1500)
+    demo.add_argument("--out", default="runs/demo", help="output folder")
+    demo.add_argument("--steps", type=int, default=1500, help="training steps per model")
     add_compute(demo)
     demo.set_defaults(run=run)
 

@@ -13,7 +13,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--metrics", default="irs,irs_interventional,mig,dci,factor_vae",
                     help="comma-separated: irs, irs_interventional, mig, dci, sap, factor_vae, beta_vae, modularity, "
                     "gaussian_tc, or 'all'")  # fmt: skip
-    ev.add_argument("--num-points", type=int, default=10_000)
+    ev.add_argument("--num-points", type=int, default=10_000, help="observational points drawn for the array metrics")
     ev.add_argument("--votes", type=int, nargs=2, default=[10_000, 5_000], metavar=("TRAIN", "EVAL"),
                     help="votes of the FactorVAE / BetaVAE score protocols")  # fmt: skip
     add_compute(ev)

@@ -27,7 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
         family.add(train_sub)
     for command in (mcmc, scm, evaluate, demo):
         command.add(sub)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every parser's --help lists each option's default beside its help line."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

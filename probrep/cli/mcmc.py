@@ -20,11 +20,16 @@ def add(sub: argparse._SubParsersAction) -> None:
         "z-score validation of every parameter's mean and sd against the reference draws.",
     )
     p.add_argument("posteriors", nargs="*", help="posteriordb names (default: all available)")
-    p.add_argument("--kernel", choices=["nuts", "hmc", "mala", "ula"], default="nuts")
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--chain-method", choices=["sequential", "vectorized", "parallel"], default="sequential")
+    p.add_argument("--kernel", choices=["nuts", "hmc", "mala", "ula"], default="nuts", help="MCMC kernel")
+    p.add_argument("--warmup", type=int, default=1000, help="warm-up steps per chain")
+    p.add_argument("--samples", type=int, default=1000, help="kept draws per chain")
+    p.add_argument("--chains", type=int, default=4, help="number of chains")
+    p.add_argument(
+        "--chain-method",
+        choices=["sequential", "vectorized", "parallel"],
+        default="sequential",
+        help="how chains run: one after another, vmapped, or on several devices",
+    )
     p.add_argument("--dense-mass", action="store_true", help="dense inverse mass matrix")
     p.add_argument("--float32", action="store_true", help="single precision (default: float64, as Stan)")
     p.add_argument(

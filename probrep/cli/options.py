@@ -24,7 +24,9 @@ def add_training_run(p: argparse.ArgumentParser, *, checkpoint_every: int) -> No
     """What every ``train`` subcommand takes besides its model's settings: the output folder, checkpoints,
     resume, and the compute options."""
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--checkpoint-every", type=int, default=checkpoint_every)
+    p.add_argument(
+        "--checkpoint-every", type=int, default=checkpoint_every, help="write a checkpoint every this many steps"
+    )
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="start again in an --out that holds checkpoints")
     add_compute(p)

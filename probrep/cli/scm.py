@@ -90,15 +90,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     scm_sub = scm.add_subparsers(dest="scm_command", metavar="ACTION", required=True)
     sample = scm_sub.add_parser("sample", help="sample an SCM (optionally intervened) to CSV")
     sample.add_argument("file", help='JSON: {"format": 1, "nodes": [{"name": "X", "equation": "..."}, ...]}')
-    sample.add_argument("--n", type=int, default=1000)
+    sample.add_argument("--n", type=int, default=1000, help="rows to draw")
     sample.add_argument("--do", action="append", default=[], metavar="NODE=VALUE",
                         help="a number (hard), or an equation such as 'X+1' or 'Normal(3,1)'")  # fmt: skip
-    sample.add_argument("--backend", choices=["numpyro", "pyro", "numpy"], default="numpyro")
+    sample.add_argument("--backend", choices=["numpyro", "pyro", "numpy"], default="numpyro", help="sampling program")
     add_seed(sample)
     sample.add_argument("--out", required=True, help="CSV file to write")
     graph = scm_sub.add_parser("graph", help="draw the causal graph as PNG")
-    graph.add_argument("file")
-    graph.add_argument("--out", required=True)
+    graph.add_argument("file", help="SCM JSON file")
+    graph.add_argument("--out", required=True, help="PNG file to write")
     scm.set_defaults(run=run)
 
 

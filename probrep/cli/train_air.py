@@ -14,10 +14,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Train AIR on procedural scenes; writes checkpoints, loss.png, count_accuracy.png/.json, "
         "reconstructions.png (inferred windows drawn) and summary.json into --out.",
     )
-    p.add_argument("--steps", type=int, default=5000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--baseline-lr", type=float, default=1e-2)
+    p.add_argument("--steps", type=int, default=5000, help="optimisation steps")
+    p.add_argument("--batch-size", type=int, default=64, help="scenes per step")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--baseline-lr", type=float, default=1e-2, help="learning rate of the neural baselines")
     p.add_argument("--z-pres-prior", type=float, default=0.01, help="k of the count prior P(n) ~ k^n")
     p.add_argument("--z-pres-prior-final", type=float, default=None, help="anneal k to this value ...")
     p.add_argument("--anneal-steps", type=int, default=None, help="... over this many steps")
@@ -29,11 +29,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="residual: each step reads what earlier steps left unexplained (Difference AIR); image: the whole "
         "image at every step (original AIR)",
     )
-    p.add_argument("--max-objects", type=int, default=2, choices=[1, 2, 3])
-    p.add_argument("--tier", choices=["standard", "small"], default="standard")
-    p.add_argument("--n-train", type=int, default=20000)
-    p.add_argument("--n-test", type=int, default=1000)
-    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--max-objects", type=int, default=2, choices=[1, 2, 3], help="most objects in a scene")
+    p.add_argument(
+        "--tier", choices=["standard", "small"], default="standard", help="scene size: standard 50x50, small for tests"
+    )
+    p.add_argument("--n-train", type=int, default=20000, help="training scenes")
+    p.add_argument("--n-test", type=int, default=1000, help="held-out scenes")
+    p.add_argument("--eval-every", type=int, default=250, help="held-out count accuracy every this many steps")
     add_training_run(p, checkpoint_every=500)
     p.set_defaults(run=run)
 

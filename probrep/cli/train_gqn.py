@@ -15,17 +15,24 @@ def add(sub: argparse._SubParsersAction) -> None:
         "summary.json (held-out ELBO, bits/dim, novel-view MSE vs the context-mean baseline) into --out.",
     )
     p.add_argument("--tier", choices=["small", "paper"], default="small", help="small: 32x32, CPU; paper: 64x64")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=3000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=None, help="default: 16 (small), 36 (paper)")
     p.add_argument("--lr", type=float, default=None, help="start of the linear annealing (small 1e-3, paper 5e-4)")
-    p.add_argument("--lr-end", type=float, default=None)
-    p.add_argument("--sigma-start", type=float, default=2.0)
-    p.add_argument("--sigma-end", type=float, default=0.7)
+    p.add_argument(
+        "--lr-end", type=float, default=None, help="end of the learning-rate annealing (small 1e-4, paper 5e-5)"
+    )
+    p.add_argument("--sigma-start", type=float, default=2.0, help="pixel sigma at the start")
+    p.add_argument("--sigma-end", type=float, default=0.7, help="pixel sigma at the end of the annealing")
     p.add_argument("--anneal-steps", type=int, default=None, help="default: the whole run")
-    p.add_argument("--representation", choices=["tower", "pool", "pyramid"], default=None)
+    p.add_argument(
+        "--representation",
+        choices=["tower", "pool", "pyramid"],
+        default=None,
+        help="representation network (default: the tier's)",
+    )
     p.add_argument("--draw-steps", type=int, default=None, help="L (small 4, paper 12)")
-    p.add_argument("--train-scenes", type=int, default=4000)
-    p.add_argument("--test-scenes", type=int, default=256)
+    p.add_argument("--train-scenes", type=int, default=4000, help="training scenes")
+    p.add_argument("--test-scenes", type=int, default=256, help="held-out scenes")
     p.add_argument("--checkpoint-steps", action="store_true", help="activation checkpointing per DRAW step")
     p.add_argument("--render-on-the-fly", action="store_true", help="render each batch instead of once up front")
     p.add_argument("--eval-every", type=int, default=None, help="record the held-out probe MSE every N steps")
