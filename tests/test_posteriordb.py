@@ -133,3 +133,11 @@ def test_the_cli_does_not_pass_a_posterior_whose_chains_are_unusable(capsys):
     assert jax.config.jax_enable_x64 == before  # float64 for the command only
     out = capsys.readouterr().out
     assert code == 1 and "not passed: the chains are not usable" in out and "0/1 posteriors" in out
+
+
+def test_the_validation_table_counts_indices_from_zero_like_the_summary():
+    assert pdb.zero_based("beta[2]") == "beta[1]" and pdb.zero_based("L[1,3]") == "L[0,2]"
+    assert pdb.zero_based("sigma") == "sigma"
+    draws = {"theta": np.random.default_rng(0).normal(size=(2, 400, 3))}
+    report = pdb.validate(draws, {f"theta[{i}]": draws["theta"][..., i - 1] for i in (1, 2, 3)})
+    assert "theta[0]" in report.table() and "theta[3]" not in report.table()

@@ -297,6 +297,15 @@ def load(name: str, path: str | os.PathLike | None = None) -> Posterior:
 _INDEXED = re.compile(r"^(\w+)\[(\d+(?:,\d+)*)\]$")
 
 
+def zero_based(name: str) -> str:
+    """A posteriordb parameter name with its indices counted from 0, as arviz and NumPyro count them:
+    ``"beta[2]"`` -> ``"beta[1]"``."""
+    match = _INDEXED.match(name)
+    if not match:
+        return name
+    return f"{match.group(1)}[{','.join(str(int(i) - 1) for i in match.group(2).split(','))}]"
+
+
 def flatten_draws(source: Any, names: list[str]) -> dict[str, np.ndarray]:
     """Our draws for posteriordb parameter names (``"beta[2]"`` is ``beta[..., 1]``), each [chains, draws].
 
@@ -353,21 +362,24 @@ class Validation:
 
     def failures(self) -> list[str]:
         return [
-            f"{c.name}: mean {c.mean:.4g} vs {c.ref_mean:.4g} (z {c.z_mean:+.2f}), "
+            f"{zero_based(c.name)}: mean {c.mean:.4g} vs {c.ref_mean:.4g} (z {c.z_mean:+.2f}), "
             f"sd {c.sd:.4g} vs {c.ref_sd:.4g} (z {c.z_sd:+.2f})"
             for c in self.checks
             if abs(c.z_mean) > self.z_bound or abs(c.z_sd) > self.z_bound
         ]
 
     def table(self) -> str:
-        lines = [f"{self.posterior}: |z| bound {self.z_bound:.2f} (alpha {self.alpha}), passed={self.passed}"]
+        lines = [
+            f"{self.posterior}: |z| bound {self.z_bound:.2f} (alpha {self.alpha}), passed={self.passed} "
+            "(indices 0-based, as in the MCMC summary; posteriordb's own names count from 1)"
+        ]
         lines.append(
             f"{'parameter':14s} {'mean':>10s} {'ref':>10s} {'z':>6s} {'sd':>10s} {'ref':>10s} {'z':>6s} {'ess':>7s}"
         )
         for c in self.checks:
             lines.append(
-                f"{c.name:14s} {c.mean:10.4g} {c.ref_mean:10.4g} {c.z_mean:+6.2f} {c.sd:10.4g} {c.ref_sd:10.4g} "
-                f"{c.z_sd:+6.2f} {c.ess_bulk:7.0f}"
+                f"{zero_based(c.name):14s} {c.mean:10.4g} {c.ref_mean:10.4g} {c.z_mean:+6.2f} {c.sd:10.4g} "
+                f"{c.ref_sd:10.4g} {c.z_sd:+6.2f} {c.ess_bulk:7.0f}"
             )
         return "\n".join(lines)
 
