@@ -5,6 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= runs/demo
+STEPS  ?= 1500
 
 .PHONY: install test demo lint bench gpu-check clean
 
@@ -24,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/probrep demo --out $(OUT)
+	$(BIN)/probrep demo --out $(OUT) --steps $(STEPS)
 
 # ruff, and the layering contracts of pyproject.toml ([tool.importlinter]): models never import inference, data
 # never imports models, nothing imports the CLI.

@@ -144,3 +144,16 @@ def test_every_option_has_a_help_line_and_shows_its_default():
             elif not isinstance(action, argparse._HelpAction | argparse._VersionAction):
                 assert action.help, f"{current.prog} {action.option_strings or action.dest} has no help line"
         assert current.formatter_class is argparse.ArgumentDefaultsHelpFormatter, current.prog
+
+
+def test_threads_option_sets_torch_threads_and_refuses_nonsense(tmp_path, capsys):
+    before = torch.get_num_threads()
+    common = ["train", "vae", "--latent-dim", "2", "--batch-size", "4", "--steps", "1", "--arch", "mlp",
+              "--device", "cpu", "--no-progress", "--out", str(tmp_path)]  # fmt: skip
+    try:
+        assert cli.main([*common, "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert cli.main([*common, "--threads", "0", "--overwrite"]) == 2
+        assert "--threads must be >= 1" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

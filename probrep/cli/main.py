@@ -49,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "threads", None) is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)  # the command owns its process
         return int(handler(args))
     except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
         print(f"probrep: error: {exc}", file=sys.stderr)

@@ -14,8 +14,14 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 
 def add_compute(p: argparse.ArgumentParser) -> None:
-    """``--device``, ``--seed`` and ``--no-progress``."""
+    """``--device``, ``--threads``, ``--seed`` and ``--no-progress``."""
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice, or OMP_NUM_THREADS); on a busy machine 1 is often fastest",
+    )
     add_seed(p)
     add_progress(p)
 
