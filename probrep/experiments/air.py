@@ -20,7 +20,7 @@ import torch
 
 from probrep._checks import integer
 from probrep.data.objects import MultiObjects, Scenes
-from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
+from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.inference import svi
 from probrep.inference.svi import TraceGraphELBO
 from probrep.io.figures import pyplot, save_figure
@@ -28,6 +28,7 @@ from probrep.io.json_file import write_json
 from probrep.models.air import diagnostics
 from probrep.models.air.model import AIR
 from probrep.training.loop import StepInfo
+from probrep.training.rng import forked
 from probrep.training.schedules import AnnealAttribute, exponential_anneal
 
 logger = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def train_air(
     ``anneal_steps`` anneals the count prior exponentially from ``z_pres_prior``. Returns the folder, its
     files, the summary and the trained model (in eval mode).
     """
-    run = RunFolder(out, resume)
+    run = RunFolder(out, resume, overwrite)
     if (z_pres_prior_final is None) != (anneal_steps is None):
         raise ValueError("give both z_pres_prior_final and anneal_steps to anneal the count prior, or neither")
     integer(eval_every, "eval_every")
@@ -179,7 +180,7 @@ def train_air(
     train = generator.sample(n_train, seed=seed)
     test = generator.sample(n_test, seed=seed + 1_000_003)
     kwargs = {"scale_prior": (generator.model_scale, 0.2), "guide_input": guide_input, **(model_kwargs or {})}
-    with seeded(seed):  # the networks' initialisation
+    with forked(seed):  # the networks' initialisation
         air = AIR(generator.image_size, num_steps=num_steps, z_pres_prior=z_pres_prior, **kwargs)
     test_images, test_counts = test.tensors()
 
@@ -210,10 +211,7 @@ def train_air(
         device=device,
         seed=seed,
         callbacks=callbacks,
-        checkpoint_dir=run.checkpoints,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        overwrite=overwrite,
+        **run.checkpointing(checkpoint_every),
         progress=progress,
     )
     air.eval()
@@ -245,7 +243,7 @@ def train_air(
         title="held-out scenes with inferred windows (red: step 1, green: step 2, blue: step 3)",
     )
     held_out = test_images.to(fit.device)
-    with seeded(seed + 2, fit.device):  # the guide's draws of the diagnostics
+    with forked(seed + 2, fit.device):  # the guide's draws of the diagnostics
         # which count the objective itself prefers per true count (see diagnostics.count_elbo): tells
         # over-counting from a guide stuck in a local optimum
         count_elbos = diagnostics.count_elbo_table(air, held_out, test_counts)

@@ -23,11 +23,12 @@ from probrep._checks import integer, one_of
 from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
 from probrep.device import resolve_device
-from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
+from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.inference import svi
 from probrep.io.figures import image_grid
 from probrep.models.gqn.model import GQN
 from probrep.training.loop import StepInfo
+from probrep.training.rng import forked
 from probrep.training.schedules import AnnealAttribute, linear_anneal, relative_to
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def evaluate_gqn(
     totals = {"nelbo": 0.0, "mse": 0.0, "baseline": 0.0}
     count = 0
     try:
-        with seeded(seed, next(model.parameters()).device):
+        with forked(seed, next(model.parameters()).device):
             for lo in range(0, len(data), batch_size):
                 rows = list(range(lo, min(lo + batch_size, len(data))))
                 ctx, ctx_v, q_v, q = data.batch(rows, num_context)
@@ -142,7 +143,7 @@ def train_gqn(
     lr = float(lr or settings["lr"])
     lr_end = float(lr_end or settings["lr_end"])
     anneal = int(anneal_steps or steps)
-    run = RunFolder(out, resume)
+    run = RunFolder(out, resume, overwrite)
     dev = resolve_device(device)
 
     rooms = Rooms(image_size=settings["image_size"], num_views=num_views, seed=seed)
@@ -151,7 +152,7 @@ def train_gqn(
         overrides["representation"] = representation
     if draw_steps is not None:
         overrides["steps"] = draw_steps
-    with seeded(seed):  # the networks' initialisation
+    with forked(seed):  # the networks' initialisation
         model = build_gqn(tier, **overrides).to(dev)
 
     t0 = time.perf_counter()
@@ -193,10 +194,7 @@ def train_gqn(
         callbacks=[sigma_schedule, record, *callbacks],
         device=dev,
         seed=seed,
-        checkpoint_dir=run.checkpoints,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        overwrite=overwrite,
+        **run.checkpointing(checkpoint_every),
         progress=progress,
     )
     train_cpu_seconds = time.process_time() - cpu_started
@@ -209,7 +207,7 @@ def train_gqn(
     logger.info("after training: %s", after)
 
     trained = run.training_summary(fit, min(batch_size, len(train)))
-    with seeded(seed, dev):  # the samples drawn for the figures
+    with forked(seed, dev):  # the samples drawn for the figures
         run.files.update(_figures(model, test, run.out))
 
     summary = {

@@ -1,23 +1,20 @@
-"""The chores every end-to-end run shares: its folder, the seeded initialisation of its networks (without
-touching the caller's random generators), where a resumed run starts, the loss curve and the JSON summary."""
+"""The chores every end-to-end run shares: its folder, its checkpoint settings, where a resumed run starts, the
+loss curve and the JSON summary. (Seeded draws that leave the caller's generators alone come from
+:func:`probrep.training.rng.forked`.)"""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from probrep.io.figures import loss_curve
 from probrep.io.json_file import write_json
 from probrep.training import checkpoint as ckpt
-from probrep.training.rng import forked
 
 
 @dataclass
@@ -30,22 +27,13 @@ class RunOutputs:
     model: Any = None  # the trained model, in eval mode
 
 
-@contextmanager
-def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
-    """Draw from torch's global generators (CPU, and ``device`` when it is CUDA) seeded with ``seed`` inside the
-    block (network initialisation, Pyro programs), and give the caller back their own states afterwards.
-    numpy's and Python's generators are left alone: nothing in probrep draws from them."""
-    with forked(seed, device):
-        yield
-
-
 class RunFolder:
     """One run's output folder: ``checkpoints/`` plus the figures and ``summary.json`` a run leaves."""
 
-    def __init__(self, out: str | os.PathLike, resume: bool = False):
+    def __init__(self, out: str | os.PathLike, resume: bool = False, overwrite: bool = False):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.resume = bool(resume)
+        self.resume, self.overwrite = bool(resume), bool(overwrite)
         self.started = time.perf_counter()
         self.files: dict[str, Path] = {}
 
@@ -53,11 +41,17 @@ class RunFolder:
     def checkpoints(self) -> Path:
         return self.out / "checkpoints"
 
+    def checkpointing(self, every: int | None) -> dict[str, Any]:
+        """The checkpoint keywords of ``svi.fit`` for this folder: where, how often, resume or overwrite."""
+        return {"checkpoint_dir": self.checkpoints, "checkpoint_every": every, "resume": self.resume,
+                "overwrite": self.overwrite}  # fmt: skip
+
     def resumed_step(self) -> int:
-        """The step a resumed run continues after (0 for a fresh run or when there is no checkpoint yet)."""
+        """The step a resumed run continues after (0 for a fresh run or when there is no checkpoint yet), read
+        from the latest checkpoint's name (the loop loads the checkpoint itself)."""
         if not self.resume or (found := ckpt.latest(self.checkpoints)) is None:
             return 0
-        return int(ckpt.load(found)["step"])
+        return ckpt.step_of(found)
 
     def training_summary(
         self, fit: Any, examples_per_step: int, objective: str = "negative ELBO per image (nats)"

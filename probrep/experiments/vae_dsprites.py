@@ -12,13 +12,14 @@ import numpy as np
 import torch
 
 from probrep.data import DSprites
-from probrep.experiments.run_folder import RunFolder, RunOutputs, seeded
+from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.experiments.vae_family import MODELS, SETTINGS, WEIGHTS
 from probrep.inference import svi
 from probrep.io.figures import image_grid
 from probrep.models import DIPVAE, VAE, AnnealedVAE, BetaTCVAE, FactorVAE
 from probrep.models.vae import kl_to_standard_normal
 from probrep.training import checkpoint
+from probrep.training.rng import forked
 from probrep.training.schedules import AnnealAttribute, linear_anneal
 
 logger = logging.getLogger(__name__)
@@ -96,9 +97,9 @@ def train_vae_on_dsprites(
     Files in ``out``: ``checkpoints/`` (resumable), ``loss.png``, ``reconstructions.png``, ``traversals.png``
     (one row per latent dimension, most informative first) and ``summary.json``.
     """
-    run = RunFolder(out, resume)
+    run = RunFolder(out, resume, overwrite)
     sprites = DSprites()
-    with seeded(seed):  # the networks' initialisation
+    with forked(seed):  # the networks' initialisation
         given = {"beta": beta, "tc_weight": tc_weight, "gamma": gamma, "lambda_od": lambda_od, "c_max": c_max,
                  "capacity_weight": capacity_weight}  # fmt: skip
         settings = {name: given[name] for name in SETTINGS[model]} if model in SETTINGS else {}
@@ -115,10 +116,7 @@ def train_vae_on_dsprites(
         lr=lr,
         device=device,
         seed=seed,
-        checkpoint_dir=run.checkpoints,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        overwrite=overwrite,
+        **run.checkpointing(checkpoint_every),
         progress=progress,
         callbacks=callbacks,
     )
@@ -152,7 +150,7 @@ def train_vae_on_dsprites(
         row_labels=[f"z{d} KL {kl[d]:.2f}" for d in order],
         title="latent traversals from -2.5 to 2.5 (rows sorted by KL)",
     )
-    with seeded(seed + 2, fit.device), torch.no_grad():  # the draws of z
+    with forked(seed + 2, fit.device), torch.no_grad():  # the draws of z
         nelbo = float(negative_elbo(vae, held_out).mean())
         objective = svi.make_elbo(None, vae).loss(vae.model, vae.guide, held_out) / len(held_out)
     summary = {

@@ -66,6 +66,14 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def step_of(path: str | os.PathLike) -> int:
+    """The step a checkpoint was taken after, read from its name (``checkpoint-00000250.pt`` -> 250)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{path} is not named like a checkpoint (checkpoint-NNNNNNNN.pt)")
+    return int(match.group(1))
+
+
 def latest(directory: str | os.PathLike) -> Path | None:
     """The checkpoint with the highest step in ``directory``, or ``None``."""
     found = list_checkpoints(directory)

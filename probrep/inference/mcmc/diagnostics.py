@@ -21,12 +21,14 @@ class MCMCWarning(UserWarning):
     """The chains are not (yet) usable: high R-hat, low ESS or divergences."""
 
 
-def diagnose(idata: az.InferenceData, var_names: list[str] | None = None) -> list[str]:
+def diagnose(idata: az.InferenceData, var_names: list[str] | None = None, table: Any = None) -> list[str]:
     """The problems with these draws, in words (empty when R-hat, bulk/tail ESS and divergences are within
-    Stan's limits: R-hat <= 1.01, ESS >= 100 per chain, no divergent transitions)."""
+    Stan's limits: R-hat <= 1.01, ESS >= 100 per chain, no divergent transitions). ``table``: an arviz summary
+    of these draws already at hand (with ``r_hat``, ``ess_bulk``, ``ess_tail``), so it is not computed again."""
     problems = []
     chains = int(idata.posterior.sizes.get("chain", 1))
-    table = az.summary(idata, var_names=var_names, kind="diagnostics")
+    if table is None:
+        table = az.summary(idata, var_names=var_names, kind="diagnostics")
     worst_rhat = table["r_hat"].max() if "r_hat" in table else float("nan")
     if chains > 1 and np.isfinite(worst_rhat) and worst_rhat > RHAT_MAX:
         names = ", ".join(table.index[table["r_hat"] > RHAT_MAX][:5])
@@ -67,7 +69,7 @@ def format_summary(idata: az.InferenceData, var_names: list[str] | None = None) 
         out.write(
             f"gradient evaluations: {attrs['grad_evals_warmup']} warm-up + {attrs['grad_evals_sampling']} sampling\n"
         )
-    problems = diagnose(idata, var_names)
+    problems = diagnose(idata, var_names, table)
     if problems:
         out.write("WARNING: " + "\nWARNING: ".join(problems) + "\n")
     if "compile_seconds" in attrs:
