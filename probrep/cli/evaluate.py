@@ -16,6 +16,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--num-points", type=int, default=10_000, help="observational points drawn for the array metrics")
     ev.add_argument("--votes", type=int, nargs=2, default=[10_000, 5_000], metavar=("TRAIN", "EVAL"),
                     help="votes of the FactorVAE / BetaVAE score protocols")  # fmt: skip
+    ev.add_argument("--dci-estimator", choices=["gbt", "lightgbm"], default="gbt",
+                    help="DCI's classifiers: scikit-learn's gradient boosting (disentanglement_lib's definition) or "
+                    "LightGBM (the same measurement, seconds instead of minutes; D about 0.03 higher)")  # fmt: skip
     add_compute(ev)
     ev.set_defaults(run=run)
 
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         vote_sizes=tuple(args.votes),
         seed=args.seed,
         progress=not args.no_progress,
+        dci_estimator=args.dci_estimator,
     )
     report = {"run": summary, "scores": result.scores, "seconds": result.seconds}
     path = write_json(report, f"{args.checkpoint}/metrics.json")

@@ -53,12 +53,16 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     dataset: DSprites | None = None,
+    dci_estimator: str = "gbt",
+    n_jobs: int | None = -1,
 ) -> Evaluation:
     """Score the representation ``encode`` on procedural dSprites.
 
     ``num_points`` observational samples (split 2:1 into train/test for the metrics that fit predictors) are
     drawn from the data SCM; ``irs_interventional`` uses the same number drawn under ``do(shape=heart)``.
-    ``vote_sizes`` are the (train, eval) sizes of the FactorVAE / BetaVAE score protocols.
+    ``vote_sizes`` are the (train, eval) sizes of the FactorVAE / BetaVAE score protocols. ``dci_estimator``
+    picks DCI's classifiers (``"gbt"``: disentanglement_lib's; ``"lightgbm"``: fast, see
+    :func:`probrep.metrics.dci`); ``n_jobs`` the threads of the fitted classifiers.
     """
     from probrep import metrics as m
 
@@ -85,14 +89,16 @@ def evaluate(
         elif name == "mig":
             result.scores[name] = {"score": m.mig(factors, codes).score}
         elif name == "dci":
-            d = m.dci(factors[train], codes[train], factors[test], codes[test])
+            d = m.dci(factors[train], codes[train], factors[test], codes[test], estimator=dci_estimator, n_jobs=n_jobs)
             result.scores[name] = {
                 "disentanglement": d.disentanglement,
                 "completeness": d.completeness,
                 "informativeness": d.informativeness,
+                "estimator": dci_estimator,
             }
         elif name == "sap":
-            result.scores[name] = {"score": m.sap(factors[train], codes[train], factors[test], codes[test]).score}
+            sap = m.sap(factors[train], codes[train], factors[test], codes[test], n_jobs=n_jobs)
+            result.scores[name] = {"score": sap.score}
         elif name == "modularity":
             result.scores[name] = {"score": m.modularity(factors, codes).score}
         elif name == "gaussian_tc":

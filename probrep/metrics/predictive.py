@@ -152,6 +152,31 @@ def _fit_gbt(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_tes
     )
 
 
+def _fit_histogram_gbt(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, random_state: int, threads: int
+):
+    # scikit-learn's defaults, in LightGBM's terms: 100 rounds of depth-3 trees (at most 8 leaves), learning rate
+    # 0.1, leaves of any size, no row or column subsampling, no regularisation; features binned into 255 bins
+    from lightgbm import LGBMClassifier
+
+    model = LGBMClassifier(
+        n_estimators=100, learning_rate=0.1, max_depth=3, num_leaves=8, min_child_samples=1,
+        min_child_weight=1e-3, min_split_gain=0.0, reg_lambda=0.0, subsample=1.0, colsample_bytree=1.0,
+        importance_type="gain", random_state=random_state, n_jobs=threads, deterministic=True, verbose=-1,
+    )  # fmt: skip
+    model.fit(x_train, y_train)
+    gain = np.abs(np.asarray(model.feature_importances_, dtype=np.float64))
+    importance = gain / gain.sum() if gain.sum() > 0 else gain  # normalised like scikit-learn's importances
+    return (
+        importance,
+        float(np.mean(model.predict(x_train) == y_train)),
+        float(np.mean(model.predict(x_test) == y_test)),
+    )
+
+
+DCI_ESTIMATORS = ("gbt", "lightgbm")
+
+
 def dci(
     factors: Any,
     codes: Any,
@@ -161,6 +186,7 @@ def dci(
     test_fraction: float = 1 / 3,
     seed: int | np.random.Generator = 0,
     n_jobs: int | None = -1,
+    estimator: str = "gbt",
 ) -> DCIResult:
     """Disentanglement, Completeness and Informativeness (Eastwood & Williams 2018, as disentanglement_lib).
 
@@ -175,21 +201,44 @@ def dci(
     once to float32, which ``GradientBoostingClassifier`` would otherwise do on every ``fit``/``predict``.
     The fitted models are identical for every ``n_jobs`` (checked by the tests).
 
+    ``estimator="lightgbm"`` (``pip install lightgbm``) is the same measurement made fast: LightGBM's histogram
+    gradient boosting with the same hyper-parameters (100 rounds, depth 3, learning rate 0.1, leaves of any
+    size), ``R_dk`` = code d's total split gain in factor k's model, normalised to sum 1 as scikit-learn's
+    importances are. It is not the identical number: LightGBM picks splits and measures their gain with the
+    Newton (second-order) criterion and 255-bin histograms, scikit-learn with the first-order impurity decrease
+    over every threshold, so the fast importances concentrate a little more. Exact cases (identity, duplicated
+    codes) score exactly as the reference; on mixed codes disentanglement comes out about 0.03 higher and
+    completeness about 0.02 (``tests/test_metrics_dci.py``; dSprites codes: ``benchmarks/metrics_timing.py``).
+    Compare models with one estimator, and report which. The factors are fitted one after another, each with
+    ``n_jobs`` LightGBM threads; 10,000 dSprites codes take seconds instead of minutes.
+
     Args:
         factors, codes: ``[N, K]`` integer classes and ``[N, D]`` codes to fit on (or to split, see below).
         factors_test, codes_test: held-out arrays; when both are omitted, ``round(N * test_fraction)`` random
             rows (permutation from ``seed``) are held out instead.
         seed: seeds the split and the classifiers.
-        n_jobs: parallel fits (joblib convention: -1 all cores, 1 sequential).
+        n_jobs: parallel fits (joblib convention: -1 all cores, 1 sequential); LightGBM's threads.
+        estimator: ``"gbt"`` (scikit-learn, disentanglement_lib's definition) or ``"lightgbm"`` (fast, above).
     """
+    if estimator not in DCI_ESTIMATORS:
+        raise ValueError(f"estimator must be one of {DCI_ESTIMATORS}, got {estimator!r}")
+    if estimator == "lightgbm":
+        try:
+            import lightgbm  # noqa: F401
+        except ImportError as err:
+            raise ImportError("dci(estimator='lightgbm') needs LightGBM: pip install lightgbm") from err
     f_tr, z_tr, f_te, z_te = train_test(factors, codes, factors_test, codes_test, test_fraction, seed)
     keep = informative_factors(f_tr)
     rs = seed_int(seed)
     x_tr = np.ascontiguousarray(z_tr, dtype=np.float32)
     x_te = np.ascontiguousarray(z_te, dtype=np.float32)
-    tasks = [lambda k=k: _fit_gbt(x_tr, f_tr[:, k], x_te, f_te[:, k], rs) for k in keep]
-    cost = [np.unique(f_tr[:, k]).size for k in keep]
-    fits = _run(tasks, cost, n_jobs)
+    if estimator == "lightgbm":
+        threads = effective_n_jobs(n_jobs)
+        fits = [_fit_histogram_gbt(x_tr, f_tr[:, k], x_te, f_te[:, k], rs, threads) for k in keep]
+    else:
+        tasks = [lambda k=k: _fit_gbt(x_tr, f_tr[:, k], x_te, f_te[:, k], rs) for k in keep]
+        cost = [np.unique(f_tr[:, k]).size for k in keep]
+        fits = _run(tasks, cost, n_jobs)
     importance = np.stack([fit[0] for fit in fits], axis=1)
     acc_train = np.array([fit[1] for fit in fits])
     acc_test = np.array([fit[2] for fit in fits])
