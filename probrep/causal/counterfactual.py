@@ -7,6 +7,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from probrep.causal.evidence import plan
+from probrep.causal.inversion import Inversion
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,13 +27,9 @@ def _check_evidence(scm, evidence: Mapping[str, float]) -> dict[str, float]:
 
 
 def free_noise(scm, evidence: Mapping[str, float]) -> list[str]:
-    """Noise terms that the evidence does not pin down (those NUTS must sample)."""
-    solved = set()
-    for name in evidence:
-        node = scm.node(name)
-        inversion = scm.inversion(name) if node.noises else None
-        if inversion is not None:
-            solved.add(inversion.noise.name)
+    """Noise terms that the evidence does not pin down (those NUTS must sample): all but the ones an observed
+    mechanism is solved for (a discrete outcome only confines its noise to an interval: that noise stays free)."""
+    solved = {c.noise for c in plan(scm, list(evidence)).values() if isinstance(c.how, Inversion)}
     return [u for u in scm.noises if u not in solved]
 
 
@@ -39,8 +38,10 @@ def abduct(
 ) -> dict[str, np.ndarray]:
     """``n`` draws of every noise term given ``evidence``: ``{noise name: array [n]}``.
 
-    Exact when every noise term is recovered by inverting an observed mechanism (all draws equal); otherwise
-    the remaining noise is sampled from its posterior with NumPyro's NUTS on ``scm.condition(evidence)``.
+    Exact when every noise term is recovered by inverting an observed mechanism (all draws equal): a node's own
+    noise from its value (``Y = f(X) + U`` for any ``f``), an ancestor's noise from a deterministic node's value
+    (``Y = 2*X`` pins ``X``). Otherwise the remaining noise is sampled from its posterior with NumPyro's NUTS on
+    ``scm.condition(evidence)`` (a Bernoulli outcome confines its uniform noise to the interval that gives it).
     """
     evidence = _check_evidence(scm, evidence)
     free = free_noise(scm, evidence)
@@ -67,26 +68,26 @@ def abduct(
 
 
 def _exact(scm, evidence: Mapping[str, float], n: int) -> dict[str, np.ndarray]:
+    """Every noise term solved from the evidence, node by node in topological order (a deterministic node's
+    evidence solves an ancestor's noise, from the evidence alone); evidence the others already determine is
+    checked for consistency."""
     from probrep.causal.compile import compile_expr
 
-    env: dict[str, float] = {}
+    constraints = plan(scm, list(evidence))
+    env: dict[str, float] = dict(evidence)
     fns = scm.compiled("numpy")
     noise = {}
     for name in scm.nodes:
-        node = scm.node(name)
-        if name in evidence:
-            env[name] = evidence[name]
-            if node.noises:
-                inversion = scm.inversion(name)
-                value = float(compile_expr(inversion.solution, "numpy")(env))
-                env[inversion.noise.name] = noise[inversion.noise.name] = value
-            else:
-                implied = float(fns[name](env))
-                if not np.isclose(implied, evidence[name], rtol=1e-9, atol=1e-9):
-                    raise ValueError(
-                        f"evidence {name}={evidence[name]} is impossible: its mechanism gives {implied} "
-                        "from the other evidence"
-                    )
-        else:  # no free noise means this node has none: a deterministic function of its parents
+        for c in constraints.values():
+            if c.owner == name:
+                env[c.noise] = noise[c.noise] = float(compile_expr(c.how.solution, "numpy")(env))
+        if name not in evidence:
             env[name] = float(fns[name](env))
+        elif name not in constraints:
+            implied = float(fns[name](env))
+            if not np.isclose(implied, evidence[name], rtol=1e-9, atol=1e-9):
+                raise ValueError(
+                    f"evidence {name}={evidence[name]} is impossible: its mechanism gives {implied} "
+                    "from the other evidence"
+                )
     return {u: np.full(n, noise[u]) for u in scm.noises}

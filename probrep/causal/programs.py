@@ -2,8 +2,11 @@
 
 Unconditioned, every node is a ``Delta`` sample site at its mechanism's value, so NumPyro's ``handlers.do`` and
 Pyro's ``poutine.do`` intervene on it like on any site. Conditioned on observed nodes, each observed node adds
-the log density of its value given its parents (change of variables through the noise term its mechanism is
-solved for) as a factor, and the solved noise is recorded as a deterministic site.
+the log probability of its value given its parents as a factor, through the constraint of
+:mod:`probrep.causal.evidence`: the change of variables through the noise term its mechanism (or, for a
+deterministic node, its ancestors' mechanisms) is solved for, or the width of the interval a discrete outcome
+confines its uniform noise to (the noise is then placed in the interval by a ``<noise>_within`` site). The
+solved noise is recorded as a deterministic site.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import numpy as np
 
 from probrep import _checks
 from probrep.causal.compile import compile_expr
+from probrep.causal.evidence import EvidenceError, plan
+from probrep.causal.inversion import Region
 
 
 def load_numpyro() -> None:
@@ -43,7 +48,7 @@ def _primitives(backend: str, device: Any = None) -> SimpleNamespace:
             sample=numpyro.sample, deterministic=numpyro.deterministic, factor=numpyro.factor, plate=numpyro.plate,
             Delta=dist.Delta, ops="jax", asarray=lambda v: jnp.asarray(v, dtype=jnp.result_type(float)),
             broadcast=lambda v, n: jnp.broadcast_to(jnp.asarray(v, dtype=jnp.result_type(float)), (n,)),
-            where=jnp.where, inf=jnp.inf, device=None,
+            where=jnp.where, log=jnp.log, inf=jnp.inf, device=None,
         )  # fmt: skip
     if backend == "pyro":
         import pyro
@@ -62,7 +67,7 @@ def _primitives(backend: str, device: Any = None) -> SimpleNamespace:
         return SimpleNamespace(
             sample=pyro.sample, deterministic=pyro.deterministic, factor=pyro.factor, plate=pyro.plate,
             Delta=dist.Delta, ops="torch", asarray=lambda v: torch.as_tensor(v, dtype=dtype, device=dev),
-            broadcast=broadcast, where=torch.where, inf=float("inf"), device=dev,
+            broadcast=broadcast, where=torch.where, log=torch.log, inf=float("inf"), device=dev,
         )  # fmt: skip
     raise ValueError(f"unknown program backend {backend!r}: expected 'numpyro' or 'pyro'")
 
@@ -72,7 +77,7 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
     prim = _primitives(backend, device)
     fns = scm.compiled(prim.ops)
     dists = {name: u.distribution(backend, prim.device) for name, u in scm.noises.items()}
-    data, solvers, rows = {}, {}, None
+    data, rows = {}, None
     if observed:
         for name, values in observed.items():
             array = np.asarray(values, dtype=float)
@@ -86,42 +91,54 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
                 raise ValueError(f"observed arrays differ in length: node {name!r} has {len(array)}, expected {rows}")
             rows = len(array)
             data[name] = prim.asarray(array)
-            node = scm.node(name)
-            if not node.noises:
-                continue
-            inversion = scm.inversion(name)
-            if inversion is None:
-                what = f"its mechanism {node.text!r}" if node.symbolic else "its callable mechanism"
-                raise ValueError(
-                    f"cannot condition on node {name!r}: {what} is not invertible in any of its noise terms"
-                )
-            solvers[name] = (
-                inversion.noise.name,
-                compile_expr(inversion.solution, prim.ops),
-                compile_expr(inversion.log_abs_jacobian, prim.ops),
-            )
+    constraints = plan(scm, list(data)) if observed else {}
+    implied = [n for n in data if n not in constraints]
+    if implied:
+        raise EvidenceError(
+            f"evidence on deterministic node(s) {implied} is already determined by the other evidence: drop it "
+            "(a counterfactual checks such evidence for consistency instead)"
+        )
+    by_owner: dict[str, list] = {}
+    for c in constraints.values():
+        if isinstance(c.how, Region):
+            solve = (compile_expr(c.how.lower, prim.ops), compile_expr(c.how.upper, prim.ops))
+        else:
+            solve = (compile_expr(c.how.solution, prim.ops), compile_expr(c.how.log_abs_jacobian, prim.ops))
+        by_owner.setdefault(c.owner, []).append((c, solve))
+    fixed = {c.noise for c in constraints.values()}
 
     def model(n: int | None = None):
         size = rows if observed else n
         if size is None:
             raise ValueError("the SCM program needs the number of rows: model(n)")
         size = _checks.integer(size, "n")
-        env: dict[str, Any] = {}
+        env: dict[str, Any] = dict(data)
         with prim.plate("rows", int(size)):
+            if observed:  # every free noise term first: a constraint may solve for an ancestor's noise from later ones
+                for u in scm.noises:
+                    if u not in fixed:
+                        env[u] = prim.sample(u, dists[u])
+                    elif isinstance(next(c for c in constraints.values() if c.noise == u).how, Region):
+                        env[f"{u}_within"] = prim.sample(f"{u}_within", dists[u])  # position in the interval
             for name, node in scm._nodes.items():
-                solved = solvers.get(name, (None,))[0]
                 for u in node.noises:
-                    if u.name != solved:
+                    if not observed:
                         env[u.name] = prim.sample(u.name, dists[u.name])
+                for c, (first, second) in by_owner.get(name, ()):
+                    d = dists[c.noise]
+                    if isinstance(c.how, Region):
+                        low, high = prim.broadcast(first(env), size), prim.broadcast(second(env), size)
+                        width = high - low
+                        u = low + width * env[f"{c.noise}_within"]
+                        positive = width > 0  # the outcome's probability; log taken only where it is positive
+                        log_p = prim.where(positive, prim.log(prim.where(positive, width, 1.0)), -prim.inf)
+                        prim.factor(f"{c.node}_given_parents", log_p)
+                    else:
+                        u = prim.broadcast(first(env), size)
+                        log_p = prim.where(d.support.check(u), d.log_prob(u), -prim.inf) + second(env)
+                        prim.factor(f"{c.node}_given_parents", log_p)
+                    env[c.noise] = prim.deterministic(c.noise, u)
                 if name in data:
-                    env[name] = data[name]
-                    if solved is not None:
-                        _, solve, log_jac = solvers[name]
-                        u = prim.broadcast(solve(env), size)
-                        d = dists[solved]
-                        log_p = prim.where(d.support.check(u), d.log_prob(u), -prim.inf) + log_jac(env)
-                        prim.factor(f"{name}_given_parents", log_p)
-                        env[solved] = prim.deterministic(solved, u)
                     prim.deterministic(name, env[name])
                     continue
                 value = prim.broadcast(fns[name](env), int(size))
