@@ -1,0 +1,253 @@
+"""Scores and the report of the disentanglement study (``benchmarks/disentanglement_study.py evaluate|report``).
+
+Scoring. Every snapshot in ``CURVE_STEPS`` gets the cheap scores that show the trend: MIG (10,000 points),
+DCI (LightGBM estimator, 6,667/3,333 points), reconstruction and active latents. The last step gets every
+metric: MIG, DCI, SAP, modularity, IRS (observational and under do(shape=heart)), and the BetaVAE and FactorVAE
+scores with ``--votes`` (default 1,000 training and 500 evaluation votes of 64 images: a tenth of
+disentanglement_lib's 10,000 / 5,000, so a score's sampling standard error is about
+sqrt(s (1 - s) / 500) <= 0.022). Reconstruction is E_q[-log p(x|z)] per image (nats, Bernoulli pixels, one draw
+of z) on 2,000 held-out images; a latent is active when its mean KL to the prior exceeds 0.1 nats.
+
+Scores go to ``runs/disentanglement_study/<run>/scores.json`` (one entry per step, written atomically after each
+snapshot), so an interrupted ``evaluate`` redoes at most one snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+import torch
+from _machine import cpu_name
+from disentanglement_study import CONFIGS, RESULTS, SEEDS, all_runs, my_runs, run_dir, snapshot_path
+
+from probrep.data import DSprites
+from probrep.experiments.evaluate import encoder_fn, evaluate, headline
+from probrep.experiments.vae_dsprites import build_model, negative_elbo
+from probrep.io.json_file import write_json
+from probrep.training.rng import forked
+
+CURVE_STEPS = (500, 1000, 2000, 3000)
+CURVE_METRICS = ("mig", "dci")
+FINAL_METRICS = ("mig", "dci", "sap", "modularity", "irs", "irs_interventional", "factor_vae", "beta_vae")
+#: dSprites ranges read off Locatello et al. 2019 (fig. 13/14: the spread over models and hyper-parameters)
+LOCATELLO_RANGES = {"beta_vae": (0.7, 0.9), "factor_vae": (0.55, 0.85), "mig": (0.05, 0.35),
+                    "dci_disentanglement": (0.05, 0.45)}  # fmt: skip
+FACTORS = ("shape", "scale", "orientation", "pos_x", "pos_y")
+
+logger = logging.getLogger("disentanglement_study")
+
+
+def load_snapshot(name: str, seed: int, step: int):
+    """The model of one run at one step, from its snapshot (weights only: nothing in it can execute)."""
+    config = {k: v for k, v in CONFIGS[name].items() if k != "model"}
+    model = build_model(CONFIGS[name]["model"], 10, **config, dataset_size=737_280)
+    state = torch.load(snapshot_path(name, seed, step), map_location="cpu", weights_only=True)
+    model.load_state_dict(state["module"])
+    return model.eval(), state
+
+
+def reconstruction_and_activity(model, seed: int = 0) -> dict:
+    ds = DSprites()
+    rng = np.random.default_rng(10_000 + seed)
+    x = torch.from_numpy(ds.render(ds.sample_factors(2000, rng)))
+    with torch.no_grad(), forked(seed):
+        loc, scale = model.posterior(x)
+        z = loc + scale * torch.randn_like(loc)
+        reconstruction = float(-model.likelihood_dist(z).log_prob(x).mean())
+        nelbo = float(negative_elbo(model, x).mean())
+        kl = model.kl_per_dimension(x).mean(0).numpy()
+    return {"reconstruction_nats": reconstruction, "negative_elbo_nats": nelbo,
+            "active_latents": int((kl > 0.1).sum()), "kl_per_dimension": [float(v) for v in kl]}  # fmt: skip
+
+
+def score_snapshot(name: str, seed: int, step: int, final: bool, votes, threads: int) -> dict:
+    model, state = load_snapshot(name, seed, step)
+    started = time.perf_counter()
+    metrics = FINAL_METRICS if final else CURVE_METRICS
+    result = evaluate(encoder_fn(model), metrics, vote_sizes=tuple(votes), seed=seed, progress=False,
+                      dci_estimator="lightgbm", n_jobs=threads)  # fmt: skip
+    entry = {"step": step, "final": final, "train_seconds_segment": state.get("train_seconds"),
+             **headline(result.scores), **reconstruction_and_activity(model, seed),
+             "metric_seconds": result.seconds, "score_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    if final:
+        entry["votes"] = list(votes)
+        entry["irs_matrix"] = np.nan_to_num(result.irs_matrix).tolist() if result.irs_matrix is not None else None
+    return entry
+
+
+def _scores_path(name: str, seed: int):
+    return run_dir(name, seed) / "scores.json"
+
+
+def read_scores(name: str, seed: int) -> dict:
+    path = _scores_path(name, seed)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def command_evaluate(args) -> None:
+    if args.only:
+        name, seed = args.only.split(":")
+        runs = [(name, int(seed))]
+    else:
+        runs = my_runs(args.seeds, args.worker)
+    for name, seed in runs:
+        scores = read_scores(name, seed)
+        for step in [s for s in CURVE_STEPS if s <= args.steps]:
+            final = step == args.steps
+            done = scores.get(str(step))
+            if not snapshot_path(name, seed, step).exists() or (done and (done["final"] or not final)):
+                continue
+            scores[str(step)] = score_snapshot(name, seed, step, final, args.votes, args.threads)
+            write_json(scores, _scores_path(name, seed))
+            logger.info("%s seed %d step %d: MIG %.3f, DCI %.3f", name, seed, step, scores[str(step)]["mig"],
+                        scores[str(step)]["dci_disentanglement"])  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+TABLE_METRICS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness", "sap", "modularity",
+                 "irs", "reconstruction_nats", "active_latents")  # fmt: skip
+
+
+def collect(steps: int) -> dict:
+    """Every run's scores: the final entry (if scored) and the curve."""
+    runs = {}
+    for name, seed in all_runs(SEEDS + tuple(s for s in range(2, 5) if run_dir("vae", s).exists())):
+        scores = read_scores(name, seed)
+        final = scores.get(str(steps))
+        if not scores:
+            continue
+        runs[f"{name}-seed{seed}"] = {
+            "model": name,
+            "seed": seed,
+            "final": final if final and final.get("final") else None,
+            "curve": {
+                int(k): {m: v.get(m) for m in ("mig", "dci_disentanglement", "reconstruction_nats")}
+                for k, v in sorted(scores.items(), key=lambda kv: int(kv[0]))
+            },  # fmt: skip
+            "train_seconds": sum(
+                (torch.load(p, map_location="cpu", weights_only=True).get("train_seconds") or 0.0)
+                for p in sorted((run_dir(name, seed) / "snapshots").glob("step-*.pt"))
+            ),
+        }
+    return runs
+
+
+def table(runs: dict) -> dict:
+    out = {}
+    for name in CONFIGS:
+        finals = [r["final"] for r in runs.values() if r["model"] == name and r["final"]]
+        if not finals:
+            continue
+        row = {"seeds": len(finals)}
+        for metric in TABLE_METRICS:
+            values = np.array([f[metric] for f in finals if f.get(metric) is not None], dtype=float)
+            if len(values):
+                row[metric] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1
+                               else None, "values": values.tolist()}  # fmt: skip
+        out[name] = row
+    return out
+
+
+def markdown(rows: dict) -> str:
+    cols = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "sap", "irs", "reconstruction_nats",
+            "active_latents")  # fmt: skip
+    head = "| model | seeds | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols) + "\n"
+    lines = []
+    for name, row in rows.items():
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            if v is None:
+                cells.append("-")
+            else:
+                spread = f" ± {v['sd']:.2f}" if v["sd"] is not None else ""
+                cells.append(f"{v['mean']:.1f}{spread}" if c == "reconstruction_nats" else f"{v['mean']:.2f}{spread}")
+        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
+    ranges = " | ".join("{}-{}".format(*LOCATELLO_RANGES[c]) if c in LOCATELLO_RANGES else "" for c in cols)
+    lines.append(f"| Locatello et al. 2019 (dSprites) | | {ranges} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def curve_plot(runs: dict, path) -> None:
+    from probrep.io.figures import pyplot, save_figure
+
+    plt = pyplot()
+    panels = (("mig", "MIG"), ("dci_disentanglement", "DCI disentanglement (LightGBM)"),
+              ("reconstruction_nats", "reconstruction (nats/image)"))  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2), layout="constrained")
+    colours = dict(zip(CONFIGS, plt.cm.tab10.colors))
+    for ax, (metric, label) in zip(axes, panels):
+        for run in runs.values():
+            steps = sorted(run["curve"])
+            values = [run["curve"][s][metric] for s in steps]
+            ax.plot(steps, values, "-o", ms=3, color=colours[run["model"]], alpha=0.8,
+                    label=run["model"] if run["seed"] == 0 else None)  # fmt: skip
+        ax.set_xlabel("training step (batch 64)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("disentanglement study on procedural dSprites: scores against steps (one line per run)")
+    save_figure(fig, path)
+
+
+def traversal_figure(name: str, seed: int, step: int, final: dict, path) -> None:
+    """Traversals of one run: one row per latent, most informative first, each labelled with its KL and the
+    factor it shares most information with (from MIG's mutual-information matrix)."""
+    from probrep.io.figures import image_grid
+    from probrep.metrics import mig
+
+    model, _ = load_snapshot(name, seed, step)
+    ds = DSprites()
+    classes, images = ds.sample_scm(ds.scm(), 5000, seed=seed)
+    codes = encoder_fn(model)(images)
+    mi = mig(classes[:, 1:], codes).mutual_info
+    kl = np.asarray(final["kl_per_dimension"])
+    order = np.argsort(-kl)
+    x = torch.from_numpy(images[:1])
+    values = torch.linspace(-2.5, 2.5, 9)
+    with torch.no_grad():
+        grid = torch.stack([model.traverse(x, int(d), values)[0] for d in order]).numpy()
+    labels = [f"z{d} KL {kl[d]:.1f}" + (f" ~{FACTORS[int(mi[d].argmax())]}" if kl[d] > 0.1 else " (inactive)")
+              for d in order]  # fmt: skip
+    image_grid(grid, path, row_labels=labels,
+               title=f"{name} (seed {seed}, step {step}): traversals -2.5..2.5, MIG {final['mig']:.2f}")  # fmt: skip
+
+
+def command_report(args) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs = collect(args.steps)
+    rows = table(runs)
+    best = {}
+    for name in CONFIGS:
+        done = [r for r in runs.values() if r["model"] == name and r["final"]]
+        if done:
+            top = max(done, key=lambda r: r["final"]["mig"])
+            best[name] = f"{name}-seed{top['seed']}"
+            traversal_figure(name, top["seed"], args.steps, top["final"], RESULTS / f"traversals_{name}.png")
+    curve_plot(runs, RESULTS / "scores_against_steps.png")
+    report = {
+        "machine": f"{cpu_name()}, {args.threads} torch thread(s) per run, two runs at a time on 2 cores",
+        "recipe": {
+            "steps": args.steps,
+            "batch_size": 64,
+            "lr": 1e-3,
+            "optimizer": "Adam",
+            "latent_dim": 10,
+            "arch": "conv (Locatello et al.)",
+            "likelihood": "Bernoulli",
+            "configs": CONFIGS,
+        },  # fmt: skip
+        "protocol": __doc__,
+        "table": rows,
+        "best_run_by_mig": best,
+        "runs": runs,
+        "locatello_2019_ranges": LOCATELLO_RANGES,
+    }
+    write_json(report, RESULTS / "study.json")
+    (RESULTS / "table.md").write_text(markdown(rows))
+    print(markdown(rows))
+    print(f"wrote {RESULTS}")

@@ -1,0 +1,140 @@
+"""A disentanglement study on procedural dSprites: the VAE family trained with one recipe, several seeds each,
+scored with every metric probrep has, against steps, beside the ranges Locatello et al. (2019) report.
+
+Recipe (the same for every model; chosen for a CPU budget of about 15-25 minutes per run on one core of a
+2-core machine, see the README): the conv architecture of Locatello et al. (4 conv + 256 fc, 10 latents,
+Bernoulli pixels), Adam with learning rate 1e-3 (their 1e-4 is tuned for 300,000 steps; ours are far fewer),
+batch 64, ``STEPS`` steps, on batches rendered on the fly from all 737,280 factor combinations. Each model's
+weights are from Locatello et al.'s grid: beta 4 and 16 for the beta-VAE, 6 for beta-TCVAE, gamma 30 for
+FactorVAE, lambda_od 10 for DIP-VAE-I (lambda_d 100) and DIP-VAE-II (lambda_d 10), C_max 25 with gamma 1000 for
+the AnnealedVAE (C annealed linearly over the whole run).
+
+Every run lives in ``runs/disentanglement_study/<model>-seed<k>/``: ``train/`` (the resumable training folder)
+and ``snapshots/step-NNNNNN.pt`` (the module's weights at each evaluation step). Interrupt anything at any
+time: ``train`` continues each run from its last checkpoint, and ``evaluate`` scores only what is not scored.
+
+    python benchmarks/disentanglement_study.py train    [--worker 0/2] [--steps 3000] [--seeds 0 1]
+    python benchmarks/disentanglement_study.py evaluate [--worker 0/2] [--votes 1000 500]
+    python benchmarks/disentanglement_study.py report   # table, plots, benchmarks/results/disentanglement_study.*
+
+``train`` also evaluates each run when its training ends (in a subprocess, so that a long-lived worker uses the
+evaluation code on disk). Set ``--threads`` (default 1) per worker; two workers use both cores of a 2-core box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "runs" / "disentanglement_study"
+RESULTS = Path(__file__).resolve().parent / "results" / "disentanglement_study"
+
+STEPS, BATCH, LR, SEEDS = 3000, 64, 1e-3, (0, 1)
+EVAL_STEPS = (250, 500, 1000, 2000, 3000)
+#: name -> the keywords of train_vae_on_dsprites that define the model
+CONFIGS = {
+    "vae": {"model": "vae", "beta": 1.0},
+    "beta_vae_4": {"model": "vae", "beta": 4.0},
+    "beta_vae_16": {"model": "vae", "beta": 16.0},
+    "beta_tcvae": {"model": "betatcvae", "tc_weight": 6.0},
+    "factor_vae": {"model": "factorvae", "gamma": 30.0},
+    "dip_vae_i": {"model": "dipvae_i", "lambda_od": 10.0},
+    "dip_vae_ii": {"model": "dipvae_ii", "lambda_od": 10.0},
+    "annealed_vae": {"model": "annealedvae", "c_max": 25.0, "capacity_weight": 1000.0},
+}
+
+logger = logging.getLogger("disentanglement_study")
+
+
+def run_dir(name: str, seed: int) -> Path:
+    return RUNS / f"{name}-seed{seed}"
+
+
+def all_runs(seeds) -> list[tuple[str, int]]:
+    """Every (config, seed), seed-major: a partial study has every model at its first seed."""
+    return [(name, seed) for seed in seeds for name in CONFIGS]
+
+
+def my_runs(seeds, worker: str) -> list[tuple[str, int]]:
+    index, count = (int(v) for v in worker.split("/"))
+    if not 0 <= index < count:
+        raise ValueError(f"--worker {worker!r}: expected i/n with 0 <= i < n")
+    return all_runs(seeds)[index::count]
+
+
+def snapshot_path(name: str, seed: int, step: int) -> Path:
+    return run_dir(name, seed) / "snapshots" / f"step-{step:06d}.pt"
+
+
+def train_one(name: str, seed: int, steps: int) -> None:
+    """Train one run to ``steps``, stopping at each evaluation step to keep a snapshot of the weights."""
+    import torch
+
+    from probrep.experiments.vae_dsprites import train_vae_on_dsprites
+    from probrep.io.files import atomic_open
+
+    config = dict(CONFIGS[name])
+    if config["model"] == "annealedvae":
+        config["capacity_steps"] = steps  # C reaches C_max at the end of the run, whatever segment we are in
+    for step in [s for s in EVAL_STEPS if s <= steps]:
+        snap = snapshot_path(name, seed, step)
+        if snap.exists():
+            continue
+        started = time.perf_counter()
+        out = train_vae_on_dsprites(
+            run_dir(name, seed) / "train", **config, steps=step, batch_size=BATCH, lr=LR, seed=seed,
+            resume=True, checkpoint_every=250, progress=False,
+        )  # fmt: skip
+        snap.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(snap) as f:
+            torch.save({"module": out.model.state_dict(), "step": step, "train_seconds": out.summary["train_seconds"]},
+                       f)  # fmt: skip
+        logger.info("%s seed %d: step %d (%.0f s)", name, seed, step, time.perf_counter() - started)
+
+
+def command_train(args) -> None:
+    for name, seed in my_runs(args.seeds, args.worker):
+        train_one(name, seed, args.steps)
+        # score it with the evaluation code on disk now (this worker may have started before it changed)
+        cmd = [sys.executable, __file__, "evaluate", "--only", f"{name}:{seed}", "--threads", str(args.threads),
+               "--votes", *map(str, args.votes)]  # fmt: skip
+        if subprocess.run(cmd, check=False).returncode:
+            logger.warning("evaluation of %s seed %d failed; 'evaluate' will retry it", name, seed)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("train", "evaluate", "report"))
+    parser.add_argument("--worker", default="0/1", help="i/n: this process takes every n-th run from the i-th")
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--votes", type=int, nargs=2, default=(1000, 500),
+                        help="(train, eval) votes of the BetaVAE and FactorVAE scores")  # fmt: skip
+    parser.add_argument("--only", default=None, help="name:seed, one run (evaluate)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.command == "train":
+        command_train(args)
+    elif args.command == "evaluate":
+        from disentanglement_scoring import command_evaluate
+
+        command_evaluate(args)
+    else:
+        from disentanglement_scoring import command_report
+
+        command_report(args)
+
+
+if __name__ == "__main__":
+    main()
