@@ -226,6 +226,23 @@ def test_training_errors_are_clear():
         svi.fit(m, bad, steps=1, batch_size=48, device="cpu", progress=False)
 
 
+def test_pyro_optimisers_and_dict_data_get_errors_that_say_what_to_pass():
+    import pyro.optim
+
+    def model(x, y):
+        w = pyro.sample("w", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("y", dist.Normal(w * x, 1.0), obs=y)
+
+    x = torch.randn(20)
+    guide = pyro.infer.autoguide.AutoNormal(model)
+    for optimizer in (pyro.optim.Adam({"lr": 0.01}), pyro.optim.Adam):
+        with pytest.raises(TypeError, match=r"optimizer=torch.optim.Adam \(or 'adam'\), lr=0.01"):
+            svi.fit(model, (x, 2 * x), guide=guide, optimizer=optimizer, steps=2, batch_size=None, progress=False)
+    with pytest.raises(TypeError, match=r"pass a tuple in the order they take them, e.g. data=\(x, y\)"):
+        svi.fit(model, {"x": x, "y": 2 * x}, guide=guide, steps=2, batch_size=None, progress=False)
+
+
 def test_epochs_and_dataset_input():
     data = torch.utils.data.TensorDataset(_images(40))
     fit = svi.fit(VAE((1, 16, 16), 3, arch="mlp"), data, epochs=3, batch_size=16, device="cpu", progress=False)

@@ -7,6 +7,7 @@ the epoch), a resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,11 @@ class _Source:
 
 def _tensors(data: Any, device: torch.device) -> tuple[torch.Tensor, ...]:
     """A tensor, an array or a tuple of them, as tensors on ``device`` that share their first dimension."""
+    if isinstance(data, Mapping):
+        raise TypeError(
+            f"data is a mapping ({', '.join(map(repr, list(data)[:4]))}): the programs get the data as positional "
+            "arguments, so pass a tuple in the order they take them, e.g. data=(x, y) for model(x, y)"
+        )
     parts = data if isinstance(data, (tuple, list)) else (data,)
     tensors = []
     for i, part in enumerate(parts):

@@ -100,6 +100,12 @@ class TrainOptions:
     def _check_optimizer(self, put: Callable[[str, Any], None]) -> None:
         if isinstance(self.optimizer, str):
             _checks.one_of(self.optimizer.lower(), "optimizer", OPTIMIZERS)
+        elif _from_pyro_optim(self.optimizer):
+            raise TypeError(
+                "optimizer: Pyro's optimiser wrappers (pyro.optim.Adam({...})) are not taken; pass the torch "
+                "optimiser and its settings instead, e.g. optimizer=torch.optim.Adam (or 'adam'), lr=0.01, "
+                "optimizer_kwargs={'betas': (0.9, 0.999)}"
+            )
         elif not callable(self.optimizer):
             raise TypeError(f"optimizer must be a name or a torch.optim class, got {type(self.optimizer).__name__}")
         put("lr", _checks.real(self.lr, "lr", positive=True))
@@ -138,3 +144,9 @@ def _callbacks(callbacks: Any) -> tuple[Callback, ...]:
         if callback is None:
             raise TypeError(f"callbacks[{i}] must be callable, got None")
     return tuple(callbacks)
+
+
+def _from_pyro_optim(optimizer: Any) -> bool:
+    """A ``pyro.optim`` wrapper (instance or factory), told by its module so that training needs no Pyro."""
+    modules = (getattr(optimizer, "__module__", None) or "", type(optimizer).__module__)
+    return any(m == "pyro.optim" or m.startswith("pyro.optim.") for m in modules)
