@@ -96,3 +96,17 @@ def test_bad_input():
         irs(np.zeros((3, 1)), np.array([[1.0], [np.nan], [2.0]]))
     with pytest.raises(ValueError, match="diff_quantile"):
         irs(np.zeros((3, 1)), np.zeros((3, 1)), diff_quantile=99)
+
+
+def test_num_bins_20_reproduces_disentanglement_libs_binned_factors():
+    # disentanglement_lib bins every factor into 20 equal-width bins (numpy histogram edges, then digitize) before
+    # IRS; probrep's default uses the classes as given: the two differ for a factor with 40 values
+    rng = np.random.default_rng(3)
+    f = np.stack([rng.integers(0, 40, 3000), rng.integers(0, 3, 3000)], axis=1)
+    codes = np.stack([np.sin(f[:, 0] / 6.0) + 0.1 * rng.normal(size=3000), f[:, 1] + 0.3 * rng.normal(size=3000)], 1)
+    binned = np.stack([np.digitize(c, np.histogram(c, 20)[1][:-1]) for c in f.T.astype(float)], axis=1)
+    ref_score, ref_matrix = _reference_irs(binned, codes)
+    res = irs(f, codes, num_bins=20)
+    assert res.score == pytest.approx(ref_score, abs=1e-12)
+    np.testing.assert_allclose(res.matrix, ref_matrix, atol=1e-12)
+    assert abs(irs(f, codes).score - res.score) > 1e-3
