@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= runs/demo
-STEPS  ?= 1500
+STEPS  ?= 600
 
 .PHONY: install test demo lint bench gpu-check clean
 

@@ -24,7 +24,7 @@ from _machine import cpu_name
 from disentanglement_study import CONFIGS, RESULTS, SEEDS, all_runs, my_runs, run_dir, snapshot_path
 
 from probrep.data import DSprites
-from probrep.experiments.evaluate import encoder_fn, evaluate, headline
+from probrep.experiments.evaluate import encoder_fn, evaluate, headline, labelled_traversals
 from probrep.experiments.vae_dsprites import build_model, negative_elbo
 from probrep.io.json_file import write_json
 from probrep.training.rng import forked
@@ -35,7 +35,6 @@ FINAL_METRICS = ("mig", "dci", "sap", "modularity", "irs", "irs_interventional",
 #: dSprites ranges read off Locatello et al. 2019 (fig. 13/14: the spread over models and hyper-parameters)
 LOCATELLO_RANGES = {"beta_vae": (0.7, 0.9), "factor_vae": (0.55, 0.85), "mig": (0.05, 0.35),
                     "dci_disentanglement": (0.05, 0.45)}  # fmt: skip
-FACTORS = ("shape", "scale", "orientation", "pos_x", "pos_y")
 
 logger = logging.getLogger("disentanglement_study")
 
@@ -195,26 +194,9 @@ def curve_plot(runs: dict, path) -> None:
 
 
 def traversal_figure(name: str, seed: int, step: int, final: dict, path) -> None:
-    """Traversals of one run: one row per latent, most informative first, each labelled with its KL and the
-    factor it shares most information with (from MIG's mutual-information matrix)."""
-    from probrep.io.figures import image_grid
-    from probrep.metrics import mig
-
     model, _ = load_snapshot(name, seed, step)
-    ds = DSprites()
-    classes, images = ds.sample_scm(ds.scm(), 5000, seed=seed)
-    codes = encoder_fn(model)(images)
-    mi = mig(classes[:, 1:], codes).mutual_info
-    kl = np.asarray(final["kl_per_dimension"])
-    order = np.argsort(-kl)
-    x = torch.from_numpy(images[:1])
-    values = torch.linspace(-2.5, 2.5, 9)
-    with torch.no_grad():
-        grid = torch.stack([model.traverse(x, int(d), values)[0] for d in order]).numpy()
-    labels = [f"z{d} KL {kl[d]:.1f}" + (f" ~{FACTORS[int(mi[d].argmax())]}" if kl[d] > 0.1 else " (inactive)")
-              for d in order]  # fmt: skip
-    image_grid(grid, path, row_labels=labels,
-               title=f"{name} (seed {seed}, step {step}): traversals -2.5..2.5, MIG {final['mig']:.2f}")  # fmt: skip
+    title = f"{name} (seed {seed}, step {step}): traversals -2.5..2.5, MIG {final['mig']:.2f}"
+    labelled_traversals(model, path, title, seed=seed)
 
 
 def command_report(args) -> None:
@@ -251,3 +233,38 @@ def command_report(args) -> None:
     (RESULTS / "table.md").write_text(markdown(rows))
     print(markdown(rows))
     print(f"wrote {RESULTS}")
+
+
+# -------------------------------------------------------------------------------------------------------- ship
+
+SHIP = 4  # the VAE and the three regularised configurations with the highest mean MIG
+
+
+def command_ship(args) -> None:
+    """Export the best run (by MIG at the last step) of the VAE and of the best regularised configurations to
+    probrep/pretrained/ as float16 weights, with a manifest that states the recipe, the commit and the scores."""
+    import subprocess
+
+    from probrep.experiments import pretrained
+
+    report = json.loads((RESULTS / "study.json").read_text())
+    rows = report["table"]
+    ranked = sorted((n for n in rows if n != "vae"), key=lambda n: -rows[n]["mig"]["mean"])
+    chosen = (["vae"] if "vae" in rows else []) + ranked[: SHIP - 1]
+    commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", "benchmarks/disentanglement_study.py"],
+                            capture_output=True, text=True, cwd=RESULTS.parent.parent).stdout.strip()  # fmt: skip
+    models = {}
+    for name in chosen:
+        run = report["runs"][report["best_run_by_mig"][name]]
+        model, _ = load_snapshot(name, run["seed"], args.steps)
+        config = {k: v for k, v in CONFIGS[name].items() if k != "model"}
+        models[name] = {
+            "model": CONFIGS[name]["model"], "settings": config, "latent_dim": 10, "arch": "conv",
+            "seed": run["seed"], "steps": args.steps, "recipe": report["recipe"],
+            "made_by": f"benchmarks/disentanglement_study.py (commit {commit}), then its 'ship' command",
+            "scores_of_this_run": {k: run["final"].get(k) for k in TABLE_METRICS},
+            "scores_over_seeds": {k: v for k, v in rows[name].items()},
+            **pretrained.export(model, pretrained.WEIGHTS / f"{name}.pt"),
+        }  # fmt: skip
+    write_json({"format": 1, "models": models}, pretrained.MANIFEST)
+    print(f"shipped {list(models)} to {pretrained.WEIGHTS} ({sum(m['bytes'] for m in models.values()) / 1e6:.1f} MB)")

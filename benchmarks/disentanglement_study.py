@@ -15,7 +15,8 @@ time: ``train`` continues each run from its last checkpoint, and ``evaluate`` sc
 
     python benchmarks/disentanglement_study.py train    [--worker 0/2] [--steps 3000] [--seeds 0 1]
     python benchmarks/disentanglement_study.py evaluate [--worker 0/2] [--votes 1000 500]
-    python benchmarks/disentanglement_study.py report   # table, plots, benchmarks/results/disentanglement_study.*
+    python benchmarks/disentanglement_study.py report   # table, plots: benchmarks/results/disentanglement_study/
+    python benchmarks/disentanglement_study.py ship     # the best runs' weights into probrep/pretrained/
 
 ``train`` also evaluates each run when its training ends (in a subprocess, so that a long-lived worker uses the
 evaluation code on disk). Set ``--threads`` (default 1) per worker; two workers use both cores of a 2-core box.
@@ -110,7 +111,7 @@ def command_train(args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("train", "evaluate", "report"))
+    parser.add_argument("command", choices=("train", "evaluate", "report", "ship"))
     parser.add_argument("--worker", default="0/1", help="i/n: this process takes every n-th run from the i-th")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -130,10 +131,14 @@ def main(argv=None) -> None:
         from disentanglement_scoring import command_evaluate
 
         command_evaluate(args)
-    else:
+    elif args.command == "report":
         from disentanglement_scoring import command_report
 
         command_report(args)
+    else:
+        from disentanglement_scoring import command_ship
+
+        command_ship(args)
 
 
 if __name__ == "__main__":

@@ -34,20 +34,70 @@ def test_evaluate_finds_the_factor_each_code_tracks():
         evaluate(centre_of_mass_encoder, ["irs", "accuracy"], num_points=100)
 
 
-def test_demo_at_toy_size_writes_its_report(tmp_path, capsys):
-    report = demo(tmp_path, steps=3, device="cpu", num_points=300, vote_sizes=(20, 10), progress=False)
-    saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(saved["models"]) == {"vae", "beta_vae"}
-    assert saved["models"]["beta_vae"]["beta"] == 4.0
-    for name in ("irs", "irs_interventional", "mig", "dci_disentanglement", "factor_vae"):
-        assert name in report["models"]["vae"]["headline"]
-    assert (tmp_path / "irs_matrices.png").stat().st_size > 1000
+def _ship_toy_weights(tmp_path, monkeypatch):
+    """A shipped-weights folder of our own (a randomly initialised VAE), so that the demo's shipped path runs
+    whether or not the project ships weights yet."""
+    from probrep.experiments import pretrained
+    from probrep.experiments.vae_dsprites import build_model
+    from probrep.io.json_file import write_json
+
+    folder = tmp_path / "weights"
+    monkeypatch.setattr(pretrained, "WEIGHTS", folder)
+    monkeypatch.setattr(pretrained, "MANIFEST", folder / "manifest.json")
+    torch.manual_seed(0)
+    entry = pretrained.export(build_model("factorvae", 10), folder / "toy.pt")
+    scores = {"mig": {"mean": 0.1, "sd": 0.01, "values": [0.09, 0.11]}}
+    write_json({"format": 1, "models": {"toy": {
+        "model": "factorvae", "settings": {"gamma": 30.0}, "latent_dim": 10, "arch": "conv", "seed": 0, "steps": 3,
+        "made_by": "a test", "scores_over_seeds": scores, **entry}}}, folder / "manifest.json")  # fmt: skip
+    return folder
+
+
+def test_demo_at_toy_size_writes_its_report(tmp_path, monkeypatch, capsys):
+    _ship_toy_weights(tmp_path, monkeypatch)
+    out = tmp_path / "demo"
+    report = demo(out, steps=3, device="cpu", num_points=300, progress=False)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert list(saved["shipped"]) == ["toy"] and saved["fresh"]["beta"] == 4.0
+    for name in ("irs", "irs_interventional", "mig", "dci_disentanglement"):
+        assert name in report["shipped"]["toy"]["measured_now"] and name in report["fresh"]["measured_now"]
+    assert (out / "irs_matrices.png").stat().st_size > 1000
+    assert (out / "shipped" / "toy_traversals.png").stat().st_size > 1000
     print_report(report)  # what `probrep demo` prints
-    assert "IRS heat maps" in capsys.readouterr().out
-    model, summary = load_run(tmp_path / "vae")
-    assert summary["beta"] == 1.0 and model.latent_dim == 10
+    printed = capsys.readouterr().out
+    assert "toy (shipped)" in printed and "beta-VAE fresh, 3 steps" in printed and "0.10±0.01" in printed
+    model, summary = load_run(out / "fresh_beta_vae")
+    assert summary["beta"] == 4.0 and model.latent_dim == 10
     with pytest.raises(FileNotFoundError, match="summary.json"):
         load_run(tmp_path / "nowhere")
+
+
+def test_shipped_weights_load_only_when_intact(tmp_path, monkeypatch):
+    from probrep.experiments import pretrained
+
+    folder = _ship_toy_weights(tmp_path, monkeypatch)
+    model, info = pretrained.load("toy")
+    assert info["parameters"] == sum(p.numel() for n, p in model.state_dict().items() if "discriminator" not in n)
+    assert not model.training
+    with pytest.raises(ValueError, match="no shipped model 'nope'"):
+        pretrained.load("nope")
+    data = bytearray((folder / "toy.pt").read_bytes())
+    data[-10] ^= 1
+    (folder / "toy.pt").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256 differs"):
+        pretrained.load("toy")
+
+
+def test_every_shipped_model_loads_and_encodes():
+    from probrep.experiments import pretrained
+
+    names = pretrained.available()
+    if not names:
+        pytest.skip("no weights shipped yet")
+    x = torch.zeros(2, 1, 64, 64)
+    for name in names:
+        model, info = pretrained.load(name)
+        assert model.encode(x).shape == (2, info["latent_dim"])
 
 
 def test_reported_negative_elbo_is_the_unweighted_one_not_the_beta_weighted_objective():

@@ -156,3 +156,27 @@ def irs_heatmap(
         ax.set_title(f"IRS: {title}")
     fig.colorbar(image, ax=axes[0].tolist(), fraction=0.04, pad=0.02, label="IRS (0 to 1)")
     return save_figure(fig, path)
+
+
+def labelled_traversals(model, path: str | Path, title: str, dataset: DSprites | None = None, seed: int = 0) -> Path:
+    """Latent traversals (-2.5 to 2.5 around one image's code), one row per latent, most informative (KL) first,
+    each labelled with its KL and the factor it shares most information with (MIG's mutual-information matrix
+    on 5,000 images): a disentangled model reads as one factor changing per row."""
+    from probrep.io.figures import image_grid
+    from probrep.metrics import mig
+
+    ds = dataset or DSprites()
+    classes, images = ds.sample_scm(ds.scm(), 5000, seed=seed)
+    device = next(model.parameters()).device
+    codes = encoder_fn(model, device)(images)
+    mutual_info = mig(classes[:, 1:], codes).mutual_info
+    with torch.no_grad():
+        x = torch.from_numpy(images[:1024]).to(device)
+        kl = model.kl_per_dimension(x).mean(0).cpu().numpy()
+        order = np.argsort(-kl)
+        values = torch.linspace(-2.5, 2.5, 9)
+        grid = torch.stack([model.traverse(x[:1], int(d), values)[0] for d in order]).cpu().numpy()
+    names = ds.factor_names[1:]
+    labels = [f"z{d} KL {kl[d]:.1f} " + (f"~{names[int(mutual_info[d].argmax())]}" if kl[d] > 0.1 else "(inactive)")
+              for d in order]  # fmt: skip
+    return image_grid(grid, path, row_labels=labels, title=title)
