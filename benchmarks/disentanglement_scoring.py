@@ -21,7 +21,18 @@ import time
 import numpy as np
 import torch
 from _machine import cpu_name
-from disentanglement_study import CONFIGS, RESULTS, SEEDS, all_runs, my_runs, run_dir, snapshot_path
+from disentanglement_study import (
+    CONFIGS,
+    LONG_STEPS,
+    LONG_SUFFIX,
+    RESULTS,
+    SEEDS,
+    all_runs,
+    config_of,
+    my_runs,
+    run_dir,
+    snapshot_path,
+)
 
 from probrep.data import DSprites
 from probrep.experiments.evaluate import encoder_fn, evaluate, headline, labelled_traversals
@@ -31,6 +42,7 @@ from probrep.training.rng import forked
 
 CURVE_STEPS = (500, 1000, 2000, 3000)
 CURVE_METRICS = ("mig", "dci")
+LONG_METRICS = ("mig", "dci", "factor_vae")  # the long run's scores at every snapshot: the two the targets name
 FINAL_METRICS = ("mig", "dci", "sap", "modularity", "irs", "irs_interventional", "factor_vae", "beta_vae")
 #: dSprites ranges read off Locatello et al. 2019 (fig. 13/14: the spread over models and hyper-parameters)
 LOCATELLO_RANGES = {"beta_vae": (0.7, 0.9), "factor_vae": (0.55, 0.85), "mig": (0.05, 0.35),
@@ -41,8 +53,8 @@ logger = logging.getLogger("disentanglement_study")
 
 def load_snapshot(name: str, seed: int, step: int):
     """The model of one run at one step, from its snapshot (weights only: nothing in it can execute)."""
-    config = {k: v for k, v in CONFIGS[name].items() if k != "model"}
-    model = build_model(CONFIGS[name]["model"], 10, **config, dataset_size=737_280)
+    config = {k: v for k, v in config_of(name).items() if k != "model"}
+    model = build_model(config_of(name)["model"], 10, **config, dataset_size=737_280)
     state = torch.load(snapshot_path(name, seed, step), map_location="cpu", weights_only=True)
     model.load_state_dict(state["module"])
     return model.eval(), state
@@ -65,7 +77,7 @@ def reconstruction_and_activity(model, seed: int = 0) -> dict:
 def score_snapshot(name: str, seed: int, step: int, final: bool, votes, threads: int) -> dict:
     model, state = load_snapshot(name, seed, step)
     started = time.perf_counter()
-    metrics = FINAL_METRICS if final else CURVE_METRICS
+    metrics = FINAL_METRICS if final else LONG_METRICS if name.endswith(LONG_SUFFIX) else CURVE_METRICS
     result = evaluate(encoder_fn(model), metrics, vote_sizes=tuple(votes), seed=seed, progress=False,
                       dci_estimator="lightgbm", n_jobs=threads)  # fmt: skip
     entry = {"step": step, "final": final, "train_seconds_segment": state.get("train_seconds"),
@@ -94,8 +106,9 @@ def command_evaluate(args) -> None:
         runs = my_runs(args.seeds, args.worker)
     for name, seed in runs:
         scores = read_scores(name, seed)
-        for step in [s for s in CURVE_STEPS if s <= args.steps]:
-            final = step == args.steps
+        long = name.endswith(LONG_SUFFIX)
+        for step in [s for s in (LONG_STEPS if long else CURVE_STEPS) if s <= args.steps]:
+            final = step == args.steps and not long
             done = scores.get(str(step))
             if not snapshot_path(name, seed, step).exists() or (done and (done["final"] or not final)):
                 continue

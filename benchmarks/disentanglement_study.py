@@ -15,6 +15,7 @@ time: ``train`` continues each run from its last checkpoint, and ``evaluate`` sc
 
     python benchmarks/disentanglement_study.py train    [--worker 0/2] [--steps 3000] [--seeds 0 1]
     python benchmarks/disentanglement_study.py evaluate [--worker 0/2] [--votes 1000 500]
+    python benchmarks/disentanglement_study.py train --only beta_tcvae_long:0 --steps 20000   # the trend
     python benchmarks/disentanglement_study.py report   # table, plots: benchmarks/results/disentanglement_study/
     python benchmarks/disentanglement_study.py ship     # the best runs' weights into probrep/pretrained/
 
@@ -50,7 +51,16 @@ CONFIGS = {
     "annealed_vae": {"model": "annealedvae", "c_max": 25.0, "capacity_weight": 1000.0},
 }
 
+#: the longest run, continued past STEPS from the 3,000-step checkpoint of its configuration, to show the trend
+LONG_STEPS = (4000, 6000, 8000, 11000, 14000, 17000, 20000)
+LONG_SUFFIX = "_long"
+
 logger = logging.getLogger("disentanglement_study")
+
+
+def config_of(name: str) -> dict:
+    """The configuration of a run name (a long run shares its base configuration's)."""
+    return CONFIGS[name.removesuffix(LONG_SUFFIX)]
 
 
 def run_dir(name: str, seed: int) -> Path:
@@ -80,10 +90,11 @@ def train_one(name: str, seed: int, steps: int) -> None:
     from probrep.experiments.vae_dsprites import train_vae_on_dsprites
     from probrep.io.files import atomic_open
 
-    config = dict(CONFIGS[name])
+    config = dict(config_of(name))
     if config["model"] == "annealedvae":
         config["capacity_steps"] = steps  # C reaches C_max at the end of the run, whatever segment we are in
-    for step in [s for s in EVAL_STEPS if s <= steps]:
+    schedule = LONG_STEPS if name.endswith(LONG_SUFFIX) else EVAL_STEPS
+    for step in [s for s in schedule if s <= steps]:
         snap = snapshot_path(name, seed, step)
         if snap.exists():
             continue
@@ -99,7 +110,28 @@ def train_one(name: str, seed: int, steps: int) -> None:
         logger.info("%s seed %d: step %d (%.0f s)", name, seed, step, time.perf_counter() - started)
 
 
+def start_long_run(name: str, seed: int) -> None:
+    """Seed the long run's folder with a copy of its base run's folder at STEPS (checkpoints and snapshots)."""
+    import shutil
+
+    base, long = run_dir(name.removesuffix(LONG_SUFFIX), seed), run_dir(name, seed)
+    if long.exists():
+        return
+    if not snapshot_path(name.removesuffix(LONG_SUFFIX), seed, STEPS).exists():
+        raise SystemExit(f"{base} has not reached step {STEPS} yet: train it first")
+    tmp = long.with_name(long.name + ".copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("scores.json"))
+    tmp.rename(long)
+
+
 def command_train(args) -> None:
+    if args.only:
+        name, seed = args.only.split(":")
+        if name.endswith(LONG_SUFFIX):
+            start_long_run(name, int(seed))
+        train_one(name, int(seed), args.steps)
+        return
     for name, seed in my_runs(args.seeds, args.worker):
         train_one(name, seed, args.steps)
         # score it with the evaluation code on disk now (this worker may have started before it changed)
@@ -118,7 +150,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--votes", type=int, nargs=2, default=(1000, 500),
                         help="(train, eval) votes of the BetaVAE and FactorVAE scores")  # fmt: skip
-    parser.add_argument("--only", default=None, help="name:seed, one run (evaluate)")
+    parser.add_argument("--only", default=None,
+                        help="name:seed, one run; <name>_long:seed continues <name> past its steps")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
