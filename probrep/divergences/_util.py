@@ -66,7 +66,9 @@ def as_samples(
         x = x.to(resolve_device(device))
     if x.dim() == 0:
         raise ValueError(f"{name} must have a sample dimension, got a scalar")
-    x = x.reshape(x.shape[0], 1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): it needs at least {max(min_rows, 1)} sample(s)")
+    x = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if x.shape[0] < min_rows:
         raise ValueError(f"{name} needs at least {min_rows} samples, got {x.shape[0]} (shape {tuple(x.shape)})")
     if x.shape[1] == 0:

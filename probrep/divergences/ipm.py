@@ -13,6 +13,13 @@ Kernels are radial, ``k(x, y) = phi(|x - y|^2)``, summed over one or several ban
 
 ``bandwidth=None`` uses the median heuristic: ``h`` = median distance between pooled points (on a seeded
 subsample of at most 1,000 points).
+
+Numerics: the samples are centred on their pooled mean and divided by a power of two before any distance is
+formed (:func:`~probrep.divergences.pairwise.standardised`), so inputs at 1e20 (or 1e-20) give the same numbers as
+at 1; half precision is computed in float32, float32 kernel blocks switch to float64 when points lie far from the
+centre in bandwidths (two clusters at +-1e4 with h = 1), and energy distance and Wasserstein accumulate their
+distances in float64 (an error of eps |a|^2 in a squared distance is sqrt(eps) |a| in a distance). Results come
+back in the inputs' dtype.
 """
 
 from __future__ import annotations
@@ -29,10 +36,13 @@ from probrep.divergences._util import Estimate, as_samples, mean_and_stderr, sam
 from probrep.divergences.pairwise import (
     block_size_for,
     kernel_sum,
+    needs_float64,
+    power_of_two_scale,
     rbf_sum,
     same_samples,
     sqdist,
     squared_distance_blocks,
+    standardised,
     two_sample_sums,
 )
 
@@ -50,14 +60,30 @@ def _samples(x, y, device, min_rows: int = 1) -> tuple[torch.Tensor, torch.Tenso
     return same_space(x, y)  # tensors on two devices are an error, not a silent copy
 
 
-def _centred(x: torch.Tensor, y: torch.Tensor, same_input: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both samples centred on the pooled mean (distances are shift-invariant; centring limits cancellation in
-    ``|a|^2 + |b|^2 - 2 a.b``). Equal samples (``same_input``: the caller passed one object twice) come back as
-    one tensor twice, so that :func:`~probrep.divergences.pairwise.two_sample_sums` computes their sum once."""
-    same = same_input or same_samples(x, y)
-    center = torch.cat([x, y]).mean(0).detach()
-    x = x - center
-    return (x, x) if same else (x, y - center)
+def _standardised(x: torch.Tensor, y: torch.Tensor, same_input: bool) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """:func:`~probrep.divergences.pairwise.standardised`; equal samples (``same_input``: the caller passed one
+    object twice, or the values are equal) come back as one tensor twice, so their sum is computed once."""
+    return standardised(x, y, same_input or same_samples(x, y))
+
+
+def _kernel_setup(
+    kernel, bandwidth, x, y, same_input: bool, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, Callable, list]:
+    """The standardised samples, the kernel's ``phi`` and its bandwidths in their units (divided by the scale). Float32
+    samples that would cancel at the smallest bandwidth are standardised again from float64 copies of the inputs
+    (centring 1e4 + a in float32 would already round a by 5e-4)."""
+    xs, ys, scale = _standardised(x, y, same_input)
+    if callable(kernel):
+        # a user's kernel takes squared distances in the data's units
+        return xs, ys, lambda d2, inplace: kernel(d2 * scale**2), []
+    if bandwidth is None:
+        hs = [median_bandwidth(xs, ys, seed=seed) * scale]
+    else:
+        hs = _bandwidth_list(bandwidth, x, y, seed)
+    if needs_float64(xs, ys, min(hs) / scale):
+        xs, ys, scale = _standardised(x.to(torch.float64), y.to(torch.float64), same_input)
+    bandwidths = [h / scale for h in hs]
+    return xs, ys, kernel_phi(kernel, bandwidths), bandwidths
 
 
 # ------------------------------------------------------------------------------------------------- kernels
@@ -74,13 +100,17 @@ def median_bandwidth(x, y=None, *, max_points: int = _MEDIAN_POINTS, seed: int =
     if z.shape[0] > max_points:
         pick = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]
         z = z[pick.to(z.device)]
-    z = z.detach() - z.detach().mean(0)
+    # at most max_points points: float64 costs little, and a power-of-two scale keeps |z|^2 finite at any size
+    z = z.detach().to(torch.float64)
+    scale = power_of_two_scale(z)
+    z = z / scale
+    z = z - z.mean(0)
     z2 = z.pow(2).sum(1)
     d2 = sqdist(z, z, z2, z2, inplace=False)
     iu = torch.triu_indices(z.shape[0], z.shape[0], offset=1, device=z.device)
     dist = d2[iu[0], iu[1]].sqrt().sort().values
     k = dist.numel()
-    h = float(0.5 * (dist[(k - 1) // 2] + dist[k // 2]))  # the two middle values averaged, as numpy
+    h = float(0.5 * (dist[(k - 1) // 2] + dist[k // 2])) * scale  # the two middle values averaged, as numpy
     if not h > 0:
         raise ValueError("the median heuristic gives bandwidth 0 (most points coincide): pass bandwidth= explicitly")
     return h
@@ -141,10 +171,9 @@ def mmd2(
     """
     same_input = x is y
     x, y = _samples(x, y, device, min_rows=2 if unbiased else 1)
-    bandwidths = _bandwidth_list(bandwidth, x, y, seed) if not callable(kernel) else []
-    phi = kernel_phi(kernel, bandwidths)
+    dtype = x.dtype
     b = block_size_for(block_size, x.device)
-    x, y = _centred(x, y, same_input)
+    x, y, phi, bandwidths = _kernel_setup(kernel, bandwidth, x, y, same_input, seed)
     n, m = x.shape[0], y.shape[0]
     sums = None
     if isinstance(kernel, str) and kernel.lower() == "rbf":
@@ -157,7 +186,7 @@ def mmd2(
         value = (sxx - n * k0) / (n * (n - 1)) + (syy - m * k0) / (m * (m - 1)) - 2.0 * sxy / (n * m)
     else:
         value = sxx / n**2 + syy / m**2 - 2.0 * sxy / (n * m)
-    return value.to(x.dtype)
+    return value.to(dtype)
 
 
 def mmd2_linear(
@@ -177,7 +206,7 @@ def mmd2_linear(
     x, y = _samples(x, y, device, min_rows=4)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"mmd2_linear needs as many x as y samples, got {x.shape[0]} and {y.shape[0]}")
-    phi = kernel_phi(kernel, _bandwidth_list(bandwidth, x, y, seed) if not callable(kernel) else [])
+    x, y, phi, _ = _kernel_setup(kernel, bandwidth, x, y, False, seed)
     half = x.shape[0] // 2
     x1, x2, y1, y2 = x[0 : 2 * half : 2], x[1 : 2 * half : 2], y[0 : 2 * half : 2], y[1 : 2 * half : 2]
 
@@ -221,12 +250,10 @@ def mmd_permutation_test(
     """
     x, y = _samples(x, y, device, min_rows=2)
     num_permutations = integer(num_permutations, "num_permutations")
-    bandwidths = _bandwidth_list(bandwidth, x, y, seed) if not callable(kernel) else []
-    phi = kernel_phi(kernel, bandwidths)
     n, m = x.shape[0], y.shape[0]
     with torch.no_grad():
+        x, y, phi, _ = _kernel_setup(kernel, bandwidth, x, y, False, seed)
         z = torch.cat([x, y])
-        z = z - z.mean(0)
         total = n + m
         gen = torch.Generator().manual_seed(seed)
         order = torch.rand(num_permutations, total, generator=gen).argsort(dim=1)
@@ -250,6 +277,12 @@ def mmd_permutation_test(
             stats = sxx / n**2 + syy / m**2 - 2.0 * sxy / (n * m)
         stats = stats.cpu()
     observed, null = float(stats[0]), stats[1:]
+    if not bool(torch.isfinite(stats).all()):
+        # a NaN compares False with everything, so p would be 1 / (1 + P): a confident "reject" from no evidence
+        raise FloatingPointError(
+            f"mmd_permutation_test: the MMD statistic is {observed} ({int((~torch.isfinite(null)).sum())} of "
+            f"{num_permutations} permutation statistics not finite); no p-value can be given (check the kernel)"
+        )
     # ties count against rejection; a relative slack absorbs float rounding between equal relabellings
     slack = 1e-9 * max(abs(observed), float(null.abs().max()))
     p_value = (1.0 + float((null >= observed - slack).sum())) / (1.0 + num_permutations)
@@ -274,12 +307,14 @@ def energy_distance(
     """
     same_input = x is y
     x, y = _samples(x, y, device, min_rows=2 if unbiased else 1)
-    x, y = _centred(x, y, same_input)
+    dtype = x.dtype
+    # distances, not kernels of them: float32 would leave sqrt(eps) |a| of each
+    x, y, scale = _standardised(x.to(torch.float64), y.to(torch.float64), same_input)
     b = block_size_for(block_size, x.device)
     n, m = x.shape[0], y.shape[0]
     sxx, syy, sxy = two_sample_sums(x, y, lambda a, c: kernel_sum(a, c, _distance, b))
     nxx, nyy = (n * (n - 1), m * (m - 1)) if unbiased else (n * n, m * m)
-    return (2.0 * sxy / (n * m) - sxx / nxx - syy / nyy).to(x.dtype)
+    return (scale * (2.0 * sxy / (n * m) - sxx / nxx - syy / nyy)).to(dtype)
 
 
 # ----------------------------------------------------------------------------------------------- Wasserstein
@@ -321,8 +356,10 @@ def wasserstein_1d(x, y, p: float = 1.0, *, device: str | torch.device | None = 
     x, y = _samples(x, y, device)
     if x.shape[1] != 1:
         raise ValueError(f"wasserstein_1d needs 1-D samples, got dimension {x.shape[1]}: use sliced_wasserstein")
+    dtype = x.dtype
+    x, y, scale = standardised(x.to(torch.float64), y.to(torch.float64), False)
     wpp = _wpp_sorted(x.sort(0).values, y.sort(0).values, p)[0]
-    return wpp.pow(1.0 / p)
+    return (scale * wpp.pow(1.0 / p)).to(dtype)
 
 
 def sliced_wasserstein(
@@ -342,6 +379,9 @@ def sliced_wasserstein(
     """
     p = _check_p(p)
     x, y = _samples(x, y, device)
+    dtype = x.dtype
+    # float64 projections: sorting and differencing them is the whole estimator, and cheap next to it
+    x, y, scale = standardised(x.to(torch.float64), y.to(torch.float64), False)
     if directions is None:
         num_projections = integer(num_projections, "num_projections")
         gen = torch.Generator().manual_seed(seed)
@@ -352,6 +392,6 @@ def sliced_wasserstein(
             raise ValueError(f"directions must be [k, {x.shape[1]}], got {tuple(theta.shape)}")
         if bool((theta.norm(dim=1) == 0).any()):
             raise ValueError("directions contains a zero vector")
-    theta = (theta / theta.norm(dim=1, keepdim=True)).to(x.dtype).to(x.device)
+    theta = (theta / theta.norm(dim=1, keepdim=True)).to(x.device)
     wpp = _wpp_sorted((x @ theta.T).sort(0).values, (y @ theta.T).sort(0).values, p)
-    return wpp.mean().pow(1.0 / p)
+    return (scale * wpp.mean().pow(1.0 / p)).to(dtype)

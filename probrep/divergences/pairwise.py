@@ -5,6 +5,10 @@ the pair grid (:func:`blocks`), so memory stays ``O(block_size^2 + (n + m) d)`` 
 the inputs' device. The pairs of one sample with itself (``y=None``) are symmetric: only blocks on or above the
 diagonal are formed, those above counted twice, which halves the work. Sums accumulate in float64.
 
+Inputs are standardised first (:func:`standardised`): centred on the pooled mean and divided by one power of two
+(exact), so ``|a|^2`` neither overflows (inputs at 1e20 in float32) nor cancels more than it must; half precision
+is computed in float32, and :func:`needs_float64` says when float32 would still cancel too much.
+
 Two ways to fill a block: squared distances ``|x_i - y_j|^2`` (:func:`squared_distance_blocks`) for any radial
 kernel, or, for the Gaussian kernel, the factorisation ``exp(-|a - b|^2 / 2h^2) = exp(-|a|^2 / 2h^2)
 exp(a.b / h^2) exp(-|b|^2 / 2h^2)`` (:func:`rbf_sum`), one matrix product and one ``exp`` per block.
@@ -12,6 +16,7 @@ exp(a.b / h^2) exp(-|b|^2 / 2h^2)`` (:func:`rbf_sum`), one matrix product and on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -136,3 +141,50 @@ def two_sample_sums(
         return None if s is None else (s, s, s)
     sums = (pair_sum(x, None), pair_sum(y, None), pair_sum(x, y))
     return None if any(s is None for s in sums) else sums
+
+
+def power_of_two_scale(*tensors: torch.Tensor) -> float:
+    """``2^(e - 1)`` with ``max |t| = f 2^e``, ``1/2 <= f < 1`` (1.0 for all-zero input): dividing by it is exact
+    (short of subnormals) and brings every value into ``(-2, 2)``, however large or small the inputs are."""
+    largest = max(float(t.detach().abs().max()) for t in tensors)
+    if largest == 0.0 or not math.isfinite(largest):
+        return 1.0
+    return math.ldexp(1.0, math.frexp(largest)[1] - 1)
+
+
+def working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float16 / bfloat16 are computed in float32: their ``|a|^2`` overflows at |a| = 256 and their eps (1e-3)
+    leaves nothing of ``|a|^2 + |b|^2 - 2 a.b`` for nearby points."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def standardised(x: torch.Tensor, y: torch.Tensor, same: bool) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(x', y', scale)`` with ``x = scale x' + c``, ``y = scale y' + c``: both samples in the working dtype,
+    centred on their pooled mean ``c`` (distances are shift-invariant; centring limits the cancellation in
+    ``|a|^2 + |b|^2 - 2 a.b``) and divided by a power of two (so the squares cannot overflow, and ratios of
+    distances are exactly as before). ``same`` (the pairs of ``y`` are those of ``x``) returns one tensor twice,
+    so that :func:`two_sample_sums` forms the symmetric sum once."""
+    dtype = working_dtype(x.dtype)
+    x, y = x.to(dtype), y.to(dtype)
+    first = power_of_two_scale(x, y)  # first into (-2, 2), so that the mean's sum cannot overflow either
+    x, y = x / first, y / first
+    center = torch.cat([x, y]).mean(0).detach()
+    x, y = x - center, y - center
+    second = power_of_two_scale(x, y)
+    x, y = x / second, y / second
+    return x, (x if same else y), first * second
+
+
+#: float32 distance blocks are kept while every point lies within this many (squared) bandwidths of the centre:
+#: the absolute error of ``|a - b|^2`` is about eps |a|^2, so the kernel's is about eps R^2 / h^2, here below
+#: 1e-5; beyond it (two clusters at +-1e4 with h = 1: R^2 / h^2 = 1e8) the blocks are formed in float64
+FLOAT32_RADIUS2 = 64.0
+
+
+def needs_float64(x: torch.Tensor, y: torch.Tensor, length: float) -> bool:
+    """Whether float32 distances of these (standardised) samples would cancel badly at the length scale
+    ``length`` (a kernel's smallest bandwidth, in the same units)."""
+    if x.dtype != torch.float32:
+        return False
+    radius2 = float(torch.maximum(x.detach().pow(2).sum(1).max(), y.detach().pow(2).sum(1).max()))
+    return radius2 > FLOAT32_RADIUS2 * length**2
