@@ -60,14 +60,21 @@ def check_matrix(values: Any, name: str, columns: str, min_rows: int = 2) -> np.
     return array
 
 
-def check_factors(values: Any, name: str = "factors", classes: bool = True, min_rows: int = 2) -> np.ndarray:
-    """Factors ``[N, K]``; with ``classes=True`` they must be integer-valued (int dtype, or floats like 3.0)."""
+def check_factors(
+    values: Any,
+    name: str = "factors",
+    classes: bool = True,
+    min_rows: int = 2,
+    hint: str = "mig and modularity take discretize_factors=True",
+) -> np.ndarray:
+    """Factors ``[N, K]``; with ``classes=True`` they must be integer-valued (int dtype, or floats like 3.0).
+    ``hint`` names the metric's own way to discretise continuous factors, for the error."""
     array = check_matrix(values, name, "K factors", min_rows)
     if classes and np.issubdtype(array.dtype, np.floating):
         if not np.all(array == np.round(array)):
             raise ValueError(
                 f"{name} must hold integer factor classes, got non-integer values; for continuous factors "
-                "discretise them first (mig and modularity take discretize_factors=True)"
+                f"discretise them first ({hint})"
             )
         array = array.astype(np.int64)
     return array

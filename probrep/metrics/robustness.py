@@ -33,17 +33,28 @@ class IRSResult:
     num_active_dims: int
 
 
+#: a code column whose values spread over less than this fraction of their magnitude is constant: float rounding
+#: (a mean of equal values) leaves variances like 2.6e-31 that an exact "> 0" would read as an active latent
+_CONSTANT_RTOL = 1e-12
+
+
 def irs(factors, codes, diff_quantile: float = 0.99, num_bins: int | None = None) -> IRSResult:
     """Interventional Robustness Score of ``codes [N, D]`` with respect to ``factors [N, K]``.
 
-    ``factors`` are discrete values (any numbers), used as they are; give ``num_bins`` to discretise continuous
-    factors into equal-width bins first. numpy arrays and torch tensors are accepted.
+    ``factors`` are discrete classes (integers, or floats like 3.0); continuous factors are refused with the error
+    MIG and DCI give (grouping by every distinct value would make each group one point, and any code, even one
+    independent of the factors, would score a perfect 1.0): give ``num_bins`` to discretise them into equal-width
+    bins first. numpy arrays and torch tensors are accepted.
 
     disentanglement_lib bins every factor into 20 equal-width bins before IRS (``discretizer.num_bins = 20``), so
     a factor with more than 20 values (dSprites' orientation, 40, and positions, 32) scores differently there:
     ``num_bins=20`` gives disentanglement_lib's number.
+
+    Scale-free: each code column is computed on in units of a power of two of its magnitude (exact, so the
+    numbers are those of the plain formula), which keeps codes near the float64 limit (1e307) finite; a column
+    that spreads over less than ``1e-12`` of its magnitude counts as constant (inactive).
     """
-    g = check_factors(factors, classes=False)
+    g = check_factors(factors, classes=num_bins is None, hint="irs takes num_bins=, e.g. 20 as disentanglement_lib")
     z = check_codes(codes)
     check_same_rows(g, "factors", z, "codes")
     diff_quantile = probability(diff_quantile, "diff_quantile", open_interval=False)
@@ -51,15 +62,22 @@ def irs(factors, codes, diff_quantile: float = 0.99, num_bins: int | None = None
         g = discretize(g.astype(np.float64), num_bins)  # equal-width bins: numpy histogram edges, then digitize
     num_latents, num_factors = z.shape[1], g.shape[1]
 
-    active = z.var(axis=0) > 0.0
-    max_dev = np.abs(z - z.mean(axis=0)).max(axis=0)
+    # z_l = zs_l * 2**exponent_l with |zs_l| < 1: every IRS[l, i] is a ratio within one column, so it is the same
+    # in these units, and nothing below can overflow
+    magnitude = np.abs(z).max(axis=0)
+    exponent = np.frexp(magnitude)[1]
+    zs = np.ldexp(z, -exponent[None, :])
+    active = np.ptp(zs, axis=0) > _CONSTANT_RTOL * np.abs(zs).max(axis=0)
+    max_dev_scaled = np.where(active, np.abs(zs - zs.mean(axis=0)).max(axis=0), 0.0)
+    with np.errstate(over="ignore"):  # reported in the codes' units, where it may exceed float64 (then inf)
+        max_dev = np.ldexp(max_dev_scaled, exponent)
     matrix = np.full((num_latents, num_factors), np.nan)
     per_latent = np.full(num_latents, np.nan)
     parents = np.full(num_latents, -1, dtype=np.int64)
     if not active.any():
         return IRSResult(0.0, matrix, per_latent, parents, active, max_dev, 0)
 
-    za = z[:, active]
+    za = zs[:, active]
     deviation = np.zeros((za.shape[1], num_factors))
     for i in range(num_factors):
         values, groups = np.unique(g[:, i], return_inverse=True)
@@ -72,14 +90,13 @@ def irs(factors, codes, diff_quantile: float = 0.99, num_bins: int | None = None
         bounds = np.cumsum(counts.astype(np.int64))[:-1]
         per_value = [np.percentile(block, 100.0 * diff_quantile, axis=0) for block in np.split(diffs[order], bounds)]
         deviation[:, i] = np.mean(per_value, axis=0)
-    matrix_active = 1.0 - deviation / max_dev[active][:, None]
+    matrix_active = 1.0 - deviation / max_dev_scaled[active][:, None]
     matrix[active] = matrix_active
     per_latent[active] = matrix_active.max(axis=1)
     parents[active] = matrix_active.argmax(axis=1)
-    weights = max_dev[active]
-    score = (
-        float(np.average(per_latent[active], weights=weights))
-        if weights.sum() > 0
-        else float(per_latent[active].mean())
-    )
+    # weights max_dev_l relative to the largest column's units (ratios of powers of two: exact, no overflow)
+    weights = np.ldexp(max_dev_scaled[active], exponent[active] - exponent[active].max())
+    score = float(np.average(per_latent[active], weights=weights))
+    if not np.isfinite(score):  # cannot happen for finite codes; a NaN score must never be returned
+        raise FloatingPointError(f"irs: the score came out {score}; please report this input")
     return IRSResult(score, matrix, per_latent, parents, active, max_dev, int(active.sum()))
