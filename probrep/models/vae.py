@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -28,6 +29,12 @@ from probrep.divergences.density_ratio import classifier_loss, permute_dims
 from probrep.models.layers import make_encoder_decoder, mlp
 
 _LIKELIHOODS = ("bernoulli", "gaussian")
+_ARCHES = {"ConvEncoder": "conv", "MLPEncoder": "mlp"}  # encoder class -> the ``arch`` that builds it
+
+
+def _hidden_widths(network: nn.Module) -> list[int]:
+    """The widths of a network's hidden dense layers (its ``hidden`` setting), read from the built layers."""
+    return [m.out_features for m in network.modules() if isinstance(m, nn.Linear)][:-1]
 
 
 def kl_to_standard_normal(loc: torch.Tensor, scale: torch.Tensor, reduce: bool = True) -> torch.Tensor:
@@ -73,6 +80,25 @@ class VAE(nn.Module):
         self.obs_scale = real(obs_scale, "obs_scale", positive=True)
         self.name = name
         self.encoder, self.decoder = make_encoder_decoder(arch, self.image_shape, self.latent_dim, hidden)
+
+    @property
+    def run_config(self) -> dict[str, Any]:
+        """What defines the model, stored in checkpoints by :func:`probrep.inference.svi.fit` and compared on
+        resume: parameter shapes alone cannot tell a Bernoulli beta=1 VAE from a Gaussian beta=4 one, so a
+        checkpoint recording another likelihood, weight or architecture is refused, naming the keys. Annealed
+        attributes (the AnnealedVAE's ``capacity``) are not here: they change during a run."""
+        config: dict[str, Any] = {
+            "model": type(self).__name__,
+            "likelihood": self.likelihood,
+            "beta": self.beta,
+            "latent_dim": self.latent_dim,
+            "image_shape": list(self.image_shape),
+            "arch": _ARCHES.get(type(self.encoder).__name__, type(self.encoder).__name__),
+            "hidden": _hidden_widths(self.encoder),
+        }
+        if self.likelihood == "gaussian":  # the Bernoulli likelihood never reads it
+            config["obs_scale"] = self.obs_scale
+        return config
 
     # ----------------------------------------------------------------------------------------------- networks
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,6 +255,11 @@ class BetaTCVAE(VAE):
         self.tc_weight = real(tc_weight, "tc_weight", nonnegative=True)
         self.dataset_size = None if dataset_size is None else integer(dataset_size, "dataset_size")
 
+    @property
+    def run_config(self) -> dict[str, Any]:
+        """The VAE's settings with the total-correlation weight and the estimator's N."""
+        return {**super().run_config, "tc_weight": self.tc_weight, "dataset_size": self.dataset_size}
+
     def _dataset_size(self, batch: int) -> int:
         return batch if self.dataset_size is None else self.dataset_size
 
@@ -290,6 +321,16 @@ class FactorVAE(VAE):
         self.gamma = real(gamma, "gamma", nonnegative=True)
         self.auxiliary_lr = real(discriminator_lr, "discriminator_lr", positive=True)
         self.discriminator = mlp((self.latent_dim, *discriminator_hidden, 1), activation=lambda: nn.LeakyReLU(0.2))
+
+    @property
+    def run_config(self) -> dict[str, Any]:
+        """The VAE's settings with the TC weight and the discriminator's widths and learning rate."""
+        return {
+            **super().run_config,
+            "gamma": self.gamma,
+            "discriminator_hidden": _hidden_widths(self.discriminator),
+            "discriminator_lr": self.auxiliary_lr,
+        }
 
     def model_penalty(self, z: torch.Tensor) -> None:
         """``-gamma * D(z)``: the total-correlation penalty as a factor of the model."""

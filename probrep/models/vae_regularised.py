@@ -16,6 +16,8 @@ drew z from, so every Pyro ELBO differentiates them exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyro
 import torch
 
@@ -54,6 +56,11 @@ class DIPVAE(VAE):
         default = 10.0 * self.lambda_od if self.dip_type == "i" else self.lambda_od
         self.lambda_d = default if lambda_d is None else real(lambda_d, "lambda_d", nonnegative=True)
 
+    @property
+    def run_config(self) -> dict[str, Any]:
+        """The VAE's settings with the DIP type and both weights of the penalty."""
+        return {**super().run_config, "dip_type": self.dip_type, "lambda_od": self.lambda_od, "lambda_d": self.lambda_d}
+
     def guide_penalty(self, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
         penalty = dip_penalty(loc, scale, self.dip_type, self.lambda_od, self.lambda_d)
         pyro.factor("dip_penalty", x.shape[0] * penalty, has_rsample=True)
@@ -79,6 +86,11 @@ class AnnealedVAE(VAE):
         self.capacity_weight = real(capacity_weight, "capacity_weight", nonnegative=True)
         self.c_max = real(c_max, "c_max", nonnegative=True)
         self.capacity = real(capacity, "capacity", nonnegative=True)
+
+    @property
+    def run_config(self) -> dict[str, Any]:
+        """The VAE's settings with the capacity's weight and target; not the capacity now, which is annealed."""
+        return {**super().run_config, "capacity_weight": self.capacity_weight, "c_max": self.c_max}
 
     def guide_penalty(self, x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> None:
         kl = kl_to_standard_normal(loc, scale).mean()

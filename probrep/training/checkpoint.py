@@ -8,6 +8,7 @@ name, so a crash mid-write never leaves a truncated checkpoint behind. ``load`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 import torch
 
 from probrep.io.files import atomic_open
+
+logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
 _TEMPORARY = re.compile(r"^\.checkpoint-\d{8}\.pt\..*\.tmp$")
@@ -88,14 +91,27 @@ def prune(directory: str | os.PathLike, keep: int) -> None:
 
 
 def check_config(state: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """Refuse to resume from ``state`` (loaded from ``path``) unless its format and run settings match ``config``."""
+    """Refuse to resume from ``state`` (loaded from ``path``) unless its format and run settings match ``config``.
+
+    Only a recorded *different* value is refused. A setting the checkpoint does not record (it was written before
+    that setting was stored, e.g. a VAE's likelihood and weights) cannot be checked: the run resumes with a
+    warning naming it, so that long runs checkpointed by an earlier version can still be continued.
+    """
     if state.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path} has format {state.get('format')}, expected {FORMAT}")
-    saved = state.get("config", {})
-    differ = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+    saved = state.get("config")
+    saved = saved if isinstance(saved, dict) else {}
+    unrecorded = [k for k in config if k not in saved]
+    differ = {k: (saved[k], v) for k, v in config.items() if k in saved and saved[k] != v}
     if differ:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differ.items())
         raise ValueError(f"cannot resume from {path}: the run's settings differ ({detail})")
+    if unrecorded:
+        logger.warning(
+            "checkpoint %s does not record %s (written by an earlier version): resuming without checking them",
+            path,
+            ", ".join(unrecorded),
+        )
 
 
 def copy_params(saved: dict[str, torch.Tensor], named: dict[str, torch.Tensor], device: torch.device) -> None:
