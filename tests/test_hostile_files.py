@@ -154,3 +154,48 @@ def test_written_files_honour_the_umask(tmp_path, umask, mask, mode):
     assert (tmp_path / "out.json").stat().st_mode & 0o777 == mode
     path = ckpt.save({"step": 1}, tmp_path / "checkpoint-00000001.pt")
     assert path.stat().st_mode & 0o777 == mode
+
+
+# ----------------------------------------------------------------------------------------------- rooms caches
+@pytest.fixture(scope="module")
+def rooms_cache(tmp_path_factory) -> dict[str, np.ndarray]:
+    path = save_rooms(Rooms(image_size=8, num_views=2, seed=1), tmp_path_factory.mktemp("rooms") / "r.npz", 3,
+                      progress=False)  # fmt: skip
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _broken_cache(tmp_path: Path, arrays: dict, **changes) -> Path:
+    arrays = {**arrays, **changes}
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    path = tmp_path / "broken.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda a: {"factor_yaw": None}, "factor_yaw"),
+        (lambda a: {"config": np.array("{not json")}, "config"),
+        (lambda a: {"config": np.array("[1, 2]")}, "config"),
+        (lambda a: {"meta": np.array([], np.int64)}, "meta"),
+        (lambda a: {"images": np.full(a["images"].shape[:2], "pixels")}, "images"),
+        (lambda a: {"images": np.where(a["images"] > 0, np.nan, 0.5).astype(np.float32)}, "images"),
+        (lambda a: {"viewpoints": a["viewpoints"][:-1]}, "viewpoints"),
+        (lambda a: {"viewpoints": np.full_like(a["viewpoints"], np.nan)}, "viewpoints"),
+        (lambda a: {"camera_yaw": a["camera_yaw"][:, :1]}, "camera_yaw"),
+        (lambda a: {"factor_shape": a["factor_shape"][:1]}, "factor_shape"),
+        (lambda a: {"factor_position": np.full_like(a["factor_position"], np.inf)}, "factor_position"),
+    ],
+)
+def test_a_broken_rooms_cache_is_refused_naming_the_file_and_field(tmp_path, rooms_cache, change, field):
+    path = _broken_cache(tmp_path, rooms_cache, **change(rooms_cache))
+    with pytest.raises(ValueError, match=re.escape(str(path))) as refused:
+        load_rooms(path)
+    assert field in str(refused.value)
+
+
+def test_an_intact_rooms_cache_still_loads(tmp_path, rooms_cache):
+    cached = load_rooms(_broken_cache(tmp_path, rooms_cache))
+    assert len(cached) == 3 and cached.images.dtype == torch.uint8 and cached.config["image_size"] == 8

@@ -81,7 +81,11 @@ class RoomsCache:
 
 
 def load_rooms(path: str | os.PathLike) -> RoomsCache:
-    """Read a cache written by :func:`save_rooms` with ``allow_pickle=False``: data only, never code."""
+    """Read a cache written by :func:`save_rooms` with ``allow_pickle=False``: data only, never code.
+
+    Every array is checked before use (type, shape against the others, finite values), so a damaged or foreign
+    file gives a ``ValueError`` naming the file and the field instead of a bare error here or NaN in training.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"rooms cache {path} does not exist")
@@ -90,22 +94,71 @@ def load_rooms(path: str | os.PathLike) -> RoomsCache:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:
         raise ValueError(f"cannot read rooms cache {path}: {exc}") from exc
+    return _checked_cache(arrays, path)
+
+
+def _checked_cache(arrays: dict[str, np.ndarray], path: Path) -> RoomsCache:
+    def bad(field: str, problem: str) -> ValueError:
+        return ValueError(f"rooms cache {path}: field {field!r} {problem}")
+
     meta = arrays.get("meta")
-    if meta is None or int(meta[0]) != CACHE_FORMAT:
-        raise ValueError(f"{path} is not a rooms cache of format {CACHE_FORMAT}")
-    missing = [k for k in ("images", "viewpoints", "camera_yaw", "camera_pitch", "config") if k not in arrays]
+    if meta is None or meta.dtype.kind not in "iu" or meta.shape != (2,):
+        raise ValueError(f"{path} is not a rooms cache of format {CACHE_FORMAT} (field 'meta' is missing or malformed)")
+    if int(meta[0]) != CACHE_FORMAT:
+        raise ValueError(f"{path} is not a rooms cache of format {CACHE_FORMAT} (it has format {int(meta[0])})")
+    if int(meta[1]) < 0:
+        raise bad("meta", f"holds a negative first scene {int(meta[1])}")
+    names = ["images", "viewpoints", "camera_yaw", "camera_pitch", "config"]
+    names += [f"factor_{f.name}" for f in fields(SceneFactors)]
+    missing = [k for k in names if k not in arrays]
     if missing:
         raise ValueError(f"rooms cache {path} lacks {missing}")
-    factors = SceneFactors(**{f.name: arrays[f"factor_{f.name}"] for f in fields(SceneFactors)})
+    images = arrays["images"]
+    if images.dtype != np.uint8 and images.dtype.kind != "f":
+        raise bad("images", f"must be uint8 (or float) pixels, got dtype {images.dtype}")
+    if images.ndim != 5 or images.shape[2] != 3 or images.shape[1] < 1:
+        raise bad("images", f"must have shape [N, K, 3, H, W], got {images.shape}")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise bad("images", "holds NaN or infinite pixels")
+    n, k = images.shape[:2]
+    _check_real(arrays["viewpoints"], (n, k, 7), "viewpoints", bad)
+    _check_real(arrays["camera_yaw"], (n, k), "camera_yaw", bad)
+    _check_real(arrays["camera_pitch"], (n, k), "camera_pitch", bad)
+    factors = {}
+    for f in fields(SceneFactors):
+        name, value = f"factor_{f.name}", arrays[f"factor_{f.name}"]
+        if value.dtype.kind not in "iuf" or value.ndim < 1 or value.shape[0] != n:
+            raise bad(name, f"must be a numeric array with one row per scene ({n}), got {value.dtype} {value.shape}")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise bad(name, "holds NaN or infinite values")
+        factors[f.name] = value
+    config = arrays["config"]
+    if config.dtype.kind != "U" or config.shape != ():
+        raise bad("config", f"must be JSON text, got {config.dtype} {config.shape}")
+    try:
+        settings = json.loads(str(config))
+    except json.JSONDecodeError as exc:
+        raise bad("config", f"is not valid JSON: {exc}") from exc
+    if not isinstance(settings, dict):
+        raise bad("config", f"must be a JSON object, got {type(settings).__name__}")
     return RoomsCache(
-        images=torch.from_numpy(arrays["images"]),
+        images=torch.from_numpy(images),
         viewpoints=torch.from_numpy(arrays["viewpoints"]),
-        factors=factors,
+        factors=SceneFactors(**factors),
         camera_yaw=arrays["camera_yaw"],
         camera_pitch=arrays["camera_pitch"],
         start=int(meta[1]),
-        config=json.loads(str(arrays["config"])),
+        config=settings,
     )
+
+
+def _check_real(value: np.ndarray, shape: tuple[int, ...], name: str, bad: Any) -> None:
+    if value.dtype.kind != "f":
+        raise bad(name, f"must be floating point, got dtype {value.dtype}")
+    if value.shape != shape:
+        raise bad(name, f"must have shape {list(shape)} (N, K from 'images'), got {list(value.shape)}")
+    if not np.isfinite(value).all():
+        raise bad(name, "holds NaN or infinite values")
 
 
 GQNBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
