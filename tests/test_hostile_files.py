@@ -199,3 +199,117 @@ def test_a_broken_rooms_cache_is_refused_naming_the_file_and_field(tmp_path, roo
 def test_an_intact_rooms_cache_still_loads(tmp_path, rooms_cache):
     cached = load_rooms(_broken_cache(tmp_path, rooms_cache))
     assert len(cached) == 3 and cached.images.dtype == torch.uint8 and cached.config["image_size"] == 8
+
+
+# ---------------------------------------------------------------------------------------------- posteriordb
+NAME = "eight_schools-eight_schools_noncentered"
+PARAMETERS = ["mu", "tau", *(f"theta[{i}]" for i in range(1, 9))]
+GOOD_DATA = {"J": 8, "y": [28, 8, -3, 7, -1, 1, 18, 12], "sigma": [15, 10, 16, 11, 9, 11, 10, 18]}
+
+
+def _archive(chains: object, member: str = f"{NAME}.json") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(member, json.dumps(chains))
+    return buffer.getvalue()
+
+
+def _posteriordb(root: Path, data=None, info=None, archive: bytes | None = None) -> Path:
+    folder = root / NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    data = GOOD_DATA if data is None else data
+    info = {"name": NAME, "dimensions": {"mu": 1, "tau": 1, "theta": 8}} if info is None else info
+    draws = np.random.default_rng(0).normal(size=(2, len(PARAMETERS), 5)).round(3)
+    chains = [{p: chain[i].tolist() for i, p in enumerate(PARAMETERS)} for chain in draws]
+    for name, value in (("data.json", data), ("posterior.json", info)):
+        (folder / name).write_text(value if isinstance(value, str) else json.dumps(value))
+    (folder / "reference_draws.json.zip").write_bytes(_archive(chains) if archive is None else archive)
+    return root
+
+
+def test_a_well_formed_posteriordb_folder_loads(tmp_path):
+    post = pdb.load(NAME, _posteriordb(tmp_path))
+    assert post.model_kwargs["sigma"].tolist()[:2] == [15.0, 10.0]
+    assert list(post.reference_draws) == PARAMETERS and post.reference_draws["mu"].shape == (2, 5)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ('{"J": 8, "y": [1, 2', "not valid JSON"),
+        ("[1, 2, 3]", "JSON object"),
+        ({k: v for k, v in GOOD_DATA.items() if k != "sigma"}, "'sigma'"),
+        ({**GOOD_DATA, "sigma": [15, -10, 16, 11, 9, 11, 10, 18]}, "'sigma'"),
+        ({**GOOD_DATA, "sigma": [15, 0, 16, 11, 9, 11, 10, 18]}, "'sigma'"),
+        ('{"J": 8, "y": [28, NaN, -3, 7, -1, 1, 18, 12], "sigma": [15, 10, 16, 11, 9, 11, 10, 18]}', "'y'"),
+        ({**GOOD_DATA, "y": GOOD_DATA["y"][:7]}, "length"),
+        ({**GOOD_DATA, "J": 9}, "length"),
+        ({**GOOD_DATA, "y": ["28", "8", "-3", "7", "-1", "1", "18", "12"]}, "'y'"),
+        ({**GOOD_DATA, "y": [[1, 2], [3]]}, "'y'"),
+        ({**GOOD_DATA, "y": []}, "'y'"),
+    ],
+)
+def test_bad_posteriordb_data_is_refused_at_load_naming_the_file_and_field(tmp_path, data, field):
+    root = _posteriordb(tmp_path, data=data)
+    with pytest.raises(ValueError, match=re.escape(str(root / NAME / "data.json"))) as refused:
+        pdb.load(NAME, root)
+    assert field in str(refused.value)
+
+
+@pytest.mark.parametrize("info", ["{", "[]", {"dimensions": {"mu": 1}}, {"name": "other", "dimensions": {}},
+                                  {"name": NAME}])  # fmt: skip
+def test_a_malformed_or_incomplete_posterior_json_is_refused(tmp_path, info):
+    root = _posteriordb(tmp_path, info=info)
+    with pytest.raises(ValueError, match=re.escape(str(root / NAME / "posterior.json"))):
+        pdb.load(NAME, root)
+
+
+def _chains(drop: str | None = None, **change) -> list[dict]:
+    """Two chains of three draws; the second with ``change`` and without ``drop``."""
+    chains = [{p: [0.1, 0.2, 0.3] for p in PARAMETERS} for _ in range(2)]
+    chains[1].update(change)
+    chains[1].pop(drop, None)
+    return chains
+
+
+@pytest.mark.parametrize(
+    ("archive", "problem"),
+    [
+        pytest.param(b"not a zip at all", "zip", id="not-a-zip"),
+        pytest.param(_archive(_chains(), member="draws.txt"), "one .json", id="no-json-member"),
+        pytest.param(_archive({"mu": [1.0]}), "per-chain", id="not-a-list"),
+        pytest.param(_archive(_chains(drop="tau")), "parameters", id="chain-lacks-a-parameter"),
+        pytest.param(_archive(_chains(mu=[0.1, float("nan"), 0.3])), "'mu'", id="nan-draw"),
+        pytest.param(_archive(_chains(mu=["a", "b", "c"])), "'mu'", id="string-draws"),
+        pytest.param(_archive(_chains(mu=[0.1])), "'mu'", id="chains-of-other-lengths"),
+        pytest.param(_archive(_chains())[:40], "zip", id="truncated"),
+    ],
+)
+def test_a_malformed_reference_archive_is_refused_naming_it(tmp_path, archive, problem):
+    post = pdb.load(NAME, _posteriordb(tmp_path, archive=archive))
+    with pytest.raises(ValueError, match=re.escape(str(post.folder / "reference_draws.json.zip"))) as refused:
+        post.reference_draws  # noqa: B018
+    assert problem in str(refused.value)
+
+
+def test_a_reference_archive_that_inflates_beyond_the_bound_is_not_read(tmp_path):
+    # 160 MiB of JSON whitespace deflates to ~160 kB: the declared size is refused before anything is inflated
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(f"{NAME}.json", "w", force_zip64=True) as member:
+            member.write(b"[")
+            for _ in range(160):
+                member.write(b" " * 2**20)
+            member.write(b"]")
+    assert len(buffer.getvalue()) < 2**20
+    post = pdb.load(NAME, _posteriordb(tmp_path, archive=buffer.getvalue()))
+    with pytest.raises(ValueError, match="inflates to 167772162 bytes"):
+        post.reference_draws  # noqa: B018
+
+
+def test_zip_reads_are_bounded_by_the_declared_size(tmp_path):
+    path = tmp_path / "a.zip"
+    path.write_bytes(_archive(_chains()))
+    assert json.loads(read_zip_member(path, ".json", 10**6))[0]["mu"] == [0.1, 0.2, 0.3]
+    with pytest.raises(ValueError, match="more than the 100"):
+        read_zip_member(path, ".json", 100)

@@ -2,7 +2,8 @@
 
 The folder (a subset of the posterior database, stan-dev/posteriordb) is found through the environment variable
 ``PROBREP_POSTERIORDB`` or at ``<repository root>/../shared/posteriordb``; nothing is downloaded. Reference draws
-(10 chains x 1,000 draws of long Stan runs) are zipped JSON, read with ``zipfile`` + ``json``.
+(10 chains x 1,000 draws of long Stan runs) are zipped JSON, inflated with a bound on their size. Every file is
+checked as it is read: a malformed or incomplete one fails at load with a ValueError naming the file and field.
 
     post = posteriordb.load("eight_schools-eight_schools_noncentered")
     idata = mcmc.sample(post.model, **post.model_kwargs)
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from probrep.io.files import read_zip_member
 
 __all__ = [
     "POSTERIOR_NAMES",
@@ -190,32 +192,84 @@ def blr(X, y=None):
         numpyro.sample("y", dist.Normal(X @ beta, sigma), obs=y)
 
 
-def _f(v) -> np.ndarray:
-    return np.asarray(v, dtype=np.float64)
+def _numbers(value: Any, where: str) -> np.ndarray:
+    """``value`` (parsed JSON) as float64, refusing what is not numbers (strings, ragged lists, null)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, OverflowError):  # ragged nesting
+        array = np.asarray(None)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{where} must be numbers (a number, a list, or equal-length lists of them)")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{where} holds NaN or infinite values")
+    return array
 
 
-def _ark_kwargs(d: dict) -> dict:
-    y, K = _f(d["y"]), int(d["K"])
+class _Fields:
+    """The fields of one data.json, checked as they are read: bad data fails at load, not deep inside MCMC."""
+
+    def __init__(self, data: Any, path: Path):
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object of data fields, got {type(data).__name__}")
+        self.data, self.path = data, path
+
+    def array(self, name: str, ndim: int, *, positive: bool = False, counts: bool = False) -> np.ndarray:
+        where = f"{self.path}: field {name!r}"
+        if name not in self.data:
+            raise ValueError(f"{self.path}: missing field {name!r}")
+        value = _numbers(self.data[name], where)
+        if value.ndim != ndim or 0 in value.shape:
+            raise ValueError(f"{where} must be a non-empty {ndim}-dimensional array, got shape {value.shape}")
+        if positive and not (value > 0).all():
+            raise ValueError(f"{where} must be > 0 (a scale), got {value.min():g}")
+        if counts and not ((value >= 0) & (value == np.round(value))).all():
+            raise ValueError(f"{where} must be counts (integers >= 0)")
+        return value
+
+    def arrays(self, ndims: dict[str, int], count: str, **checks: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Arrays of one length (``count``'s value, when the file gives it); ``positive=``/``counts=`` name
+        those that must be scales / counts."""
+        out = {n: self.array(n, d, **{c: n in names for c, names in checks.items()}) for n, d in ndims.items()}
+        lengths = {n: len(v) for n, v in out.items()}
+        if count in self.data:
+            lengths[count] = int(self.array(count, 0, counts=True))
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{self.path}: fields {sorted(lengths)} must agree in length, got {lengths}")
+        return out
+
+
+def _ark_kwargs(f: _Fields) -> dict:
+    y, K = f.arrays({"y": 1}, "T")["y"], int(f.array("K", 0, counts=True))
+    if not 1 <= K < len(y):
+        raise ValueError(f"{f.path}: field 'K' must be in 1..{len(y) - 1} (lags of y), got {K}")
     lags = np.stack([y[K - k : len(y) - k] for k in range(1, K + 1)], axis=1)
     return {"lags": lags, "y_next": y[K:]}
 
 
-# name -> (program, data.json -> keyword arguments)
-_PROGRAMS: dict[str, tuple[Callable, Callable[[dict], dict]]] = {
+def _earnings_kwargs(f: _Fields) -> dict:
+    v = f.arrays({"height": 1, "earn": 1}, "N", positive=("earn",))
+    return {"height": v["height"], "log_earn": np.log(v["earn"])}
+
+
+def _gp_kwargs(f: _Fields) -> dict:
+    v = f.arrays({"x": 1, "k": 1}, "N", counts=("k",))
+    return {"x": v["x"], "k": v["k"].astype(np.int32)}
+
+
+# name -> (program, checked data.json fields -> keyword arguments)
+_PROGRAMS: dict[str, tuple[Callable, Callable[[_Fields], dict]]] = {
     "eight_schools-eight_schools_noncentered": (
         eight_schools_noncentered,
-        lambda d: {"sigma": _f(d["sigma"]), "y": _f(d["y"])},
+        lambda f: f.arrays({"sigma": 1, "y": 1}, "J", positive=("sigma",)),
     ),
-    "kidiq-kidscore_momiq": (kidscore_momiq, lambda d: {"mom_iq": _f(d["mom_iq"]), "kid_score": _f(d["kid_score"])}),
-    "earnings-logearn_height": (
-        logearn_height,
-        lambda d: {"height": _f(d["height"]), "log_earn": np.log(_f(d["earn"]))},
-    ),
+    "kidiq-kidscore_momiq": (kidscore_momiq, lambda f: f.arrays({"mom_iq": 1, "kid_score": 1}, "N")),
+    "earnings-logearn_height": (logearn_height, _earnings_kwargs),
     "arK-arK": (ark, _ark_kwargs),
-    "garch-garch11": (garch11, lambda d: {"y": _f(d["y"]), "sigma1": _f(d["sigma1"])}),
-    "gp_pois_regr-gp_pois_regr": (gp_pois_regr, lambda d: {"x": _f(d["x"]), "k": np.asarray(d["k"], dtype=np.int32)}),
-    "low_dim_gauss_mix-low_dim_gauss_mix": (low_dim_gauss_mix, lambda d: {"y": _f(d["y"])}),
-    "sblrc-blr": (blr, lambda d: {"X": _f(d["X"]), "y": _f(d["y"])}),
+    "garch-garch11": (garch11, lambda f: {**f.arrays({"y": 1}, "T"), "sigma1": f.array("sigma1", 0, positive=True)}),
+    "gp_pois_regr-gp_pois_regr": (gp_pois_regr, _gp_kwargs),
+    "low_dim_gauss_mix-low_dim_gauss_mix": (low_dim_gauss_mix, lambda f: f.arrays({"y": 1}, "N")),
+    "sblrc-blr": (blr, lambda f: f.arrays({"X": 2, "y": 1}, "N")),
 }
 POSTERIOR_NAMES: tuple[str, ...] = tuple(_PROGRAMS)
 
@@ -261,21 +315,36 @@ class Posterior:
 
     @cached_property
     def reference_draws(self) -> dict[str, np.ndarray]:
-        """Reference draws by parameter name (``"theta[1]"``), each [chains, draws]."""
+        """Reference draws by parameter name (``"theta[1]"``), each [chains, draws], checked as they are read."""
         path = self.folder / "reference_draws.json.zip"
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.namelist() if m.endswith(".json")]
-            if len(members) != 1:
-                raise ValueError(f"{path}: expected one JSON file inside, found {members}")
-            chains = json.loads(archive.read(members[0]))
-        if not isinstance(chains, list) or not chains or not all(isinstance(c, dict) for c in chains):
+        if not path.is_file():
+            raise FileNotFoundError(f"reference draws {path} do not exist")
+        chains = _read_json(path, read_zip_member(path, ".json", MAX_REFERENCE_BYTES), "reference draws")
+        if not isinstance(chains, list) or not chains or not all(isinstance(c, dict) and c for c in chains):
             raise ValueError(f"{path}: expected a JSON list of per-chain objects")
         names = list(chains[0])
-        return {name: np.asarray([c[name] for c in chains], dtype=np.float64) for name in names}
+        if any(set(chain) != set(names) for chain in chains):
+            raise ValueError(f"{path}: every chain must hold the parameters of chain 0, {sorted(names)}")
+        draws = {name: _numbers([c[name] for c in chains], f"{path}: parameter {name!r}") for name in names}
+        for name, values in draws.items():
+            if values.ndim != 2 or values.shape[1] < 2:
+                raise ValueError(f"{path}: parameter {name!r} must hold a list of >= 2 draws in every chain")
+        return draws
 
     @property
     def parameter_names(self) -> list[str]:
         return list(self.reference_draws)
+
+
+#: the most a reference archive may inflate to (the largest of the eight is 2.3 MB): a zip bomb is refused
+MAX_REFERENCE_BYTES = 64 * 2**20
+
+
+def _read_json(path: Path, raw: bytes, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: the {what} file is not valid JSON: {type(exc).__name__}: {exc}") from None
 
 
 def load(name: str, path: str | os.PathLike | None = None) -> Posterior:
@@ -285,12 +354,14 @@ def load(name: str, path: str | os.PathLike | None = None) -> Posterior:
     folder = find_root(path) / name
     if not folder.is_dir():
         raise FileNotFoundError(f"posterior folder {folder} does not exist")
-    with open(folder / "data.json") as fh:
-        data = json.load(fh)
-    with open(folder / "posterior.json") as fh:
-        info = json.load(fh)
+    data_path, info_path = folder / "data.json", folder / "posterior.json"
+    data = _read_json(data_path, data_path.read_bytes(), "data")
+    info = _read_json(info_path, info_path.read_bytes(), "posterior description")
+    dims = info.get("dimensions") if isinstance(info, dict) else None
+    if not isinstance(info, dict) or info.get("name") != name or not isinstance(dims, dict):
+        raise ValueError(f"{info_path}: expected a JSON object with 'name' {name!r} and a 'dimensions' object")
     program, prepare = _PROGRAMS[name]
-    return Posterior(name=name, folder=folder, model=program, model_kwargs=prepare(data), info=info)
+    return Posterior(name=name, folder=folder, model=program, model_kwargs=prepare(_Fields(data, data_path)), info=info)
 
 
 # -------------------------------------------------------------------------------------------- validation
