@@ -313,3 +313,32 @@ def test_zip_reads_are_bounded_by_the_declared_size(tmp_path):
     assert json.loads(read_zip_member(path, ".json", 10**6))[0]["mu"] == [0.1, 0.2, 0.3]
     with pytest.raises(ValueError, match="more than the 100"):
         read_zip_member(path, ".json", 100)
+
+
+# --------------------------------------------------------------------------------------- evaluate a run folder
+def _run_folder(root: Path, summary: object) -> Path:
+    (root / "checkpoints").mkdir(parents=True)
+    ckpt.save({"format": ckpt.FORMAT, "module": None}, root / "checkpoints" / "checkpoint-00000001.pt")
+    (root / "summary.json").write_text(summary if isinstance(summary, str) else json.dumps(summary))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("summary", "named"),
+    [
+        ({"model": "vae", "arch": "mlp"}, "latent_dim"),
+        ({"latent_dim": 2, "arch": "mlp"}, "model"),
+        ({"model": "vae", "latent_dim": 2}, "arch"),
+        ({"model": "nope", "latent_dim": 2, "arch": "mlp"}, "model"),
+        ({"model": "vae", "latent_dim": "two", "arch": "mlp"}, "latent_dim"),
+        ('{"model": "vae", ', "not valid JSON"),
+        ("[]", "JSON object"),
+    ],
+)
+def test_evaluate_on_a_summary_that_lacks_keys_names_the_file_and_key(tmp_path, capsys, summary, named):
+    from probrep import cli
+
+    run = _run_folder(tmp_path / "run", summary)
+    assert cli.main(["evaluate", "--checkpoint", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(run / "summary.json") in err and named in err

@@ -25,7 +25,6 @@ from probrep.training.schedules import AnnealAttribute, linear_anneal
 logger = logging.getLogger(__name__)
 
 
-
 def build_model(
     kind: str,
     latent_dim: int = 10,
@@ -173,23 +172,43 @@ def train_vae_on_dsprites(
 
 
 def load_run(run_dir: str | Path):
-    """A trained model from a ``probrep train vae`` / demo run folder (summary.json + checkpoints/)."""
+    """A trained model from a ``probrep train vae`` / demo run folder (summary.json + checkpoints/). A summary
+    that is not JSON, or lacks what the model is built from, is refused with a ``ValueError`` naming the file
+    and the key (the CLI prints it as an error, not a traceback)."""
     run_dir = Path(run_dir)
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path} not found: pass a folder written by 'probrep train vae'")
-    summary = json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{summary_path} is not valid JSON: {type(exc).__name__}: {exc}") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{summary_path} must hold a JSON object, got {type(summary).__name__}")
+    missing = [key for key in ("model", "latent_dim", "arch") if key not in summary]
+    if missing:
+        raise ValueError(f"{summary_path} lacks the key(s) {missing}: was it written by 'probrep train vae'?")
+    if summary["model"] not in MODELS:
+        raise ValueError(f"{summary_path}: key 'model' must be one of {list(MODELS)}, got {summary['model']!r}")
+    if not isinstance(summary.get("settings") or {}, dict):
+        raise ValueError(f"{summary_path}: key 'settings' must be an object, got {summary['settings']!r}")
     latest = checkpoint.latest(run_dir / "checkpoints")
     if latest is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
     kind = summary["model"]
     settings = dict(summary.get("settings") or _legacy_settings(summary))
     settings.pop("capacity_steps", None)  # how the capacity was annealed, not how the model is built
-    model = build_model(kind, summary["latent_dim"], **settings, arch=summary["arch"], dataset_size=737_280)
+    try:
+        model = build_model(kind, summary["latent_dim"], **settings, arch=summary["arch"], dataset_size=737_280)
+    except (TypeError, ValueError) as exc:  # a wrong type or value under a key, or a setting the model lacks
+        raise ValueError(f"{summary_path} does not describe a model that can be built: {exc}") from exc
     state = checkpoint.load(latest)
     if state.get("module") is None:
         raise ValueError(f"checkpoint {latest} holds no module state")
-    model.load_state_dict(state["module"])
+    try:
+        model.load_state_dict(state["module"])
+    except RuntimeError as exc:  # torch's message for other names or shapes
+        raise ValueError(f"checkpoint {latest} does not fit the model {summary_path} describes: {exc}") from exc
     return model.eval(), summary
 
 
