@@ -7,6 +7,9 @@ Arrays in: ``factors [N, K]`` (ground-truth classes) and ``codes [N, D]`` (numpy
 - :mod:`~probrep.metrics.information`: MIG, modularity, discrete mutual information, Gaussian total correlation
 - :mod:`~probrep.metrics.predictive`: DCI, SAP, explicitness (fitted classifiers: scikit-learn)
 - :mod:`~probrep.metrics.sampled`: BetaVAE and FactorVAE scores
+- :mod:`~probrep.metrics.utility`: downstream accuracy with few labels and sample efficiency, unfairness
+- :mod:`~probrep.metrics.ranking`: Unsupervised Disentanglement Ranking (UDR) of models from their codes alone
+- :mod:`~probrep.metrics.equivariance`: symmetry-based disentanglement (linear equivariance on a factor grid)
 - :mod:`~probrep.metrics._arrays`: the input conventions every metric shares
 
 The modules that need scikit-learn load on first use, so ``import probrep.metrics`` (and IRS) stay light.
