@@ -37,6 +37,16 @@ _WHERE = {
     "BetaVAEResult": "sampled",
     "factor_vae_score": "sampled",
     "beta_vae_score": "sampled",
+    "DownstreamResult": "utility",
+    "FairnessResult": "utility",
+    "downstream": "utility",
+    "fairness": "utility",
+    "unfairness": "utility",
+    "UDRResult": "ranking",
+    "udr": "ranking",
+    "udr_pair": "ranking",
+    "SymmetryResult": "equivariance",
+    "symmetry": "equivariance",
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy_exports(__name__, {name: f"probrep.metrics.{m}:{name}" for name, m in _WHERE.items()})
