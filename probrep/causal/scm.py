@@ -14,6 +14,7 @@ site per noise term and per node, so ``handlers.do`` / ``poutine.do`` and any in
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,7 @@ from probrep import _checks
 from probrep.causal.compile import compile_expr
 from probrep.causal.distributions import Noise
 from probrep.causal.inversion import Inversion, invert
-from probrep.causal.parse import EquationError, ParsedEquation, check_node_name, parse_equation
+from probrep.causal.parse import EquationError, ParsedEquation, check_node_name, normal_name, parse_equation
 
 FORMAT = 1
 BACKENDS = ("numpyro", "pyro", "numpy")
@@ -85,7 +86,7 @@ class Node:
 
 def _node_from(name: str, spec: Any, noise_prefix: str | None = None) -> Node:
     if isinstance(spec, Mechanism):
-        check_node_name(name)
+        name = check_node_name(name)
         noises = []
         for i, text in enumerate(spec.noise):
             parsed = parse_equation(name, text, noise_prefix)
@@ -93,9 +94,14 @@ def _node_from(name: str, spec: Any, noise_prefix: str | None = None) -> Node:
                 raise EquationError(f"node {name!r}: Mechanism noise {text!r} must be a single constant distribution")
             suffix = "" if i == 0 else f"_{i + 1}"
             noises.append(replace(parsed.noises[0], name=f"{noise_prefix or 'U_' + name}{suffix}"))
-        return Node(name, tuple(spec.parents), tuple(noises), mechanism=spec)
+        return Node(name, tuple(normal_name(p) for p in spec.parents), tuple(noises), mechanism=spec)
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        spec = repr(float(spec))
+        if isinstance(spec, float) and not math.isfinite(spec):  # JSON's Infinity and NaN, float("inf")
+            raise EquationError(f"equation of node {name!r} is the non-finite number {spec}")
+        try:
+            spec = repr(float(spec))
+        except OverflowError:  # an int beyond the float range: the parser refuses its text, naming the node
+            spec = repr(spec)
     parsed: ParsedEquation = parse_equation(name, spec, noise_prefix)
     return Node(name, parsed.parents, parsed.noises, expr=parsed.expr, text=parsed.text)
 
@@ -111,7 +117,8 @@ class SCM:
             if "equation" not in attrs and "node" not in attrs:
                 raise EquationError(f"node {name!r} has no 'equation' attribute")
             specs[name] = attrs.get("node") or attrs["equation"]
-        self._build([(n, s) for n, s in specs.items()], declared_edges=set(graph.edges()))
+        edges = {(normal_name(u), normal_name(v)) for u, v in graph.edges()}
+        self._build([(n, s) for n, s in specs.items()], declared_edges=edges)
 
     @classmethod
     def from_equations(cls, equations: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> SCM:
@@ -125,12 +132,21 @@ class SCM:
         if not items:
             raise EquationError("an SCM needs at least one node")
         nodes: dict[str, Node] = {}
+        given: dict[str, Any] = {}  # each node's name as written, to name both sides of a collision
         for item in items:
             if not (isinstance(item, tuple) and len(item) == 2):
                 raise TypeError(f"expected (node, equation) pairs, got {item!r}")
-            name, spec = item
+            written, spec = item
+            # equations reach a node by its NFKC form (Python's parser normalises identifiers), so 'ｘ' is 'x'
+            name = normal_name(written)
             if name in nodes:
+                if given[name] != written:
+                    raise EquationError(
+                        f"node names {given[name]!r} and {written!r} are the same name {name!r} once "
+                        "Unicode-normalised (NFKC), as Python reads the names in equations: rename one"
+                    )
                 raise EquationError(f"duplicate node {name!r}")
+            given[name] = written
             nodes[name] = spec if isinstance(spec, Node) else _node_from(name, spec)
         order = {name: i for i, name in enumerate(nodes)}
         graph = nx.DiGraph()
@@ -356,12 +372,14 @@ class SCM:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SCM:
-        if not isinstance(data, Mapping) or data.get("format") != FORMAT or not isinstance(data.get("nodes"), list):
+        """Build from :meth:`to_dict`'s description (``format`` must be the integer 1, not ``true`` or ``1.0``)."""
+        version = data.get("format") if isinstance(data, Mapping) else None
+        if type(version) is not int or version != FORMAT or not isinstance(data.get("nodes"), list):
             raise ValueError(f"not an SCM description (expected {{'format': {FORMAT}, 'nodes': [...]}})")
         items = []
         for i, entry in enumerate(data["nodes"]):
             if not isinstance(entry, Mapping) or set(entry) != {"name", "equation"}:
-                raise ValueError(f"nodes[{i}] must be {{'name': ..., 'equation': ...}}, got {entry!r}")
+                raise ValueError(f"nodes[{i}] must be {{'name': ..., 'equation': ...}}, got {repr(entry)[:200]}")
             items.append((entry["name"], entry["equation"]))
         return cls.from_equations(items)
 
@@ -376,12 +394,24 @@ class SCM:
         """Read a JSON file written by :meth:`save` (or by hand). JSON can carry no code."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"SCM file {path} does not exist") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"SCM file {path} is not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset "
+                             f"{exc.start} ({exc.reason})") from None  # fmt: skip
+        try:
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"SCM file {path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        except RecursionError:  # json recurses once per bracket: 100,000 of them exhaust the stack
+            raise ValueError(f"SCM file {path} is not an SCM description: its JSON is nested too deeply") from None
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:  # EquationError included: say which file the equation came from
+            raise type(exc)(f"SCM file {path}: {exc}") from None
 
 
 def _callable_mechanism(node: Node) -> Callable[[Mapping[str, Any]], Any]:
