@@ -4,18 +4,20 @@ One tree walk builds a closure per expression node, looking operations up in a t
 (``arrays``: "numpy", "jax" or "torch"; not to be confused with the sampling ``backend`` of :class:`SCM`, which
 is "numpyro", "pyro" or "numpy"); the walk runs once per equation, and the closures then run on whole columns of
 samples (and trace once under ``jax.jit``). The same expression therefore means the same thing on every array
-library, Piecewise included.
+library, Piecewise included. Constant subexpressions are folded to floats at compile time, so every library
+sees the same value and none is asked to apply its functions to a Python number.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
 import sympy as sp
 
-from probrep.causal.parse import sigmoid, softplus
+from probrep.causal.parse import constant_value, sigmoid, softplus
 
 Columns = Mapping[str, Any]
 
@@ -82,6 +84,7 @@ def compile_expr(expr: sp.Basic, arrays: str) -> Callable[[Columns], Any]:
     """``expr`` -> ``f(columns)`` where ``columns`` maps symbol names to arrays of the library ``arrays``."""
     ops = array_ops(arrays)
     lib = ops.lib
+    constants: dict[sp.Expr, float] = {}
 
     def unary(fn, arg):
         return lambda env: fn(arg(env))
@@ -93,9 +96,15 @@ def compile_expr(expr: sp.Basic, arrays: str) -> Callable[[Columns], Any]:
         if e is sp.true or e is sp.false:
             value = bool(e)
             return lambda env: value
-        if e.is_Number or e in (sp.pi, sp.E):
-            value = float(e)
-            return lambda env: value
+        if isinstance(e, sp.Expr) and not e.free_symbols:
+            # a constant (sqrt(2), exp(2), sigmoid(1)) is folded to a Python float here, once: torch's functions
+            # take tensors only, and one value for every library keeps the backends in agreement
+            try:
+                value = constant_value(e, constants)  # sigmoid and softplus included, which float() cannot value
+            except ValueError:  # not a finite real: left to the operations below, which say what they cannot compile
+                pass
+            else:
+                return lambda env: value
         if isinstance(e, sp.Piecewise):
             pieces = [(build(value), build(cond)) for value, cond in e.args]
 
@@ -148,12 +157,12 @@ def compile_expr(expr: sp.Basic, arrays: str) -> Callable[[Columns], Any]:
                 return out
 
             return fold
-        relational = {sp.StrictLessThan: "__lt__", sp.LessThan: "__le__", sp.StrictGreaterThan: "__gt__",
-                      sp.GreaterThan: "__ge__", sp.Equality: "__eq__", sp.Unequality: "__ne__"}  # fmt: skip
+        relational = {sp.StrictLessThan: operator.lt, sp.LessThan: operator.le, sp.StrictGreaterThan: operator.gt,
+                      sp.GreaterThan: operator.ge, sp.Equality: operator.eq, sp.Unequality: operator.ne}  # fmt: skip
         if e.func in relational:
-            method = relational[e.func]
+            compare = relational[e.func]
             left, right = args
-            return lambda env: _compare(ops, left(env), right(env), method)
+            return lambda env: _compare(ops, left(env), right(env), compare)
         if isinstance(e, sp.And):
             return lambda env: _fold_logic(ops.logical_and, [a(env) for a in args])
         if isinstance(e, sp.Or):
@@ -165,12 +174,14 @@ def compile_expr(expr: sp.Basic, arrays: str) -> Callable[[Columns], Any]:
     return build(expr)
 
 
-def _compare(ops, a, b, method):
+def _compare(ops, a, b, compare):
+    # the operator, not a's dunder method: a numpy array beside a JAX array (a program conditioned on numpy noise)
+    # answers NotImplemented there, and only the operator goes on to the JAX array's reflected method
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return getattr(float(a), method)(float(b))
+        return compare(float(a), float(b))
     if isinstance(a, (int, float)):
         a = ops.asarray(a, b)
-    return getattr(a, method)(b)
+    return compare(a, b)
 
 
 def _fold_logic(fn, values):
