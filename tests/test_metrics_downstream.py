@@ -211,3 +211,26 @@ def test_uninformative_latents_are_filtered_by_kl_or_activity():
         M.udr(models, correlation="pearson")
     with pytest.raises(ValueError, match="kl\\[0\\] has 3 entries"):
         M.udr(models, kl=[np.ones(3)] * 3)
+
+
+def test_evaluate_reports_downstream_and_fairness(tmp_path):
+    from probrep.experiments.evaluate import downstream_plot, evaluate, headline
+
+    def factors_as_codes(images):  # an oracle "encoder": reads the factors back from the SCM's draw order
+        return oracle[: len(images)].astype(float)
+
+    from probrep.data import DSprites
+
+    ds = DSprites()
+    oracle = ds.sample_scm(ds.scm(), 300, seed=0)[0][:, 1:]
+    result = evaluate(factors_as_codes, ["downstream", "fairness"], num_points=300, progress=False, dataset=ds,
+                      n_jobs=1)  # fmt: skip
+    down = result.scores["downstream"]
+    assert down["sizes"] == [10, 100] and down["skipped"] == [1000, 10_000]
+    assert down["gbt"]["accuracy"]["100"] > 0.5  # 40 orientation and 32 position classes from 100 labels
+    table = headline(result.scores)
+    assert table["downstream_gbt_efficiency"] is None and "downstream_logistic_accuracy_100" in table
+    # 100 test rows split into up to 40 groups per sensitive factor: the plug-in TV is far from 0 even for a
+    # fair classifier (see fairness' docstring), so only its range is checked here
+    assert 0 < table["fairness"] < 1
+    assert downstream_plot(down, tmp_path / "down.png").exists()

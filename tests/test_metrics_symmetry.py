@@ -116,3 +116,25 @@ def test_symmetry_says_what_is_wrong():
         M.symmetry(f, z, which=[7])
     with pytest.raises(ValueError, match="period of cyclic column 2"):
         M.symmetry(f, z, cyclic={2: 1})
+
+
+def centre_of_mass(images) -> np.ndarray:
+    """Column and row centre of mass and area of each image: a position encoder that ignores orientation."""
+    x = np.asarray(images)[:, 0]
+    mass = x.sum((1, 2))
+    cols = (x.sum(1) * np.arange(64)).sum(1) / mass
+    rows = (x.sum(2) * np.arange(64)).sum(1) / mass
+    return np.stack([cols, rows, mass], 1)
+
+
+def test_evaluate_reports_symmetry_on_dsprites():
+    from probrep.experiments.evaluate import evaluate, headline
+
+    scores = evaluate(centre_of_mass, ["symmetry"], num_points=800, progress=False).scores["symmetry"]
+    eq = scores["equivariance"]
+    # a position step moves the sprite by a near-constant number of pixels: the centre of mass translates
+    assert eq["posX"] > 0.9 and eq["posY"] > 0.9
+    # a turn moves the centre of mass of a heart a little and nonlinearly, that of a square or ellipse not at all
+    assert eq["orientation"] < 0.5
+    assert scores["moved_dims"]["posX"] == pytest.approx(1.0, abs=0.05)
+    assert headline({"symmetry": scores})["symmetry"] == pytest.approx(np.mean(list(eq.values())))

@@ -19,7 +19,13 @@ from probrep.io.figures import pyplot, save_figure
 
 logger = logging.getLogger(__name__)
 
-ALL_METRICS = ("irs", "irs_interventional", "mig", "dci", "sap", "factor_vae", "beta_vae", "modularity", "gaussian_tc")
+ALL_METRICS = (
+    "irs", "irs_interventional", "mig", "dci", "sap", "factor_vae", "beta_vae", "modularity", "gaussian_tc",
+    "downstream", "fairness", "symmetry",
+)  # fmt: skip
+# the dSprites factors whose steps are group actions (columns of the factors without colour): orientation is cyclic
+# with period 39 (its 40 classes run over [0, 2 pi] inclusive, class 39 is class 0's angle), positions translate
+SYMMETRY_FACTORS = {2: 39, 3: None, 4: None}
 DEFAULT_METRICS = ("irs", "irs_interventional", "mig", "dci", "factor_vae")
 
 
@@ -103,6 +109,14 @@ def evaluate(
             result.scores[name] = {"score": m.modularity(factors, codes).score}
         elif name == "gaussian_tc":
             result.scores[name] = {"nats": float(m.gaussian_total_correlation(codes))}
+        elif name == "downstream":
+            down = m.downstream(factors[train], codes[train], factors[test], codes[test], seed=seed, n_jobs=n_jobs)
+            result.scores[name] = down.summary()
+        elif name == "fairness":
+            fair = m.fairness(factors[train], codes[train], factors[test], codes[test], seed=seed, n_jobs=n_jobs)
+            result.scores[name] = {"score": fair.score, "score_max": fair.score_max, "model": fair.model}
+        elif name == "symmetry":
+            result.scores[name] = _symmetry(ds, encode, max(num_points // 4, 50), seed + 2)
         elif name in ("factor_vae", "beta_vae"):
             fn = m.factor_vae_score if name == "factor_vae" else m.beta_vae_score
             r = fn(ds, encode, num_train=vote_sizes[0], num_eval=vote_sizes[1], seed=seed, progress=progress)
@@ -110,6 +124,33 @@ def evaluate(
         result.seconds[name] = round(time.perf_counter() - start, 2)
         logger.info("%s: %s (%.1f s)", name, result.scores[name], result.seconds[name])
     return result
+
+
+def _symmetry(ds: DSprites, encode: Callable[[np.ndarray], np.ndarray], num_base: int, seed: int) -> dict[str, Any]:
+    """:func:`probrep.metrics.symmetry` on dSprites: ``num_base`` factor rows drawn from the data SCM, each with
+    its one-step neighbour in orientation (cyclic) and in each position, rendered and encoded."""
+    from probrep import metrics as m
+
+    base, _ = ds.sample_scm(ds.scm(), num_base, seed=seed)
+    base = base.copy()
+    base[:, 3] %= 39  # class 39 is class 0's angle
+    base[:, 4:6] = np.minimum(base[:, 4:6], 30)  # a position step from 31 leaves the grid
+    rows = [base]
+    for k, period in SYMMETRY_FACTORS.items():
+        step = base.copy()
+        step[:, k + 1] = (step[:, k + 1] + 1) % period if period else step[:, k + 1] + 1
+        rows.append(step)
+    classes = np.concatenate(rows)
+    res = m.symmetry(classes[:, 1:], encode(ds.render(classes)), which=list(SYMMETRY_FACTORS), cyclic={2: 39},
+                     seed=seed)  # fmt: skip
+    names = [ds.factor_names[1 + k] for k in res.factors]
+    return {
+        "score": res.score,
+        "separation": res.separation,
+        "equivariance": dict(zip(names, res.equivariance.tolist())),
+        "axis_alignment": dict(zip(names, res.axis_alignment.tolist())),
+        "moved_dims": dict(zip(names, res.moved_dims.tolist())),
+    }
 
 
 def headline(scores: dict[str, Any]) -> dict[str, float]:
@@ -120,9 +161,36 @@ def headline(scores: dict[str, Any]) -> dict[str, float]:
             out["dci_disentanglement"] = value["disentanglement"]
             out["dci_completeness"] = value["completeness"]
             out["dci_informativeness"] = value["informativeness"]
+        elif name == "downstream":
+            for model in (key for key, v in value.items() if isinstance(v, dict)):
+                largest = str(value["sizes"][-1])
+                out[f"downstream_{model}_accuracy_{largest}"] = value[model]["accuracy"][largest]
+                out[f"downstream_{model}_efficiency"] = value[model]["efficiency"]
+        elif name == "symmetry":
+            out["symmetry"] = value["score"]
+            out["symmetry_separation"] = value["separation"]
         else:
             out[name] = value.get("score", value.get("nats"))
     return out
+
+
+def downstream_plot(summary: dict[str, Any], path: str | Path, title: str = "downstream accuracy") -> Path:
+    """Mean test accuracy over factors against the number of labelled training examples (log axis), one line
+    per model, from ``evaluate(...).scores["downstream"]`` (:meth:`probrep.metrics.DownstreamResult.summary`)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), layout="constrained")
+    for model in (key for key, v in summary.items() if isinstance(v, dict)):
+        sizes = [int(n) for n in summary[model]["accuracy"]]
+        eff = summary[model]["efficiency"]
+        label = model if eff is None else f"{model} (efficiency {eff:.2f})"
+        ax.plot(sizes, list(summary[model]["accuracy"].values()), marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("labelled training examples")
+    ax.set_ylabel("mean test accuracy over factors")
+    ax.set_title(title)
+    ax.legend()
+    return save_figure(fig, path)
 
 
 def irs_heatmap(

@@ -311,6 +311,12 @@ def fairness(
     independent of the others (dSprites' uniform sampling), and coincide exactly on a full factor grid; with
     correlated factors the observational number also counts the dependence that the data itself carries.
 
+    Small groups. TV between an empirical distribution of ``n_c`` predictions and the overall one is biased
+    upwards: a classifier independent of the sensitive factor, with P predicted classes spread evenly, still
+    scores about ``sqrt(P / (2 pi n_c))`` (while that is well below 1). disentanglement_lib uses 100 rows per
+    sensitive value; compare representations at equal test sizes, and use several thousand test rows for
+    factors with tens of values.
+
     Args:
         target, sensitive: input factor columns (an int or a sequence; default all kept factors).
         model: one of :data:`MODELS`; other arguments as :func:`downstream`.
