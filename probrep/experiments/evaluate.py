@@ -165,7 +165,8 @@ def headline(scores: dict[str, Any]) -> dict[str, float]:
             for model in (key for key, v in value.items() if isinstance(v, dict)):
                 largest = str(value["sizes"][-1])
                 out[f"downstream_{model}_accuracy_{largest}"] = value[model]["accuracy"][largest]
-                out[f"downstream_{model}_efficiency"] = value[model]["efficiency"]
+                if value[model]["efficiency"] is not None:  # tables print numbers only
+                    out[f"downstream_{model}_efficiency"] = value[model]["efficiency"]
         elif name == "symmetry":
             out["symmetry"] = value["score"]
             out["symmetry_separation"] = value["separation"]
