@@ -11,8 +11,10 @@ Besides ``model`` and ``guide``, a target may declare the optional attributes th
 optimiser after each ELBO step.
 
 The loss is ``elbo.differentiable_loss`` minimised with a plain ``torch.optim`` optimiser: the same numbers as
-``pyro.infer.SVI`` with less bookkeeping per step. Pyro's argument validation runs on the first (setup) step,
-where it catches malformed data, and is switched off in the loop, where it would only cost time.
+``pyro.infer.SVI`` with less bookkeeping per step. Pyro's argument validation runs on the first (setup) step, and is
+switched off in the loop, where it would only cost time; so tensor data is checked whole before any work
+instead: no NaN/inf (the first bad row named), the model's float dtype, and the support of the target's
+``likelihood`` if it names one.
 
 The caller's state is left alone: training runs in a Pyro param store of its own (the caller's store is put back
 afterwards, with the fitted parameters added) and on forked torch generators (see :mod:`probrep.training.rng`).
@@ -26,7 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import pyro
+import pyro.distributions as dist
 import pyro.infer
 import torch
 from pyro import poutine
@@ -217,6 +221,71 @@ def _data_size(data: Any) -> int | None:
         return None
 
 
+#: the support of each likelihood a target may name in its ``likelihood`` attribute (probrep's VAE family), the
+#: constraint Pyro's validation applies to the first batch only: checked up front on all of the data
+_LIKELIHOOD_SUPPORT = {"bernoulli": dist.Bernoulli.support, "gaussian": dist.Normal.support}
+
+
+def _float_dtype(module: nn.Module | None) -> torch.dtype | None:
+    """The floating dtype of the module's parameters (the dtype its layers accept), None without one."""
+    params = [] if module is None else [p for p in module.parameters() if p.is_floating_point()]
+    return params[0].dtype if params else None
+
+
+def _prepared_data(data: Any, target: Any, module: nn.Module | None) -> tuple[Any, list[str]]:
+    """Tensor data checked once before any work, and the names of integer parts left as they were.
+
+    Floating parts take the module's float dtype (float64 numpy arrays are numpy's default; torch layers refuse
+    them with a bare dtype error); integer parts do too when the target names a likelihood over its data (the
+    VAE family's pixels), and are otherwise left alone (they may be indices or counts). The first part is
+    checked against the support of the target's ``likelihood`` where it declares one: Pyro validates only the
+    first batch, so a Bernoulli target of 3.0 in a later batch would otherwise train silently. Datasets and
+    ``None`` pass through; the loop refuses NaN/inf in tensors.
+    """
+    if data is None or (not isinstance(data, tuple | list) and not hasattr(data, "shape")):
+        return data, []
+    parts = list(data) if isinstance(data, tuple | list) else [data]
+    if not all(torch.is_tensor(p) or isinstance(p, np.ndarray) for p in parts):
+        return data, []  # the loop says what is wrong with the rest
+    dtype = _float_dtype(module)
+    likelihood = getattr(target, "likelihood", None)
+    support = _LIKELIHOOD_SUPPORT.get(likelihood) if isinstance(likelihood, str) else None
+    left_integer = []
+    for i, part in enumerate(parts):
+        name = "data" if len(parts) == 1 else f"data[{i}]"
+        part = torch.as_tensor(part)
+        floating = part.is_floating_point()
+        if dtype is not None and part.dtype != dtype and (floating or support is not None):
+            converted = part.to(dtype)
+            if floating and bool(torch.isfinite(part).all()) and not bool(torch.isfinite(converted).all()):
+                row = int((~torch.isfinite(converted)).reshape(part.shape[0], -1).any(1).nonzero()[0])
+                raise ValueError(
+                    f"{name} is {part.dtype} and the model computes in {dtype}, which cannot hold its values "
+                    f"(row {row} overflows): rescale the data"
+                )
+            part = converted
+        elif not floating and dtype is not None:
+            left_integer.append(f"{name} is {part.dtype}")
+        parts[i] = part
+    if support is not None and parts and parts[0].dim() > 0:
+        _check_support(parts[0], support, likelihood)
+    return (tuple(parts) if isinstance(data, tuple | list) else parts[0]), left_integer
+
+
+def _check_support(x: torch.Tensor, support: Any, likelihood: str) -> None:
+    finite = torch.isfinite(x) if x.is_floating_point() else torch.ones_like(x, dtype=torch.bool)
+    outside = (finite & ~support.check(torch.where(finite, x, torch.zeros_like(x)))).reshape(x.shape[0], -1).any(1)
+    if bool(outside.any()):
+        rows = outside.nonzero().reshape(-1)
+        values = x[rows[0]].reshape(-1)[~support.check(x[rows[0]].reshape(-1))]
+        allowed = "0 or 1" if likelihood == "bernoulli" else str(support)
+        raise ValueError(
+            f"data: the {likelihood} likelihood takes values {allowed}, but {rows.numel()} of {x.shape[0]} rows hold "
+            f"others, the first at row {int(rows[0])} ({values[0].item()}); binarise the data or use another "
+            "likelihood"
+        )
+
+
 @contextmanager
 def _own_param_store(fresh: bool) -> Iterator[None]:
     """Train in a param store of its own, empty (``fresh``) or holding the caller's parameters; the caller's store
@@ -296,5 +365,15 @@ def fit(
     label = type(target).__name__ if guide is None else getattr(target, "__name__", "model")
     options = TrainOptions(**{name: given[name] for name in _OPTION_NAMES if name in given}, description=f"svi {label}")
     goal = objective(target, guide=guide, elbo=elbo, num_particles=num_particles, data_size=_data_size(data))
+    data, left_integer = _prepared_data(data, target, goal.module)
     with _own_param_store(fresh=clear_param_store):
-        return train(goal, data, options)
+        try:
+            return train(goal, data, options)
+        except RuntimeError as exc:
+            # torch's own message ("mat1 and mat2 must have the same dtype") names no argument of fit
+            if left_integer and ("dtype" in str(exc) or "scalar type" in str(exc)):
+                exc.add_note(
+                    f"svi.fit: {', '.join(left_integer)} while the model computes in {_float_dtype(goal.module)}; "
+                    "if the programs take it as numbers rather than indices, pass it as float (x.float())"
+                )
+            raise

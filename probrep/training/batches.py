@@ -73,7 +73,23 @@ def _tensors(data: Any, device: torch.device) -> tuple[torch.Tensor, ...]:
         raise ValueError(
             f"data tensors must share their first (example) dimension, got shapes {[tuple(t.shape) for t in tensors]}"
         )
+    for i, tensor in enumerate(tensors):
+        check_finite_rows(tensor, "data" if len(tensors) == 1 else f"data[{i}]")
     return tuple(tensors)
+
+
+def check_finite_rows(tensor: torch.Tensor, name: str) -> None:
+    """Refuse NaN/inf in floating data once, before training, naming the first bad row: found by the loss, a
+    NaN in a late batch would stop the run hours in, at a step and not a row."""
+    if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+        return
+    bad = (~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(1).nonzero().reshape(-1)
+    first = int(bad[0])
+    value = tensor[first].reshape(-1)[~torch.isfinite(tensor[first].reshape(-1))][0].item()
+    raise ValueError(
+        f"{name} holds NaN or infinite values in {bad.numel()} of {tensor.shape[0]} rows, the first at row {first} "
+        f"({value}): remove or impute them before training"
+    )
 
 
 class _BatchPlan:

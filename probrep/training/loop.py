@@ -80,6 +80,7 @@ class _Run:
     losses: list[float] = field(default_factory=list)
     step: int = 0
     written: Path | None = None
+    updating: bool = False  # between an optimiser step and its bookkeeping: the state is no step's state
 
     def batch(self, step: int) -> Batch:
         return self.source.batch(self.plan.indices(step)) if self.source.size else ()
@@ -211,11 +212,35 @@ def _steps(run: _Run) -> None:
     )
     try:
         while run.step < run.total:
-            value = _step(run, run.batch(run.step))
+            try:
+                value = _step(run, run.batch(run.step))
+            except Exception as exc:
+                _save_before_raising(run, exc)
+                raise
+            # a callback that raises is the caller's signal (a crash test, a deadline), not a failed step
             if _after_step(run, value, bar):
                 break
     finally:
         bar.close()
+
+
+def _save_before_raising(run: _Run, exc: Exception) -> None:
+    """Name the failing step on ``exc`` and, with checkpointing on, save the last good state first, so that a
+    run that dies at step 90,000 (a NaN in a late batch, a kernel error) loses nothing and can be resumed or
+    inspected. A failure after the optimiser moved the parameters (in the auxiliary objective's step) leaves a
+    state that is no step's state; that is not saved."""
+    note = f"train: raised at step {run.step + 1} of {run.total}"
+    directory = run.options.checkpoint_dir
+    if directory is not None and run.rank == 0 and not run.updating and run.step > 0:
+        if run.written == ckpt.checkpoint_path(directory, run.step):
+            note += f"; the last good state (step {run.step}) is in {run.written}"
+        else:
+            try:
+                _write_checkpoint(run)
+                note += f"; the last good state (step {run.step}) was saved to {run.written}"
+            except Exception as save_error:  # the original error matters more than the failed save
+                note += f"; saving the last good state (step {run.step}) failed too: {save_error!r}"
+    exc.add_note(note)
 
 
 def _step(run: _Run, batch: Batch) -> float:
@@ -225,13 +250,18 @@ def _step(run: _Run, batch: Batch) -> float:
     if not math.isfinite(value):
         raise FloatingPointError(
             f"loss is {value} at step {run.step + 1}; parameters are left as they were after step {run.step} "
-            "(lower the learning rate, or check the data for NaN/inf)"
+            f"({_nonfinite_rows(run, batch) or 'lower the learning rate, or check the data for NaN/inf'})"
         )
     loss.backward()
     if run.world > 1:
         dist.average_gradients(run.params, run.world)
     if run.options.lr_schedule is not None:
-        scale_learning_rates(run.optimizer, run.base_lrs, float(run.options.lr_schedule(run.step)))
+        factor = float(run.options.lr_schedule(run.step))
+        # an inf or NaN factor would turn every parameter into NaN at once, and the next loss would blame the data
+        if not (math.isfinite(factor) and factor >= 0):
+            raise ValueError(f"lr_schedule({run.step}) = {factor}: a learning-rate factor must be finite and >= 0")
+        scale_learning_rates(run.optimizer, run.base_lrs, factor)
+    run.updating = True
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
     if run.aux_optimizer is not None:
@@ -244,10 +274,24 @@ def _step(run: _Run, batch: Batch) -> float:
     return value
 
 
+def _nonfinite_rows(run: _Run, batch: Batch) -> str:
+    """Which examples of ``batch`` hold NaN/inf (by their index in the data), or "" if none: data that is not
+    checked up front (a Dataset) is caught here, and the message says which rows to look at."""
+    index = run.plan.indices(run.step) if run.source.size else None
+    for position, part in enumerate(batch):
+        if torch.is_tensor(part) and part.is_floating_point() and part.dim() > 0:
+            bad = (~torch.isfinite(part.detach())).reshape(part.shape[0], -1).any(1).nonzero().reshape(-1).cpu()
+            if bad.numel():
+                rows = bad if index is None or len(index) != part.shape[0] else index[bad]
+                return f"batch part {position} holds NaN/inf at data row(s) {rows[:5].tolist()}"
+    return ""
+
+
 def _after_step(run: _Run, value: float, bar: tqdm) -> bool:
     """Record the step, report it, checkpoint when due, and ask the callbacks; True when one says stop."""
     run.step += 1
     run.losses.append(value)
+    run.updating = False
     step, options = run.step, run.options
     bar.update(1)
     if step % 10 == 0 or step == run.total:
