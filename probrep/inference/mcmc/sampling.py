@@ -14,7 +14,10 @@ there are fewer devices than chains).
 The result has ``posterior`` (constrained sites and deterministic sites, [chain, draw, ...]),
 ``sample_stats`` (``diverging``, ``acceptance_rate``, ``step_size``, ``n_steps`` = gradient evaluations per draw,
 ``lp`` = log density in the unconstrained space) and ``observed_data``; timings and settings are in the
-``attrs`` of ``posterior`` and ``sample_stats``.
+``attrs`` of ``posterior`` and ``sample_stats``. As ``az.from_numpyro`` it also has ``log_likelihood`` (so
+``az.loo`` / ``az.waic`` work), ``posterior_predictive``, ``prior`` and ``prior_predictive``
+(:mod:`probrep.inference.mcmc.predictive`), each of which can be turned off; the time they took is the attr
+``groups_seconds``, apart from ``total_seconds``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from probrep._checks import integer, one_of
 from probrep._checks import seed as check_seed
 from probrep.inference.mcmc.diagnostics import MCMCWarning, diagnose
 from probrep.inference.mcmc.kernels import MALA, ULA
+from probrep.inference.mcmc.predictive import extra_groups, observed_sites
 
 __all__ = ["sample", "make_kernel", "KERNELS", "CHAIN_METHODS"]
 
@@ -232,6 +236,10 @@ def sample(
     init_params: dict | None = None,
     kernel_kwargs: dict | None = None,
     chunk_size: int | None = None,
+    log_likelihood: bool = True,
+    posterior_predictive: bool = True,
+    prior: bool = True,
+    num_prior_samples: int | None = None,
     **kwargs: Any,
 ) -> az.InferenceData:
     """Run MCMC on the NumPyro program ``model(*args, **kwargs)``; return arviz ``InferenceData``.
@@ -246,6 +254,20 @@ def sample(
         init_params: unconstrained initial values per latent site, with a leading ``[num_chains]`` axis when
             ``num_chains > 1``.
         chunk_size: steps per compiled call (default: 1/20 of the run, so the progress bar moves).
+        log_likelihood / posterior_predictive / prior: the groups ``az.from_numpyro`` adds, all on by default:
+            ``log_likelihood``, the pointwise log density of every observed site at every kept draw,
+            ``[chain, draw, *batch shape of the site]`` (NumPyro's ``log_likelihood``; ``az.loo`` and ``az.waic``
+            read it); ``posterior_predictive``, every observed site drawn afresh at every kept draw,
+            ``[chain, draw, *shape of its data]`` (NumPyro's ``Predictive``); ``prior`` (latent and deterministic
+            sites) with ``prior_predictive`` (observed sites), from ``num_prior_samples`` forward runs of the
+            model, ``[1, num_prior_samples, ...]``. Each holds about chains x draws x observations numbers and
+            costs a compilation: False leaves it out, to save memory and time. Groups with nothing in them are
+            left out (a model without observed sites gets only ``prior``; an improper ``ImproperUniform`` prior
+            cannot be drawn, so no ``prior`` / ``prior_predictive``). ``numpyro.factor`` terms are not data: they
+            are in none of these groups nor in ``observed_data``, and the prior draws ignore them. The draws
+            come from ``fold_in(PRNGKey(seed), ...)``, a stream apart from the chains' keys: the same seed gives
+            the same draws, and turning one group off leaves the others unchanged.
+        num_prior_samples: prior draws (default: ``num_samples``).
         **kwargs: keyword arguments of the model (so a model argument cannot share a name with the options
             above; pass such a model's arguments positionally).
     """
@@ -257,6 +279,11 @@ def sample(
     num_chains = integer(num_chains, "num_chains")
     thinning = integer(thinning, "thinning")
     seed = check_seed(seed)
+    flags = {"log_likelihood": log_likelihood, "posterior_predictive": posterior_predictive, "prior": prior}
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True or False, got {value!r}")
+    num_prior_samples = num_samples if num_prior_samples is None else integer(num_prior_samples, "num_prior_samples")
     one_of(chain_method, "chain_method", CHAIN_METHODS)
     if num_samples < thinning:
         raise ValueError(f"num_samples ({num_samples}) must be >= thinning ({thinning})")
@@ -307,8 +334,24 @@ def sample(
     keep = slice(thinning - 1, None, thinning)
     posterior = {name: np.asarray(v)[:, keep] for name, v in draws.items()}
     sample_stats = {name: np.asarray(v)[:, keep] for name, v in stats.items()}
-    observed = {name: np.asarray(site["value"]) for name, site in trace.items() if site.get("is_observed")}
-    idata = az.from_dict(posterior=posterior, sample_stats=sample_stats, observed_data=observed or None)
+    observed = {name: np.asarray(site["value"]) for name, site in observed_sites(trace).items()}
+    tic = time.perf_counter()
+    groups, problems = extra_groups(
+        model,
+        args,
+        kwargs,
+        trace,
+        posterior,
+        key,
+        log_likelihood=log_likelihood,
+        posterior_predictive=posterior_predictive,
+        prior=prior,
+        num_prior_samples=num_prior_samples,
+    )
+    timing["groups"] = time.perf_counter() - tic
+    for problem in problems:
+        warnings.warn(f"mcmc.sample: {problem}", UserWarning, stacklevel=2)  # the draws are fine: no MCMCWarning
+    idata = az.from_dict(posterior=posterior, sample_stats=sample_stats, observed_data=observed or None, **groups)
     grads_warmup = int(np.sum(warm_stats["n_steps"])) if "n_steps" in warm_stats else None
     grads_sampling = int(np.sum(stats["n_steps"])) if "n_steps" in stats else None
     attrs = {
@@ -325,6 +368,7 @@ def sample(
         "warmup_seconds": timing["warmup"],
         "sampling_seconds": timing["sampling"],
         "total_seconds": timing["total"],
+        "groups_seconds": timing["groups"],
         "warmup_divergences": int(np.sum(warm_stats.get("diverging", 0))),
     }
     if grads_sampling is not None:
