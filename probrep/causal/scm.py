@@ -137,8 +137,9 @@ class SCM:
             if not (isinstance(item, tuple) and len(item) == 2):
                 raise TypeError(f"expected (node, equation) pairs, got {item!r}")
             written, spec = item
-            # equations reach a node by its NFKC form (Python's parser normalises identifiers), so 'ｘ' is 'x'
-            name = normal_name(written)
+            # equations reach a node by its NFKC form (Python's parser normalises identifiers), so 'ｘ' is 'x';
+            # checked before it is hashed, so a JSON list or object as a name is an EquationError, not a TypeError
+            name = check_node_name(written)
             if name in nodes:
                 if given[name] != written:
                     raise EquationError(
