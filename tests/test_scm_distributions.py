@@ -16,6 +16,7 @@ EXAMPLES = {
     "Uniform": (-1.0, 3.0),
     "Laplace": (0.5, 1.5),
     "Exponential": (2.0,),
+    "HalfNormal": (1.5,),
     "Gamma": (3.0, 2.0),
     "Beta": (2.0, 5.0),
     "StudentT": (5.0, 1.0, 2.0),

@@ -8,7 +8,8 @@ when its parameters depend on parents (``Normal(m, s) = m + s * U`` with ``U ~ N
 node stays a deterministic function of its parents and its noise.
 
 Parameterisations are those of Pyro and NumPyro: ``Exponential(rate)``, ``Gamma(concentration, rate)``,
-``Beta(concentration1, concentration0)``, ``StudentT(df, loc=0, scale=1)``, ``Categorical(probs)``.
+``Beta(concentration1, concentration0)``, ``HalfNormal(scale)``, ``StudentT(df, loc=0, scale=1)``,
+``Categorical(probs)``.
 """
 
 from __future__ import annotations
@@ -131,6 +132,12 @@ FAMILIES: dict[str, Family] = {
             ordered=True,
         ),
         Family("Laplace", _LOC_SCALE, lambda rng, p, shape: rng.laplace(p[0], p[1], shape), _loc_scale("Laplace")),
+        Family(
+            "HalfNormal",
+            (Param("scale", "positive"),),
+            lambda rng, p, shape: np.abs(rng.normal(0.0, p[0], shape)),
+            lambda p, noise: p[0] * noise("HalfNormal", (1.0,)),
+        ),
         Family(
             "Exponential",
             (Param("rate", "positive"),),

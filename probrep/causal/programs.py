@@ -77,6 +77,9 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
     prim = _primitives(backend, device)
     fns = scm.compiled(prim.ops)
     dists = {name: u.distribution(backend, prim.device) for name, u in scm.noises.items()}
+    parameters = {name: (node, compile_expr(node.expr, prim.ops)) for name, node in scm._parameters.items()}
+    for node, _ in parameters.values():
+        dists.update({u.name: u.distribution(backend, prim.device) for u in node.noises})
     data, rows = {}, None
     if observed:
         for name, values in observed.items():
@@ -113,6 +116,10 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
             raise ValueError("the SCM program needs the number of rows: model(n)")
         size = _checks.integer(size, "n")
         env: dict[str, Any] = dict(data)
+        for name, (node, value) in parameters.items():  # one value for every row: outside the plate
+            for u in node.noises:
+                env[u.name] = prim.sample(u.name, dists[u.name])
+            env[name] = prim.deterministic(name, value(env))
         with prim.plate("rows", int(size)):
             if observed:  # every free noise term first: a constraint may solve for an ancestor's noise from later ones
                 for u in scm.noises:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from probrep import _checks
 from probrep.causal.compile import compile_expr
 from probrep.causal.distributions import Noise
 from probrep.causal.inversion import Inversion, invert
+from probrep.causal.parameters import parameters_from
 from probrep.causal.parse import EquationError, ParsedEquation, check_node_name, normal_name, parse_equation
 
 FORMAT = 1
@@ -118,13 +120,22 @@ class SCM:
                 raise EquationError(f"node {name!r} has no 'equation' attribute")
             specs[name] = attrs.get("node") or attrs["equation"]
         edges = {(normal_name(u), normal_name(v)) for u, v in graph.edges()}
+        self._parameters = {}
         self._build([(n, s) for n, s in specs.items()], declared_edges=edges)
 
     @classmethod
-    def from_equations(cls, equations: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> SCM:
-        """Build from ``{node: equation}`` (text, sympy expression, number or :class:`Mechanism`)."""
+    def from_equations(
+        cls, equations: Mapping[str, Any] | Sequence[tuple[str, Any]], parameters: Mapping[str, str] | None = None
+    ) -> SCM:
+        """Build from ``{node: equation}`` (text, sympy expression, number or :class:`Mechanism`).
+
+        ``parameters`` names unknown constants the equations use, each with its prior (``{"a": "Normal(0, 10)",
+        "s": "HalfNormal(5)"}``): a parameter is neither a node nor a noise term, has one value shared by every
+        row, and is learned from data by :meth:`fit`. Unfitted, sampling draws it once from its prior.
+        """
         items = list(equations.items()) if isinstance(equations, Mapping) else list(equations)
         scm = cls.__new__(cls)
+        scm._parameters = parameters_from(parameters or {}, items, _node_from)
         scm._build(items, declared_edges=None)
         return scm
 
@@ -155,6 +166,8 @@ class SCM:
             graph.add_node(name, equation=node.text if node.symbolic else node.mechanism, node=node)
         for name, node in nodes.items():
             for parent in node.parents:
+                if parent in self._parameters:
+                    continue
                 if parent not in nodes:
                     raise EquationError(
                         f"equation of node {name!r} uses unknown name {parent!r} (nodes: {', '.join(nodes)})"
@@ -192,6 +205,36 @@ class SCM:
     def noises(self) -> dict[str, Noise]:
         """Every noise term by name, in topological order of their nodes."""
         return {u.name: u for node in self._nodes.values() for u in node.noises}
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """Each unknown parameter's prior, as written (empty for an SCM without parameters)."""
+        return {name: node.text for name, node in self._parameters.items()}
+
+    def with_parameters(self, values: Mapping[str, float]) -> SCM:
+        """The SCM with every parameter fixed to a number: an ordinary SCM (exact abduction, JSON, ...)."""
+        missing = sorted(set(self._parameters) - set(values))
+        unknown = sorted(set(values) - set(self._parameters))
+        if missing or unknown:
+            raise ValueError(f"with_parameters: missing {missing}, unknown {unknown}; parameters are "
+                             f"{sorted(self._parameters)}")  # fmt: skip
+        subs = {sp.Symbol(k, real=True): sp.Float(_checks.real(v, f"parameter {k!r}")) for k, v in values.items()}
+        items = []
+        for name, node in self._nodes.items():
+            if not node.symbolic or not node.expr.free_symbols & set(subs):
+                items.append((name, node))
+                continue
+            text = node.text
+            for k, v in values.items():  # the text as written, each parameter's name replaced by its value
+                text = re.sub(rf"(?<![\w.]){re.escape(k)}(?!\w)", f"({float(v)!r})", text)
+            parents = tuple(p for p in node.parents if p not in values)
+            items.append((name, replace(node, parents=parents, expr=node.expr.subs(subs), text=text)))
+        return SCM.from_equations(items)
+
+    def _require_fixed_parameters(self, what: str) -> None:
+        if self._parameters:
+            raise ValueError(f"{what}() needs the parameters {sorted(self._parameters)} fixed: fit the SCM "
+                             "(scm.fit(data)) or give values (scm.with_parameters({...}))")  # fmt: skip
 
     def node(self, name: str) -> Node:
         self._check_names([name], "node")
@@ -254,6 +297,10 @@ class SCM:
         env: dict[str, Any] = {}
         fns = self.compiled("numpy")
         out = {}
+        for name, node in self._parameters.items():  # unfitted parameters: one draw from the prior for all rows
+            for u in node.noises:
+                env[u.name] = u.draw((1,), rng)[0]
+            env[name] = float(compile_expr(node.expr, "numpy")(env))
         for name, node in self._nodes.items():
             for u in node.noises:
                 value = noise_values.get(u.name)
@@ -311,6 +358,7 @@ class SCM:
                 raise TypeError(f"do({name}=...): expected a number or equation text, got {type(spec).__name__}")
             items.append((name, self._intervened_node(name, node, spec)))
         scm = SCM.__new__(SCM)
+        scm._parameters = self._parameters
         scm._build(items, declared_edges=None)
         return scm
 
@@ -327,6 +375,22 @@ class SCM:
             parents = tuple(dict.fromkeys([p for p in parsed.parents if p != name] + list(node.parents)))
             return Node(name, parents, node.noises + parsed.noises, expr=expr, text=sp.sstr(expr))
         return Node(name, parsed.parents, parsed.noises, expr=parsed.expr, text=text)
+
+    # ------------------------------------------------------------------------------- learning and effects
+    def fit(self, data: Any, method: str = "nuts", **kwargs: Any):
+        """Infer the parameters from observed columns ``data``: a :class:`~probrep.causal.bayesian.FittedSCM`
+        (see :func:`probrep.causal.bayesian.fit` for the methods and options)."""
+        from probrep.causal.bayesian import fit
+
+        return fit(self, data, method, **kwargs)
+
+    def effect(self, treatment: str, outcome: str, values=(0.0, 1.0), n: int = 10_000, seed: int = 0):
+        """``E[outcome | do(treatment = values[1])] - E[outcome | do(treatment = values[0])]`` by sampling (the
+        same noise in both arms); on a fitted SCM, :meth:`FittedSCM.effect` adds the parameters' uncertainty."""
+        from probrep.causal.bayesian import effect_of
+
+        self._require_fixed_parameters("effect")
+        return effect_of(lambda i: self, [0], self, treatment, outcome, values, n, seed, 0.9)
 
     # ---------------------------------------------------------------------------------------- counterfactuals
     def counterfactual(
@@ -347,6 +411,7 @@ class SCM:
         """
         from probrep.causal.counterfactual import abduct
 
+        self._require_fixed_parameters("counterfactual")
         n, seed = _checks.integer(n, "n"), _checks.seed(seed)
         num_warmup = _checks.integer(num_warmup, "num_warmup", 0)
         twin = self.do(do)
@@ -361,6 +426,8 @@ class SCM:
         """Exact ``(mean, cov)`` over ``self.nodes`` of a linear-Gaussian SCM (derived symbolically)."""
         from probrep.causal.gaussian import linear_gaussian
 
+        self._require_fixed_parameters("gaussian")
+
         return linear_gaussian(self).moments()
 
     # ----------------------------------------------------------------------------------------------- files
@@ -369,7 +436,10 @@ class SCM:
         callables = [n for n, v in self._nodes.items() if not v.symbolic]
         if callables:
             raise ValueError(f"nodes {callables} have callable mechanisms, which cannot be written as JSON")
-        return {"format": FORMAT, "nodes": [{"name": n, "equation": v.text} for n, v in self._nodes.items()]}
+        out = {"format": FORMAT, "nodes": [{"name": n, "equation": v.text} for n, v in self._nodes.items()]}
+        if self._parameters:
+            out["parameters"] = [{"name": n, "prior": prior} for n, prior in self.parameters.items()]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SCM:
@@ -382,7 +452,11 @@ class SCM:
             if not isinstance(entry, Mapping) or set(entry) != {"name", "equation"}:
                 raise ValueError(f"nodes[{i}] must be {{'name': ..., 'equation': ...}}, got {repr(entry)[:200]}")
             items.append((entry["name"], entry["equation"]))
-        return cls.from_equations(items)
+        priors = data.get("parameters", [])
+        if not isinstance(priors, list) or not all(isinstance(e, Mapping) and set(e) == {"name", "prior"}
+                                                   for e in priors):  # fmt: skip
+            raise ValueError("'parameters' must be a list of {'name': ..., 'prior': ...}")
+        return cls.from_equations(items, parameters={e["name"]: e["prior"] for e in priors} or None)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the JSON description atomically."""

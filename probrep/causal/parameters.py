@@ -1,0 +1,32 @@
+"""Unknown parameters of an SCM: constants the equations use, each with a prior, one value shared by every row.
+
+A parameter is stored like a node made of its own noise only (its prior reparameterised through a standard noise,
+``Normal(0, 10) = 10 * U_a``), so that every backend samples it with the machinery nodes use, and a fitted
+parameter's posterior lives on the standard scale, which suits NUTS (a non-centred parameterisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from probrep.causal.parse import EquationError, check_node_name, normal_name
+
+
+def parameters_from(priors: Mapping[str, str], items: list, node_from: Callable) -> dict:
+    """Each parameter as a node of its own noise only (its prior reparameterised through a standard noise)."""
+    if not isinstance(priors, Mapping):
+        raise TypeError(f"parameters must be a mapping {{name: prior}}, got {type(priors).__name__}")
+    nodes = {normal_name(name) for name, _ in items if isinstance(name, str)}
+    out = {}
+    for written, prior in priors.items():
+        name = check_node_name(written)
+        if name in nodes:
+            raise EquationError(f"parameter {name!r} is also a node: a parameter is a constant to learn")
+        if not isinstance(prior, str):
+            raise EquationError(f"parameter {name!r}: its prior must be text such as 'Normal(0, 10)'")
+        node = node_from(name, prior, noise_prefix=f"U_{name}")
+        if node.parents or not node.noises or any(u.family.discrete for u in node.noises):
+            raise EquationError(f"parameter {name!r}: its prior {prior!r} must be one continuous distribution "
+                                "with constant arguments")  # fmt: skip
+        out[name] = node
+    return out
