@@ -226,3 +226,40 @@ def test_permutation_test_refuses_a_p_value_for_a_nan_statistic():
 def test_empty_x_is_a_clear_error(fn):
     with pytest.raises(ValueError, match=r"x is empty \(shape \(0, 3\)\)"):
         fn(torch.zeros(0, 3), torch.randn(10, 3))
+
+
+# ---------------------------------------------------------------------------------------------------- MCMC
+def _spiked_model():
+    """N(0, 1) with a log density of +inf on (1, 1.2): a region that no sampler may return draws from."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as nd
+
+    x = numpyro.sample("x", nd.Normal(0.0, 1.0))
+    numpyro.factor("spike", jnp.where((x > 1.0) & (x < 1.2), jnp.inf, 0.0))
+
+
+@pytest.mark.timeout(240, method="thread")  # unguarded HMC never finishes a transition here
+@pytest.mark.parametrize("kernel", ["nuts", "hmc"])
+def test_nuts_and_hmc_treat_an_infinite_log_density_as_a_divergence(kernel):
+    import warnings
+
+    from probrep.inference import mcmc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the divergences are expected, and diagnose() says so
+        idata = mcmc.sample(
+            _spiked_model,
+            kernel=kernel,
+            num_warmup=300,
+            num_samples=300,
+            num_chains=1,
+            progress=False,
+            log_likelihood=False,
+            posterior_predictive=False,
+            prior=False,
+        )
+    x = idata.posterior["x"].values.reshape(-1)
+    assert not np.any((x > 1.0) & (x < 1.2))  # unguarded NUTS returns every draw in there (step size 1e-38)
+    assert float(idata.sample_stats["step_size"].values.min()) > 1e-3
+    assert 0.5 < float(x.std()) < 1.5

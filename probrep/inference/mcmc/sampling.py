@@ -3,7 +3,8 @@
     idata = mcmc.sample(model, *args, kernel="nuts", num_chains=4, seed=0, **model_kwargs)
     mcmc.print_summary(idata)   # R-hat, bulk/tail ESS, divergences, compile / warm-up / sampling time
 
-Kernels: ``"nuts"`` and ``"hmc"`` (NumPyro's), ``"mala"`` and ``"ula"`` (:mod:`probrep.inference.mcmc.kernels`), or
+Kernels: ``"nuts"`` and ``"hmc"`` (NumPyro's, whose non-finite potentials count as divergences:
+:mod:`probrep.inference.mcmc.guarded`), ``"mala"`` and ``"ula"`` (:mod:`probrep.inference.mcmc.kernels`), or
 any :class:`numpyro.infer.mcmc.MCMCKernel` instance. The runner calls the kernel's pure ``init`` / ``sample``
 and nothing else: chains advance inside one compiled ``fori_loop`` per chunk of steps (compiled once, ahead of
 time, so the compile time is measured apart from warm-up and sampling), which keeps the progress bar cheap.
@@ -40,7 +41,6 @@ import numpyro
 from jax import lax
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer import HMC, NUTS
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from tqdm.auto import tqdm
@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from probrep._checks import integer, one_of
 from probrep._checks import seed as check_seed
 from probrep.inference.mcmc.diagnostics import MCMCWarning, diagnose
+from probrep.inference.mcmc.guarded import HMC, NUTS  # NumPyro's, with +inf log density a divergence
 from probrep.inference.mcmc.kernels import MALA, ULA
 from probrep.inference.mcmc.predictive import extra_groups, observed_sites
 
