@@ -94,7 +94,9 @@ def draw_scenes(
     from matplotlib.patches import Rectangle
 
     n = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.1 + 1.0, len(rows) * 1.15 + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), n, figsize=(n * 1.1 + 1.0, len(rows) * 1.15 + 0.8), squeeze=False, layout="constrained"
+    )  # two-line column titles: room above the first row
     for r, (label, images) in enumerate(rows):
         for c in range(n):
             ax = axes[r][c]
@@ -130,7 +132,7 @@ def accuracy_curve(history: Sequence[dict[str, Any]], path: str | os.PathLike, t
     ax.set_ylabel("held-out count accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="center right")  # clear of the curve, which starts low and rises to the line
     if title:
         ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
@@ -239,7 +241,7 @@ def train_air(
         boxes,
         present,
         run.out / "reconstructions.png",
-        titles=[f"true {t} / inferred {i}" for t, i in zip(shown.counts, inference.counts.tolist())],
+        titles=[f"true {t}\ninferred {i}" for t, i in zip(shown.counts, inference.counts.tolist())],
         title="held-out scenes with inferred windows (red: step 1, green: step 2, blue: step 3)",
     )
     held_out = test_images.to(fit.device)

@@ -96,7 +96,8 @@ def evaluate_gqn(
 
 
 def _blank(like: torch.Tensor) -> torch.Tensor:
-    return torch.ones_like(like)
+    """An empty panel: image_grid leaves an all-NaN image out instead of drawing a white square."""
+    return torch.full_like(like, float("nan"))
 
 
 def train_gqn(

@@ -61,7 +61,7 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
-    """Save ``images [rows, cols, C, H, W]`` (values in [0, 1]) as one grid PNG."""
+    """Save ``images [rows, cols, C, H, W]`` (values in [0, 1]) as one grid PNG; an all-NaN image is left out."""
     plt = pyplot()
     images = np.asarray(images)
     if images.ndim != 5:
@@ -70,9 +70,12 @@ def image_grid(
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9 + 1.2, rows * 0.9 + 0.4), squeeze=False)
     for r in range(rows):
         for c in range(cols):
+            ax = axes[r][c]
+            if np.isnan(images[r, c]).all():  # an empty panel (a row shorter than the others)
+                ax.axis("off")
+                continue
             img = np.clip(images[r, c], 0, 1)
             img = img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1)
-            ax = axes[r][c]
             ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
