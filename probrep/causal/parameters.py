@@ -7,8 +7,13 @@ parameter's posterior lives on the standard scale, which suits NUTS (a non-centr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
+import sympy as sp
+
+from probrep import _checks
 from probrep.causal.parse import EquationError, check_node_name, normal_name
 
 
@@ -30,3 +35,25 @@ def parameters_from(priors: Mapping[str, str], items: list, node_from: Callable)
                                 "with constant arguments")  # fmt: skip
         out[name] = node
     return out
+
+
+def with_parameters(scm, values: Mapping[str, float]):
+    """``scm`` with every parameter fixed to a number: the equations' text gets the numbers in place of the names
+    (so the result writes to JSON and reads back), the expressions get them substituted."""
+    missing = sorted(set(scm._parameters) - set(values))
+    unknown = sorted(set(values) - set(scm._parameters))
+    if missing or unknown:
+        raise ValueError(f"with_parameters: missing {missing}, unknown {unknown}; parameters are "
+                         f"{sorted(scm._parameters)}")  # fmt: skip
+    subs = {sp.Symbol(k, real=True): sp.Float(_checks.real(v, f"parameter {k!r}")) for k, v in values.items()}
+    items = []
+    for name, node in scm._nodes.items():
+        if not node.symbolic or not node.expr.free_symbols & set(subs):
+            items.append((name, node))
+            continue
+        text = node.text
+        for k, v in values.items():
+            text = re.sub(rf"(?<![\w.]){re.escape(k)}(?!\w)", f"({float(v)!r})", text)
+        parents = tuple(p for p in node.parents if p not in values)
+        items.append((name, replace(node, parents=parents, expr=node.expr.subs(subs), text=text)))
+    return type(scm).from_equations(items)

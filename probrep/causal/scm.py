@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -139,6 +138,14 @@ class SCM:
         scm._build(items, declared_edges=None)
         return scm
 
+    @classmethod
+    def from_graph(cls, graph: Any, data: Any, mechanisms: str | Mapping[str, str] = "linear", **kwargs: Any) -> SCM:
+        """Learn a mechanism per node of ``graph`` (a DiGraph or edge list) from ``data`` (a mapping or DataFrame of
+        every node): see :mod:`probrep.causal.learn`; ``scm.fit_report`` gives each node's fit."""
+        from probrep.causal.learn import from_graph
+
+        return from_graph(cls, graph, data, mechanisms, **kwargs)
+
     def _build(self, items: list[tuple[str, Any]], declared_edges: set | None) -> None:
         if not items:
             raise EquationError("an SCM needs at least one node")
@@ -213,23 +220,9 @@ class SCM:
 
     def with_parameters(self, values: Mapping[str, float]) -> SCM:
         """The SCM with every parameter fixed to a number: an ordinary SCM (exact abduction, JSON, ...)."""
-        missing = sorted(set(self._parameters) - set(values))
-        unknown = sorted(set(values) - set(self._parameters))
-        if missing or unknown:
-            raise ValueError(f"with_parameters: missing {missing}, unknown {unknown}; parameters are "
-                             f"{sorted(self._parameters)}")  # fmt: skip
-        subs = {sp.Symbol(k, real=True): sp.Float(_checks.real(v, f"parameter {k!r}")) for k, v in values.items()}
-        items = []
-        for name, node in self._nodes.items():
-            if not node.symbolic or not node.expr.free_symbols & set(subs):
-                items.append((name, node))
-                continue
-            text = node.text
-            for k, v in values.items():  # the text as written, each parameter's name replaced by its value
-                text = re.sub(rf"(?<![\w.]){re.escape(k)}(?!\w)", f"({float(v)!r})", text)
-            parents = tuple(p for p in node.parents if p not in values)
-            items.append((name, replace(node, parents=parents, expr=node.expr.subs(subs), text=text)))
-        return SCM.from_equations(items)
+        from probrep.causal.parameters import with_parameters
+
+        return with_parameters(self, values)
 
     def _require_fixed_parameters(self, what: str) -> None:
         if self._parameters:
