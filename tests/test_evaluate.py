@@ -117,3 +117,17 @@ def test_reported_negative_elbo_is_the_unweighted_one_not_the_beta_weighted_obje
     assert float(ours.sum()) == pytest.approx(unweighted, rel=1e-6)
     kl = float((0.5 * (loc**2 + 1e-12 - 1.0) - torch.log(torch.tensor(1e-6, dtype=torch.float64))).sum())
     assert weighted - unweighted == pytest.approx(3.0 * kl, rel=1e-6)  # beta - 1 = 3 extra KLs
+
+
+def test_probrep_evaluate_takes_a_shipped_model_and_draws_the_downstream_plot(tmp_path, monkeypatch, capsys):
+    from probrep import cli
+
+    _ship_toy_weights(tmp_path, monkeypatch)
+    out = tmp_path / "scores"
+    argv = ["evaluate", "--checkpoint", "pretrained:toy", "--out", str(out), "--metrics", "mig,downstream",
+            "--num-points", "300", "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert cli.main(argv) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved["scores"]) == {"mig", "downstream"} and saved["run"]["model"] == "factorvae"
+    assert (out / "downstream.png").stat().st_size > 1000
+    assert "downstream.png" in capsys.readouterr().out

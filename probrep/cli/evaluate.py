@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from probrep.cli.options import add_compute
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="score a trained run: IRS and the disentanglement metrics")
-    ev.add_argument("--checkpoint", required=True, metavar="DIR", help="a folder written by 'probrep train vae'")
+    ev.add_argument("--checkpoint", required=True, metavar="DIR",
+                    help="a folder written by 'probrep train vae', or pretrained:NAME for a shipped model "
+                    "(see probrep.experiments.pretrained)")  # fmt: skip
+    ev.add_argument("--out", default=None, metavar="DIR",
+                    help="where metrics.json (and downstream.png) go (default: the run folder; "
+                    "runs/evaluate/NAME for a shipped model)")  # fmt: skip
     ev.add_argument("--metrics", default="irs,irs_interventional,mig,dci,factor_vae",
                     help="comma-separated: irs, irs_interventional, mig, dci, sap, factor_vae, beta_vae, modularity, "
                     "gaussian_tc, or 'all'")  # fmt: skip
@@ -25,14 +31,22 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from probrep.device import resolve_device
-    from probrep.experiments.evaluate import ALL_METRICS, encoder_fn, evaluate, headline
+    from probrep.experiments.evaluate import ALL_METRICS, downstream_plot, encoder_fn, evaluate, headline
     from probrep.experiments.vae_dsprites import load_run
     from probrep.io.json_file import write_json
 
     metrics = (
         ALL_METRICS if args.metrics.strip() == "all" else [m.strip() for m in args.metrics.split(",") if m.strip()]
     )
-    model, summary = load_run(args.checkpoint)
+    if args.checkpoint.startswith("pretrained:"):
+        from probrep.experiments import pretrained
+
+        name = args.checkpoint.split(":", 1)[1]
+        model, summary = pretrained.load(name)
+        out = Path(args.out or f"runs/evaluate/{name}")
+    else:
+        model, summary = load_run(args.checkpoint)
+        out = Path(args.out or args.checkpoint)
     device = resolve_device(args.device)
     model.to(device)
     result = evaluate(
@@ -45,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         dci_estimator=args.dci_estimator,
     )
     report = {"run": summary, "scores": result.scores, "seconds": result.seconds}
-    path = write_json(report, f"{args.checkpoint}/metrics.json")
+    path = write_json(report, out / "metrics.json")
+    if "downstream" in result.scores:
+        print(f"wrote {downstream_plot(result.scores['downstream'], out / 'downstream.png')}")
     for name, value in headline(result.scores).items():
         print(f"{name:24s} {value:8.3f}")
     print("seconds: " + ", ".join(f"{name} {sec:.1f}" for name, sec in result.seconds.items()))
