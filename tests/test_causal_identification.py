@@ -52,3 +52,12 @@ def test_bad_input_names_the_problem():
         adjustment_set(g, "X", "Y", observed={"X", "Y", "nope"})
     with pytest.raises(ValueError, match="without cycles"):
         adjustment_set(graph("X->Y", "Y->X"), "X", "Y")
+
+
+def test_an_scm_answers_from_its_own_graph():
+    from probrep.causal import SCM
+
+    scm = SCM.from_equations({"Z": "Normal(0, 1)", "X": "Z + Normal(0, 1)", "Y": "X + 2*Z + Normal(0, 1)"})
+    assert scm.adjustment_set("X", "Y") == {"Z"}
+    with pytest.raises(NotIdentifiableError):
+        scm.adjustment_set("X", "Y", observed={"X", "Y"})

@@ -385,6 +385,12 @@ class SCM:
         self._require_fixed_parameters("effect")
         return effect_of(lambda i: self, [0], self, treatment, outcome, values, n, seed, 0.9)
 
+    def adjustment_set(self, treatment: str, outcome: str, observed=None) -> set[str]:
+        """A minimal backdoor adjustment set from the graph (:mod:`probrep.causal.identification`)."""
+        from probrep.causal.identification import adjustment_set
+
+        return adjustment_set(self.graph, treatment, outcome, observed)
+
     # ---------------------------------------------------------------------------------------- counterfactuals
     def counterfactual(
         self,
