@@ -44,8 +44,7 @@ class sigmoid(sp.Function):  # noqa: N801 - the name users write
     """Logistic function 1 / (1 + exp(-x)), kept as one symbol so backends can use their stable version."""
 
     def fdiff(self, argindex=1):
-        s = sigmoid(self.args[0])
-        return s * (1 - s)
+        return sigmoid(self.args[0]) * (1 - sigmoid(self.args[0]))
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return 1 / (1 + sp.exp(-x))
@@ -59,6 +58,9 @@ class softplus(sp.Function):  # noqa: N801
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return sp.log(1 + sp.exp(x))
+
+    def _eval_evalf(self, prec):  # mpmath has no softplus: sympy could not compare max(softplus(1), 2)
+        return self.rewrite(sp.exp)._eval_evalf(prec)
 
 
 #: functions an equation may call, by the name users write
@@ -165,8 +167,7 @@ class ParsedEquation:
 
 
 def check_node_name(name: object) -> str:
-    """A node name must be a plain identifier, not reserved, not private/dunder, not a noise name; returns it
-    NFKC-normalised (the name equations reach it by)."""
+    """A plain identifier, not reserved, private or a noise name; returned NFKC-normalised, as equations reach it."""
     name = normal_name(name)
     if not isinstance(name, str) or not name.isidentifier():
         raise EquationError(f"node name {name!r} is not a valid identifier")

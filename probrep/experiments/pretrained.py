@@ -30,10 +30,17 @@ def manifest() -> dict[str, Any]:
     """The shipped models by name (empty when none are shipped)."""
     if not MANIFEST.is_file():
         return {}
-    data = json.loads(MANIFEST.read_text())
+    try:
+        data = json.loads(MANIFEST.read_bytes())
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{MANIFEST} is not valid JSON: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != 1 or not isinstance(data.get("models"), dict):
         raise ValueError(f"{MANIFEST}: not a pretrained-weights manifest (expected format 1 with 'models')")
     return data["models"]
+
+
+#: what :func:`load` reads from a model's manifest entry, and its type
+_ENTRY = {"file": str, "sha256": str, "model": str, "latent_dim": int, "arch": str, "settings": dict}
 
 
 def available() -> list[str]:
@@ -46,23 +53,32 @@ def sha256(path: Path) -> str:
 
 def load(name: str, device: str = "cpu"):
     """``(model, info)``: the shipped model ``name`` in eval mode on ``device``, and its manifest entry."""
-    import torch
-
     from probrep.experiments.vae_dsprites import build_model
+    from probrep.training import checkpoint
 
     models = manifest()
     if name not in models:
         raise ValueError(f"no shipped model {name!r}: available {sorted(models) or 'none'}")
     info = models[name]
+    wrong = [key for key, kind in _ENTRY.items() if not isinstance(info, dict) or not isinstance(info.get(key), kind)]
+    if wrong or Path(info["file"]).name != info["file"]:  # the weights lie in WEIGHTS, not in a path around it
+        needs = ", ".join(f"{key} ({kind.__name__})" for key, kind in _ENTRY.items())
+        raise ValueError(f"{MANIFEST}: the entry of {name!r} needs {needs}, the file a plain name; wrong: "
+                         f"{wrong or ['file']}")  # fmt: skip
     path = WEIGHTS / info["file"]
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: reinstall probrep or rerun the study's 'ship' command")
     if sha256(path) != info["sha256"]:
         raise ValueError(f"{path}: SHA-256 differs from the manifest's; the file is corrupt or was replaced")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(info["model"], info["latent_dim"], **info["settings"], arch=info["arch"],
-                        dataset_size=737_280)  # fmt: skip
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    state = checkpoint.load(path)  # weights_only; a ValueError naming the file for anything torch refuses
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no parameters (a {type(state).__name__}, not a state dict)")
+    try:
+        model = build_model(info["model"], info["latent_dim"], **info["settings"], arch=info["arch"],
+                            dataset_size=737_280)  # fmt: skip
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (TypeError, ValueError, RuntimeError) as exc:  # settings the model lacks, other shapes, no tensors
+        raise ValueError(f"{path} does not fit the manifest's {info['model']!r}: {exc}") from exc
     missing = [k for k in missing if not k.startswith(TRAINING_ONLY)]
     if missing or unexpected:
         raise ValueError(f"{path} does not fit {info['model']}: missing {missing}, unexpected {unexpected}")

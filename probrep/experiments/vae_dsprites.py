@@ -200,14 +200,15 @@ def load_run(run_dir: str | Path):
     settings.pop("capacity_steps", None)  # how the capacity was annealed, not how the model is built
     try:
         model = build_model(kind, summary["latent_dim"], **settings, arch=summary["arch"], dataset_size=737_280)
-    except (TypeError, ValueError) as exc:  # a wrong type or value under a key, or a setting the model lacks
+    except (TypeError, ValueError, RuntimeError) as exc:  # a wrong type or value under a key, a setting the
+        # model lacks, or a size torch cannot allocate
         raise ValueError(f"{summary_path} does not describe a model that can be built: {exc}") from exc
     state = checkpoint.load(latest)
-    if state.get("module") is None:
+    if not isinstance(state, dict) or not isinstance(state.get("module"), dict):
         raise ValueError(f"checkpoint {latest} holds no module state")
     try:
         model.load_state_dict(state["module"])
-    except RuntimeError as exc:  # torch's message for other names or shapes
+    except (RuntimeError, TypeError) as exc:  # torch's message for other names, shapes or non-tensors
         raise ValueError(f"checkpoint {latest} does not fit the model {summary_path} describes: {exc}") from exc
     return model.eval(), summary
 

@@ -11,6 +11,7 @@ that inflates to gigabytes (a zip bomb) is refused instead of read whole.
 
 from __future__ import annotations
 
+import lzma
 import os
 import tempfile
 import threading
@@ -68,21 +69,26 @@ def read_zip_member(path: str | os.PathLike, suffix: str, limit: int) -> bytes:
     """The one member of the zip archive ``path`` whose name ends with ``suffix``, inflated. ``ValueError``
     naming the file when there is not exactly one, when it is damaged, or when the member declares or inflates
     to more than ``limit`` bytes (declared sizes can lie, so the read itself is bounded too)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if m.filename.endswith(suffix)]
-            if len(members) != 1:
-                raise ValueError(f"{path}: expected one {suffix} file inside, found {[m.filename for m in members]}")
-            if members[0].file_size > limit:
-                raise ValueError(
-                    f"{path}: {members[0].filename} inflates to {members[0].file_size} bytes, more than the "
-                    f"{limit} allowed"
-                )
-            with archive.open(members[0]) as member:
-                raw = member.read(limit + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
-        # RuntimeError: an encrypted member; NotImplementedError: a compression method zipfile lacks
-        raise ValueError(f"cannot read zip archive {path}: {type(exc).__name__}: {exc}") from exc
+    with open(path, "rb") as handle:  # a file that cannot be opened stays an OSError
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                members = [m for m in archive.infolist() if m.filename.endswith(suffix)]
+                if len(members) != 1:
+                    raise ValueError(
+                        f"{path}: expected one {suffix} file inside, found {[m.filename for m in members]}"
+                    )
+                if members[0].file_size > limit:
+                    raise ValueError(
+                        f"{path}: {members[0].filename} inflates to {members[0].file_size} bytes, more than the "
+                        f"{limit} allowed"
+                    )
+                with archive.open(members[0]) as member:
+                    raw = member.read(limit + 1)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, EOFError, RuntimeError,
+                NotImplementedError, OSError) as exc:  # fmt: skip
+            # RuntimeError: an encrypted member; NotImplementedError: a compression method zipfile lacks; OSError:
+            # a damaged bz2 stream, or a header that points before the start of the file
+            raise ValueError(f"cannot read zip archive {path}: {type(exc).__name__}: {exc}") from exc
     if len(raw) > limit:
         raise ValueError(f"{path}: {members[0].filename} inflates to more than the {limit} bytes allowed")
     return raw

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,23 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    flagged = _directory_entries(path)
+    if flagged:  # torch's zip reader gives such an entry no bytes and unpickles whatever memory held instead
+        raise ValueError(f"cannot load checkpoint {path} safely: entries {flagged} are marked as folders")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a corrupt or code-carrying file: say which file and why
         raise ValueError(f"cannot load checkpoint {path} safely: {exc}") from exc
+
+
+def _directory_entries(path: Path) -> list[str]:
+    """Members of a zip file flagged as folders (MS-DOS attribute 0x10) under a file's name; [] for a file that
+    is not a zip or that Python's zipfile cannot read (torch then says what is wrong with it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [m.filename for m in archive.infolist() if m.external_attr & 0x10 and not m.is_dir()]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError):
+        return []  # NotImplementedError: a zip version or method zipfile lacks
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:

@@ -114,8 +114,8 @@ def _checked_cache(arrays: dict[str, np.ndarray], path: Path) -> RoomsCache:
     if missing:
         raise ValueError(f"rooms cache {path} lacks {missing}")
     images = arrays["images"]
-    if images.dtype != np.uint8 and images.dtype.kind != "f":
-        raise bad("images", f"must be uint8 (or float) pixels, got dtype {images.dtype}")
+    if images.dtype != np.uint8 and images.dtype.name not in _FLOATS:
+        raise bad("images", f"must be uint8 (or float16/32/64) pixels, got dtype {images.dtype}")
     if images.ndim != 5 or images.shape[2] != 3 or images.shape[1] < 1:
         raise bad("images", f"must have shape [N, K, 3, H, W], got {images.shape}")
     if images.dtype.kind == "f" and not np.isfinite(images).all():
@@ -137,13 +137,13 @@ def _checked_cache(arrays: dict[str, np.ndarray], path: Path) -> RoomsCache:
         raise bad("config", f"must be JSON text, got {config.dtype} {config.shape}")
     try:
         settings = json.loads(str(config))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # json recurses once per bracket
         raise bad("config", f"is not valid JSON: {exc}") from exc
     if not isinstance(settings, dict):
         raise bad("config", f"must be a JSON object, got {type(settings).__name__}")
     return RoomsCache(
-        images=torch.from_numpy(images),
-        viewpoints=torch.from_numpy(arrays["viewpoints"]),
+        images=torch.from_numpy(_native(images)),
+        viewpoints=torch.from_numpy(_native(arrays["viewpoints"])),
         factors=SceneFactors(**factors),
         camera_yaw=arrays["camera_yaw"],
         camera_pitch=arrays["camera_pitch"],
@@ -152,9 +152,17 @@ def _checked_cache(arrays: dict[str, np.ndarray], path: Path) -> RoomsCache:
     )
 
 
+#: the float dtypes torch takes (not numpy's longdouble); either byte order, made native before torch sees it
+_FLOATS = ("float16", "float32", "float64")
+
+
+def _native(value: np.ndarray) -> np.ndarray:
+    return value.astype(value.dtype.newbyteorder("="), copy=False)
+
+
 def _check_real(value: np.ndarray, shape: tuple[int, ...], name: str, bad: Any) -> None:
-    if value.dtype.kind != "f":
-        raise bad(name, f"must be floating point, got dtype {value.dtype}")
+    if value.dtype.name not in _FLOATS:
+        raise bad(name, f"must be float16/32/64, got dtype {value.dtype}")
     if value.shape != shape:
         raise bad(name, f"must have shape {list(shape)} (N, K from 'images'), got {list(value.shape)}")
     if not np.isfinite(value).all():
