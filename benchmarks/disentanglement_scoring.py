@@ -264,8 +264,15 @@ def command_ship(args) -> None:
     rows = report["table"]
     ranked = sorted((n for n in rows if n != "vae"), key=lambda n: -rows[n]["mig"]["mean"])
     chosen = (["vae"] if "vae" in rows else []) + ranked[: SHIP - 1]
-    commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", "benchmarks/disentanglement_study.py"],
-                            capture_output=True, text=True, cwd=RESULTS.parent.parent).stdout.strip()  # fmt: skip
+    root = RESULTS.parent.parent.parent  # the repository
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root).stdout.strip()
+
+    # the runs' training code is the commit that first added the study script (its training has not changed
+    # since); the weights were exported at HEAD
+    commit = git("log", "--diff-filter=A", "--format=%h", "--", "benchmarks/disentanglement_study.py")
+    head = git("rev-parse", "--short", "HEAD")
     models = {}
     for name in chosen:
         run = report["runs"][report["best_run_by_mig"][name]]
@@ -274,7 +281,8 @@ def command_ship(args) -> None:
         models[name] = {
             "model": CONFIGS[name]["model"], "settings": config, "latent_dim": 10, "arch": "conv",
             "seed": run["seed"], "steps": args.steps, "recipe": report["recipe"],
-            "made_by": f"benchmarks/disentanglement_study.py (commit {commit}), then its 'ship' command",
+            "made_by": f"benchmarks/disentanglement_study.py train (started at commit {commit}), exported by its "
+                       f"'ship' command at commit {head}",
             "scores_of_this_run": {k: run["final"].get(k) for k in TABLE_METRICS},
             "scores_over_seeds": {k: v for k, v in rows[name].items()},
             **pretrained.export(model, pretrained.WEIGHTS / f"{name}.pt"),
