@@ -62,7 +62,17 @@ def main() -> None:
         for config in args.configs:
             settings = CONFIGS[config]
             start = time.perf_counter()
-            idata = mcmc.sample(post.model, num_chains=4, seed=0, progress=False, **settings, **post.model_kwargs)
+            idata = mcmc.sample(
+                post.model,
+                num_chains=4,
+                seed=0,
+                progress=False,
+                log_likelihood=False,
+                posterior_predictive=False,
+                prior=False,
+                **settings,
+                **post.model_kwargs,
+            )
             wall = time.perf_counter() - start
             report = posteriordb.validate(idata, post)
             grads = idata.posterior.attrs["grad_evals_sampling"]
