@@ -23,15 +23,15 @@ logger = logging.getLogger(__name__)
 METHODS = ("nuts", "svi", "map")
 
 
-def observed_columns(scm, data: Any) -> dict[str, np.ndarray]:
-    """``data`` (a mapping or a pandas DataFrame of observed nodes) as finite float arrays of one length."""
+def observed_columns(nodes: list[str], data: Any) -> dict[str, np.ndarray]:
+    """``data`` (a mapping or a pandas DataFrame of observed ``nodes``) as finite float arrays of one length."""
     if hasattr(data, "columns") and hasattr(data, "to_numpy"):
         data = {str(c): data[c].to_numpy() for c in data.columns}
     if not isinstance(data, Mapping) or not data:
         raise TypeError("data must be a non-empty mapping {node: values} or a pandas DataFrame of observed nodes")
-    unknown = [k for k in data if k not in scm.nodes]
+    unknown = [k for k in data if k not in nodes]
     if unknown:
-        raise ValueError(f"data columns {unknown} name no node; the nodes are {scm.nodes}")
+        raise ValueError(f"data columns {unknown} name no node; the nodes are {nodes}")
     out, rows = {}, None
     for name, values in data.items():
         try:
@@ -71,7 +71,7 @@ def fit(
         raise ValueError("this SCM has no parameters to fit: declare them with SCM.from_equations(..., parameters=)")
     method = _checks.one_of(method, "method", METHODS)
     num_samples, seed = _checks.integer(num_samples, "num_samples"), _checks.seed(seed)
-    columns = observed_columns(scm, data)
+    columns = observed_columns(scm.nodes, data)
     load_numpyro()
     import jax
     import numpyro

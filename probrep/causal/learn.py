@@ -80,10 +80,7 @@ def from_graph(cls, graph: Any, data: Any, mechanisms: str | Mapping[str, str] =
             raise ValueError(f"mechanism {kind!r} for node {node!r}: available {MECHANISMS} (neural, flow and "
                              "classifier mechanisms are not implemented yet)")  # fmt: skip
 
-    class _Nodes:  # observed_columns checks names against .nodes
-        nodes = names
-
-    columns = observed_columns(_Nodes, data)
+    columns = observed_columns(names, data)
     missing = [n for n in names if n not in columns]
     if missing:
         raise ValueError(f"nodes {missing} are missing from the data: learning a mechanism needs every node observed")

@@ -109,6 +109,7 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
             solve = (compile_expr(c.how.solution, prim.ops), compile_expr(c.how.log_abs_jacobian, prim.ops))
         by_owner.setdefault(c.owner, []).append((c, solve))
     fixed = {c.noise for c in constraints.values()}
+    confined = {c.noise for c in constraints.values() if isinstance(c.how, Region)}
 
     def model(n: int | None = None):
         size = rows if observed else n
@@ -125,7 +126,7 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
                 for u in scm.noises:
                     if u not in fixed:
                         env[u] = prim.sample(u, dists[u])
-                    elif isinstance(next(c for c in constraints.values() if c.noise == u).how, Region):
+                    elif u in confined:
                         env[f"{u}_within"] = prim.sample(f"{u}_within", dists[u])  # position in the interval
             for name, node in scm._nodes.items():
                 for u in node.noises:

@@ -153,7 +153,7 @@ def _fit_gbt(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_tes
 
 
 def _fit_histogram_gbt(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, random_state: int, threads: int
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, random_state: int
 ):
     # scikit-learn's defaults, in LightGBM's terms: 100 rounds of depth-3 trees (at most 8 leaves), learning rate
     # 0.1, leaves of any size, no row or column subsampling, no regularisation; features binned into 255 bins
@@ -162,7 +162,7 @@ def _fit_histogram_gbt(
     model = LGBMClassifier(
         n_estimators=100, learning_rate=0.1, max_depth=3, num_leaves=8, min_child_samples=1,
         min_child_weight=1e-3, min_split_gain=0.0, reg_lambda=0.0, subsample=1.0, colsample_bytree=1.0,
-        importance_type="gain", random_state=random_state, n_jobs=threads, deterministic=True, verbose=-1,
+        importance_type="gain", random_state=random_state, n_jobs=1, deterministic=True, verbose=-1,
     )  # fmt: skip
     model.fit(x_train, y_train)
     gain = np.abs(np.asarray(model.feature_importances_, dtype=np.float64))
@@ -217,7 +217,7 @@ def dci(
         factors_test, codes_test: held-out arrays; when both are omitted, ``round(N * test_fraction)`` random
             rows (permutation from ``seed``) are held out instead.
         seed: seeds the split and the classifiers.
-        n_jobs: parallel fits (joblib convention: -1 all cores, 1 sequential); LightGBM's threads.
+        n_jobs: parallel fits (joblib convention: -1 all cores, 1 sequential).
         estimator: ``"gbt"`` (scikit-learn, disentanglement_lib's definition) or ``"lightgbm"`` (fast, above).
     """
     if estimator not in DCI_ESTIMATORS:
@@ -234,7 +234,7 @@ def dci(
     x_te = np.ascontiguousarray(z_te, dtype=np.float32)
     # one thread per fit, the factors in parallel threads (both libraries release the GIL): LightGBM's own OpenMP
     # threads spin-wait, and on a machine busy with other work that made a 2-thread fit slower than 1 thread
-    fit = _fit_gbt if estimator == "gbt" else lambda *a: _fit_histogram_gbt(*a, threads=1)
+    fit = _fit_gbt if estimator == "gbt" else _fit_histogram_gbt
     tasks = [lambda k=k: fit(x_tr, f_tr[:, k], x_te, f_te[:, k], rs) for k in keep]
     cost = [np.unique(f_tr[:, k]).size for k in keep]
     fits = _run(tasks, cost, n_jobs)
