@@ -14,15 +14,22 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Train a GQN on ray-cast rooms; writes checkpoints, loss.png, predictions.png, samples.png and "
         "summary.json (held-out ELBO, bits/dim, novel-view MSE vs the context-mean baseline) into --out.",
     )
-    p.add_argument("--tier", choices=["small", "paper"], default="small", help="small: 32x32, CPU; paper: 64x64")
+    p.add_argument(
+        "--tier",
+        choices=["small", "paper"],
+        default="small",
+        help="small: 32x32 rooms with 1-2 objects in 4 colours, for a CPU; paper: 64x64, for a GPU",
+    )
     p.add_argument("--steps", type=int, default=3000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=None, help="default: 16 (small), 36 (paper)")
     p.add_argument("--lr", type=float, default=None, help="start of the linear annealing (small 1e-3, paper 5e-4)")
     p.add_argument(
         "--lr-end", type=float, default=None, help="end of the learning-rate annealing (small 1e-4, paper 5e-5)"
     )
-    p.add_argument("--sigma-start", type=float, default=2.0, help="pixel sigma at the start")
-    p.add_argument("--sigma-end", type=float, default=0.7, help="pixel sigma at the end of the annealing")
+    p.add_argument("--sigma-start", type=float, default=None, help="pixel sigma at the start (small 1.0, paper 2.0)")
+    p.add_argument(
+        "--sigma-end", type=float, default=None, help="pixel sigma at the end of the annealing (small 0.1, paper 0.7)"
+    )
     p.add_argument("--anneal-steps", type=int, default=None, help="default: the whole run")
     p.add_argument(
         "--representation",
@@ -56,5 +63,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  test negative ELBO {s['test_before_training']['negative_elbo_per_image']:.1f} -> "
           f"{t['negative_elbo_per_image']:.1f} nats/image ({t['bits_per_dim']:.4f} bits/dim)")  # fmt: skip
     print(f"  novel-view MSE {t['mse']:.5f} vs context mean {t['baseline_mse']:.5f} (ratio {t['mse_ratio']:.3f})")
+    sc = s["test_scenes_scores"]
+    print(f"  KL {sc['kl_per_image']:.1f} nats/image; foreground IoU {sc['foreground_iou']:.3f}; sample variance "
+          f"unseen/seen by one context view {sc['uncertainty_ratio']:.2f}")  # fmt: skip
     print_files(out.files)
     return 0

@@ -23,6 +23,7 @@ from probrep._checks import integer, one_of
 from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
 from probrep.device import resolve_device
+from probrep.experiments.gqn_scores import scene_scores
 from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.inference import svi
 from probrep.io.figures import image_grid
@@ -34,9 +35,12 @@ from probrep.training.schedules import AnnealAttribute, linear_anneal, relative_
 logger = logging.getLogger(__name__)
 
 TIERS: dict[str, dict[str, Any]] = {
-    "small": {"image_size": 32, "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16},
-    "paper": {"image_size": 64, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36},
-}
+    "small": {
+        "rooms": {"image_size": 32, "max_objects": 2, "colours": ("red", "green", "blue", "yellow")},
+        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (1.0, 0.1),
+    },
+    "paper": {"rooms": {"image_size": 64}, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36, "sigma": (2.0, 0.7)},
+}  # fmt: skip
 #: held-out scenes are drawn from indices far above any training set
 TEST_START = 10_000_000
 
@@ -108,8 +112,8 @@ def train_gqn(
     batch_size: int | None = None,
     lr: float | None = None,
     lr_end: float | None = None,
-    sigma_start: float = 2.0,
-    sigma_end: float = 0.7,
+    sigma_start: float | None = None,
+    sigma_end: float | None = None,
     anneal_steps: int | None = None,
     train_scenes: int = 4000,
     test_scenes: int = 256,
@@ -143,11 +147,13 @@ def train_gqn(
     batch_size = int(batch_size or settings["batch_size"])
     lr = float(lr or settings["lr"])
     lr_end = float(lr_end or settings["lr_end"])
+    sigma_start = float(sigma_start or settings["sigma"][0])
+    sigma_end = float(sigma_end or settings["sigma"][1])
     anneal = int(anneal_steps or steps)
     run = RunFolder(out, resume, overwrite)
     dev = resolve_device(device)
 
-    rooms = Rooms(image_size=settings["image_size"], num_views=num_views, seed=seed)
+    rooms = Rooms(**settings["rooms"], num_views=num_views, seed=seed)
     overrides: dict[str, Any] = {"checkpoint_steps": checkpoint_steps, "sigma": sigma_start}
     if representation is not None:
         overrides["representation"] = representation
@@ -162,7 +168,8 @@ def train_gqn(
     else:
         rendered = rooms.generate(train_scenes, device=dev, as_uint8=True, progress=progress)
         train = GQNDataset(rendered, seed=seed, device=dev)
-    test = GQNDataset(rooms.generate(test_scenes, start=TEST_START, device=dev), seed=seed + 1, device=dev)
+    test_rooms = rooms.generate(test_scenes, start=TEST_START, device=dev)
+    test = GQNDataset(test_rooms, seed=seed + 1, device=dev)
     render_seconds = time.perf_counter() - t0
     before = evaluate_gqn(model, test, sigma=sigma_end, seed=seed)
     logger.info("before training: %s", before)
@@ -205,7 +212,8 @@ def train_gqn(
         str(k): evaluate_gqn(model, test, num_context=k, sigma=sigma_end, seed=seed)
         for k in sorted({1, test.max_context // 2 + 1, test.max_context})
     }
-    logger.info("after training: %s", after)
+    scenes = scene_scores(model, rooms, test_rooms, num_context=min(3, num_views - 1), seed=seed)
+    logger.info("after training: %s; %s", after, scenes)
 
     trained = run.training_summary(fit, min(batch_size, len(train)))
     with forked(seed, dev):  # the samples drawn for the figures
@@ -230,6 +238,8 @@ def train_gqn(
         "test_before_training": before,
         "test": after,
         "test_by_context_views": by_context,
+        "test_scenes_scores": scenes,
+        "rooms": rooms.config(),
         "test_mse_curve": curve,
         "evaluated_at_sigma": sigma_end,
         "render_seconds": round(render_seconds, 1),

@@ -216,8 +216,9 @@ def render_rays(
     wall_height: float,
     lighting: Lighting,
     shadows: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Colours ``[I, 3, P]`` and surface ids ``[I, P]`` (object slot, or SKY / FLOOR / WALL) of camera rays.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Colours ``[I, 3, P]``, surface ids ``[I, P]`` (object slot, or SKY / FLOOR / WALL) and the distance to the
+    surface hit ``[I, P]`` (inf for the sky) of rays from ``origin`` along unit ``direction``.
 
     ``origin [I, 3]`` is each image's camera position; ``objects`` as for :func:`intersect_objects` plus
     ``albedo [I, M, 3]``; ``wall_albedo`` and ``floor_albedo`` are ``[I, 3]``.
@@ -271,4 +272,4 @@ def render_rays(
     colour = torch.stack(
         [torch.where(sky, torch.full_like(shade, lighting.sky[c]), albedo[c] * shade) for c in range(3)], dim=1
     )
-    return colour, ids
+    return colour, ids, t

@@ -162,6 +162,7 @@ class Rooms:
         num_views: views K rendered per scene.
         min_objects / max_objects: the number of objects is uniform on this range (1..3).
         shapes: the shapes objects are drawn from (subset of ``SHAPES``; ``"cone"`` is optional).
+        colours: the object colours drawn from (names of :data:`OBJECT_COLOURS`; default all 7).
         shadows: cast shadow rays towards the light.
         supersample: render ``supersample^2`` rays per pixel and average them (anti-aliasing).
         seed: scene ``i`` comes from ``default_rng([seed, i])``.
@@ -181,6 +182,7 @@ class Rooms:
         min_objects: int = 1,
         max_objects: int = 3,
         shapes: Sequence[str] = ("sphere", "box", "cylinder"),
+        colours: Sequence[str] | None = None,
         shadows: bool = True,
         supersample: int = 1,
         seed: int = 0,
@@ -203,6 +205,9 @@ class Rooms:
         unknown = [s for s in shapes if s not in SHAPES]
         if unknown or not shapes:
             raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {list(shapes)}")
+        colours = list(OBJECT_COLOURS) if colours is None else list(colours)
+        if not colours or [c for c in colours if c not in OBJECT_COLOURS] or len(set(colours)) < len(colours):
+            raise ValueError(f"colours must be distinct names from {list(OBJECT_COLOURS)}, got {colours}")
         supersample, seed = _checks.integer(supersample, "supersample"), _checks.seed(seed)
         lo, hi = size_range
         if not 0 < lo <= hi:
@@ -216,6 +221,7 @@ class Rooms:
         self.image_size, self.num_views = image_size, num_views
         self.min_objects, self.max_objects = min_objects, max_objects
         self.shapes = tuple(shapes)
+        self.colours = tuple(colours)
         self.shadows, self.supersample, self.seed = bool(shadows), supersample, seed
         self.size_range = (float(lo), float(hi))
         self.fov, self.camera_radius, self.camera_height = float(fov), float(camera_radius), float(camera_height)
@@ -226,7 +232,8 @@ class Rooms:
     def __repr__(self) -> str:
         return (
             f"Rooms(image_size={self.image_size}, num_views={self.num_views}, objects={self.min_objects}.."
-            f"{self.max_objects}, shapes={self.shapes}, shadows={self.shadows}, seed={self.seed})"
+            f"{self.max_objects}, shapes={self.shapes}, colours={self.colours}, shadows={self.shadows}, "
+            f"seed={self.seed})"
         )
 
     @property
@@ -258,7 +265,7 @@ class Rooms:
             out.size[row, k] = size
             out.position[row, k] = (x, z)
             out.yaw[row, k] = rng.uniform(0, 2 * math.pi)
-            out.colour[row, k] = int(rng.integers(len(OBJECT_COLOURS)))
+            out.colour[row, k] = list(OBJECT_COLOURS).index(self.colours[int(rng.integers(len(self.colours)))])
         out.wall_colour[row] = int(rng.integers(len(WALL_COLOURS)))
         out.floor_colour[row] = int(rng.integers(len(FLOOR_COLOURS)))
 
@@ -331,7 +338,7 @@ class Rooms:
             sl = slice(start, min(start + chunk, total))
             direction = camera_rays(yaw_f[sl], pitch_f[sl], size * ss, self.fov)
             objects = {k: flat[k][sl] for k in ("shape", "size", "position", "yaw", "albedo")}
-            colour, surface = render_rays(
+            colour, surface, _ = render_rays(
                 self.camera_position(yaw_f[sl]),
                 direction,
                 objects,
@@ -401,6 +408,7 @@ class Rooms:
             "min_objects": self.min_objects,
             "max_objects": self.max_objects,
             "shapes": list(self.shapes),
+            "colours": list(self.colours),
             "shadows": self.shadows,
             "supersample": self.supersample,
             "seed": self.seed,

@@ -1,0 +1,112 @@
+"""What a context camera sees of a query view, the empty room, and the GQN's scene-level scores, against
+constructed scenes whose answer is known by geometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from probrep.data.rooms.scene import OBJECT_COLOURS, Rooms, SceneFactors
+from probrep.data.rooms.visibility import empty_room, visible_from
+from probrep.experiments.gqn_scores import foreground, scene_scores
+from probrep.models.gqn.model import GQN
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def rooms():
+    return Rooms(image_size=32, num_views=4, seed=0)
+
+
+def test_a_camera_sees_all_of_its_own_view_and_nothing_of_the_sky(rooms):
+    f, yaw, pitch = rooms.scenes(range(20))
+    seen, sky = visible_from(rooms, f, yaw[:, 0], pitch[:, 0], yaw[:, 0], pitch[:, 0])
+    assert seen.shape == (20, 32, 32)
+    assert sky.any() and not (seen & sky).any()
+    assert torch.equal(seen, ~sky)
+
+
+def test_the_far_side_of_a_sphere_is_unseen_and_the_near_side_seen():
+    rooms = Rooms(image_size=32, num_views=1, seed=0)
+    ball = SceneFactors.make(["sphere"], ["red"], [0.6], [(0.0, 0.0)])
+    pitch = rooms.base_pitch
+    _, ids = rooms.render(ball, [[0.0]], [[pitch]], return_ids=True)
+    on_ball = ids[0, 0] == 0
+    assert on_ball.sum() > 30
+    # cameras on opposite sides of the ring see opposite hemispheres (each sees less than half of the sphere)
+    seen, _ = visible_from(rooms, ball, [0.0], [pitch], [math.pi], [pitch])
+    assert not (seen[0] & on_ball).any()
+    # a camera a few degrees round sees almost all of the same hemisphere
+    seen, _ = visible_from(rooms, ball, [0.0], [pitch], [0.1], [pitch])
+    assert (seen[0] & on_ball).sum() >= 0.9 * on_ball.sum()
+    # the floor just behind the ball, seen by the camera at pi, is hidden from the camera at 0 by the ball
+    seen_far, sky = visible_from(rooms, ball, [math.pi], [pitch], [0.0], [pitch])
+    _, ids_far = rooms.render(ball, [[math.pi]], [[pitch]], return_ids=True)
+    floor_far = (ids_far[0, 0] == -2) & ~sky[0]
+    # from camera 0, part of the floor the opposite camera sees lies in the ball's shadow of sight
+    assert (floor_far & ~seen_far[0]).any() and (floor_far & seen_far[0]).any()
+
+
+def test_points_behind_the_context_camera_are_unseen():
+    rooms = Rooms(image_size=16, num_views=1, seed=0)
+    f = SceneFactors.make([], [], [], [])
+    pitch = rooms.base_pitch
+    # the query camera at yaw 0 looks at the wall x = +L; the camera at yaw pi stands in front of that wall with its
+    # back to it. In an empty (convex) room nothing occludes, so what is seen is exactly what lies in view.
+    _, ids = rooms.render(f, [[0.0]], [[pitch]], return_ids=True)
+    seen, sky = visible_from(rooms, f, [0.0], [pitch], [math.pi], [pitch])
+    wall = ids[0, 0] == -3
+    assert wall.any() and not (seen[0] & wall).any()
+    floor = ids[0, 0] == -2
+    assert seen[0][floor].float().mean() > 0.3  # the floor round the centre is in both views
+    assert not sky[0][floor | wall].any()
+
+
+def test_empty_room_keeps_walls_and_floor_and_removes_objects():
+    rooms = Rooms(image_size=32, num_views=1, seed=0)
+    ball = SceneFactors.make(["sphere"], ["red"], [0.6], [(0.0, 0.0)], wall="sage", floor="wood")
+    yaw, pitch = [[0.3]], [[rooms.base_pitch]]
+    full, ids = rooms.render(ball, yaw, pitch, return_ids=True)
+    empty = empty_room(rooms, ball, yaw, pitch)
+    bare = rooms.render(SceneFactors.make([], [], [], [], wall="sage", floor="wood"), yaw, pitch)
+    torch.testing.assert_close(empty, bare)
+    fg = foreground(full[:, 0], empty[:, 0], 0.1)[0]
+    on_ball = ids[0, 0] == 0
+    assert fg[on_ball].all()  # every ball pixel differs from the empty room; the shadow adds a few more
+    assert fg.sum() >= on_ball.sum()
+
+
+def test_rooms_draw_only_the_requested_colours():
+    rooms = Rooms(image_size=8, max_objects=2, colours=("red", "blue"))
+    f, _, _ = rooms.scenes(range(100))
+    used = set(f.colour[f.shape >= 0].tolist())
+    assert used == {list(OBJECT_COLOURS).index("red"), list(OBJECT_COLOURS).index("blue")}
+    assert f.num_objects.max() == 2
+    assert rooms.config()["colours"] == ["red", "blue"]
+    # the default keeps scene i's draw: the same factors as before the option existed
+    all7, _, _ = Rooms(image_size=8).scenes(range(5))
+    again, _, _ = Rooms(image_size=8, colours=tuple(OBJECT_COLOURS)).scenes(range(5))
+    np.testing.assert_array_equal(all7.colour, again.colour)
+    with pytest.raises(ValueError, match="colours"):
+        Rooms(colours=("red", "mauve"))
+    with pytest.raises(ValueError, match="colours"):
+        Rooms(colours=())
+
+
+def test_scene_scores_of_an_untrained_model_are_well_formed(rooms):
+    torch.manual_seed(0)
+    model = GQN.small(sigma=0.1)
+    test = rooms.generate(6)
+    scores = scene_scores(model, rooms, test, num_context=2, samples=3, batch_size=4)
+    assert scores["kl_per_image"] > 0
+    assert 0.0 <= scores["foreground_iou"] <= 1.0
+    assert scores["sample_variance_seen"] > 0 and scores["sample_variance_unseen"] > 0
+    assert 0.0 < scores["unseen_pixel_share"] < 1.0
+    with pytest.raises(ValueError, match="num_context"):
+        scene_scores(model, rooms, test, num_context=4)
+    with pytest.raises(ValueError, match="samples"):
+        scene_scores(model, rooms, test, samples=1)
