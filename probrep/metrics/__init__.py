@@ -6,7 +6,7 @@ Arrays in: ``factors [N, K]`` (ground-truth classes) and ``codes [N, D]`` (numpy
 - :mod:`~probrep.metrics.robustness`: Interventional Robustness Score (Suter et al. 2019)
 - :mod:`~probrep.metrics.information`: MIG, modularity, discrete mutual information, Gaussian total correlation
 - :mod:`~probrep.metrics.predictive`: DCI, SAP, explicitness (fitted classifiers: scikit-learn)
-- :mod:`~probrep.metrics.sampled`: BetaVAE and FactorVAE scores
+- :mod:`~probrep.metrics.sampled`: BetaVAE and FactorVAE scores (:class:`CodeCache`: each distinct image encoded once)
 - :mod:`~probrep.metrics.utility`: downstream accuracy with few labels and sample efficiency, unfairness
 - :mod:`~probrep.metrics.ranking`: Unsupervised Disentanglement Ranking (UDR) of models from their codes alone
 - :mod:`~probrep.metrics.equivariance`: symmetry-based disentanglement (linear equivariance on a factor grid)
@@ -33,6 +33,7 @@ _WHERE = {
     "dci_from_importance": "predictive",
     "sap": "predictive",
     "explicitness": "predictive",
+    "CodeCache": "_encoding",
     "FactorVAEResult": "sampled",
     "BetaVAEResult": "sampled",
     "factor_vae_score": "sampled",

@@ -6,10 +6,15 @@ callable from images to codes ``[n, D]`` (numpy or torch out). Images reach ``en
 torch tensors when ``encode`` is a ``torch.nn.Module`` or one of its bound methods (``vae.encode``), on that
 module's device; ``inputs=`` / ``device=`` override this.
 
-Speed: every random factor vector of a phase is drawn up front (so the numbers do not depend on the chunk
-size), then images are rendered and encoded ``chunk_size`` at a time, i.e. many votes / points per call to
-``encode`` instead of one batch of 64. Only factors with more than one value are ever chosen as the fixed
-factor (disentanglement_lib's dSprites drops the constant colour factor the same way).
+Speed: every random factor vector of a phase is drawn up front, in the order the protocol draws them (so the
+numbers do not depend on the chunk size), then the distinct vectors are rendered and encoded ``chunk_size`` at
+a time and each vote's statistic is computed for all votes at once. The encoder is the whole cost (dSprites:
+2.9 million draws for the two scores, about 0.7 million distinct images), so each distinct factor vector is
+encoded once (:class:`~probrep.metrics.CodeCache`; pass one to both scores to share it), which gives exactly
+the numbers of encoding every draw for a deterministic encoder (posterior means, what disentanglement_lib
+scores); ``cache=None`` encodes every draw as drawn, for an encoder that samples. Only factors with more than
+one value are ever chosen as the fixed factor (disentanglement_lib's dSprites drops the constant colour factor
+the same way).
 """
 
 from __future__ import annotations
@@ -24,13 +29,11 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
-from probrep._checks import integer, one_of, real
-from probrep.device import resolve_device
-from probrep.metrics._arrays import convergence_to_log, seed_int, to_numpy
+from probrep._checks import integer, real
+from probrep.metrics._arrays import convergence_to_log, seed_int
+from probrep.metrics._encoding import CodeCache, Lookup, make_encoder
 
 logger = logging.getLogger("probrep.metrics")
-
-_INPUTS = ("auto", "numpy", "torch")
 
 
 @dataclass(frozen=True)
@@ -74,55 +77,11 @@ def _check_dataset(dataset: Any) -> tuple[int, np.ndarray]:
     return int(sizes.size), varying
 
 
-def _make_encoder(
-    encode: Callable[[Any], Any], inputs: str, device: str | torch.device | None
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Wrap ``encode`` as numpy images -> float64 codes ``[n, D]``, choosing numpy or torch inputs."""
-    if not callable(encode):
-        raise TypeError(f"encode must be callable (images -> codes), got {type(encode).__name__}")
-    one_of(inputs, "inputs", _INPUTS)
-    module = encode if isinstance(encode, torch.nn.Module) else getattr(encode, "__self__", None)
-    module = module if isinstance(module, torch.nn.Module) else None
-    use_torch = inputs == "torch" or (inputs == "auto" and (module is not None or device is not None))
-    if use_torch:
-        if device is not None:
-            dev = resolve_device(device)
-        else:
-            param = next(module.parameters(), None) if module is not None else None
-            dev = param.device if param is not None else torch.device("cpu")
-
-    def run(images: np.ndarray) -> np.ndarray:
-        if use_torch:
-            with torch.no_grad():
-                out = encode(torch.from_numpy(np.ascontiguousarray(images)).to(dev))
-        else:
-            out = encode(images)
-        codes = to_numpy(out, "encode(images)").astype(np.float64, copy=False)
-        if codes.ndim != 2 or codes.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"encode must return codes of shape [n, D] for n={images.shape[0]} images, got {codes.shape}"
-            )
-        if not np.all(np.isfinite(codes)):
-            raise ValueError("encode returned NaN or infinite codes")
-        return codes
-
-    return run
-
-
 def _sample(dataset: Any, n: int, rng: np.random.Generator, num_factors: int) -> np.ndarray:
     factors = np.asarray(dataset.sample_factors(n, rng))
     if factors.shape != (n, num_factors):
         raise ValueError(f"dataset.sample_factors({n}, rng) must return shape {(n, num_factors)}, got {factors.shape}")
     return factors
-
-
-def _encode_all(dataset: Any, encoder: Callable, factors: np.ndarray, chunk: int, bar: tqdm) -> np.ndarray:
-    parts = []
-    for start in range(0, factors.shape[0], chunk):
-        block = factors[start : start + chunk]
-        parts.append(encoder(np.asarray(dataset.render(block))))
-        bar.update(block.shape[0])
-    return np.concatenate(parts)
 
 
 def _fixed_factor_groups(
@@ -137,32 +96,18 @@ def _fixed_factor_groups(
 
 
 def _votes(
-    dataset: Any,
-    encoder: Callable,
-    n: int,
-    batch_size: int,
-    varying: np.ndarray,
-    num_factors: int,
-    global_var: np.ndarray,
-    active: np.ndarray,
-    chunk: int,
-    rng: np.random.Generator,
-    bar: tqdm,
+    lookup: Lookup, ks: np.ndarray, factors: np.ndarray, global_var: np.ndarray, active: np.ndarray
 ) -> np.ndarray:
-    """Vote counts ``[K, D]``: one vote (k, argmin_d Var_batch(z_d) / Var(z_d) over active d) per batch."""
-    ks, factors = _fixed_factor_groups(dataset, n, batch_size, varying, num_factors, rng)
+    """Vote counts ``[K, D]``: one vote (k, argmin_d Var_batch(z_d) / Var(z_d) over active d) per batch of
+    ``factors [n, batch, K]``, all batches at once."""
+    codes = lookup(factors)  # [n, batch, D]
+    if codes.shape[-1] != global_var.size:
+        raise ValueError(f"encode returned {codes.shape[-1]} code dimensions, earlier {global_var.size}")
     active_idx = np.flatnonzero(active)
-    votes = np.zeros((num_factors, global_var.size), dtype=np.int64)
-    per_chunk = max(1, chunk // batch_size)
-    for start in range(0, n, per_chunk):
-        block = factors[start : start + per_chunk]
-        codes = encoder(np.asarray(dataset.render(block.reshape(-1, num_factors))))
-        if codes.shape[1] != global_var.size:
-            raise ValueError(f"encode returned {codes.shape[1]} code dimensions, earlier {global_var.size}")
-        local = codes.reshape(block.shape[0], batch_size, -1).var(axis=1, ddof=1)
-        dims = active_idx[np.argmin(local[:, active_idx] / global_var[active_idx], axis=1)]
-        np.add.at(votes, (ks[start : start + per_chunk], dims), 1)
-        bar.update(block.shape[0] * batch_size)
+    local = codes.var(axis=1, ddof=1)
+    dims = active_idx[np.argmin(local[:, active_idx] / global_var[active_idx], axis=1)]
+    votes = np.zeros((factors.shape[-1], global_var.size), dtype=np.int64)
+    np.add.at(votes, (ks, dims), 1)
     return votes
 
 
@@ -187,6 +132,7 @@ def factor_vae_score(
     chunk_size: int = 4096,
     inputs: str = "auto",
     device: str | torch.device | None = None,
+    cache: CodeCache | None | str = "auto",
 ) -> FactorVAEResult:
     """FactorVAE disentanglement score (Kim & Mnih 2018), with disentanglement_lib's protocol and defaults.
 
@@ -202,21 +148,23 @@ def factor_vae_score(
        accuracy = ``sum_d V[c(d), d] / sum V``. ``score`` is the accuracy on ``num_eval`` fresh votes.
 
     ``num_active_dims`` is the number of active dimensions (disentanglement_lib reports D by mistake). The
-    images are rendered and encoded ``chunk_size`` at a time (many votes per ``encode`` call); a tqdm bar
-    counts images (``progress=False`` hides it).
+    images are rendered and encoded ``chunk_size`` at a time (many votes per ``encode`` call), each distinct
+    factor vector once (``cache``: ``"auto"`` a fresh :class:`~probrep.metrics.CodeCache`, or one shared with
+    :func:`beta_vae_score`; ``None`` encodes every draw, for an encoder that samples; the module docstring says
+    why the numbers are the same); a tqdm bar counts images encoded (``progress=False`` hides it).
     """
     _check_common(batch_size, num_train, num_eval, chunk_size)
     integer(num_variance_estimate, "num_variance_estimate", 2)
     real(prune_threshold, "prune_threshold", nonnegative=True)
     num_factors, varying = _check_dataset(dataset)
-    encoder = _make_encoder(encode, inputs, device)
+    encoder = make_encoder(encode, inputs, device)
+    cache = _check_cache(cache, dataset, encode)
     rs = seed_int(seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(rs)
     total = num_variance_estimate + (num_train + num_eval) * batch_size
     with tqdm(total=total, desc="FactorVAE score", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        codes = _encode_all(
-            dataset, encoder, _sample(dataset, num_variance_estimate, rng, num_factors), chunk_size, bar
-        )
+        lookup = Lookup(dataset, encoder, _sizes(dataset), chunk_size, cache, bar)
+        codes = lookup(_sample(dataset, num_variance_estimate, rng, num_factors))
         global_var = codes.var(axis=0, ddof=1)
         active = (np.sqrt(global_var) >= prune_threshold) & (global_var > 0)
         num_codes = global_var.size
@@ -224,9 +172,10 @@ def factor_vae_score(
             logger.warning("factor_vae_score: no active code dimension (all std < %g); score set to 0", prune_threshold)
             empty = np.zeros((num_factors, num_codes), dtype=np.int64)
             return FactorVAEResult(0.0, 0.0, 0, active, global_var, np.full(num_codes, -1), empty, empty.copy())
-        args = (batch_size, varying, num_factors, global_var, active, chunk_size, rng, bar)
-        votes_train = _votes(dataset, encoder, num_train, *args)
-        votes_eval = _votes(dataset, encoder, num_eval, *args)
+        train = _fixed_factor_groups(dataset, num_train, batch_size, varying, num_factors, rng)
+        evals = _fixed_factor_groups(dataset, num_eval, batch_size, varying, num_factors, rng)
+        votes_train = _votes(lookup, *train, global_var, active)
+        votes_eval = _votes(lookup, *evals, global_var, active)
     classifier = np.where(votes_train.sum(axis=0) > 0, np.argmax(votes_train, axis=0), -1)
     cols = np.flatnonzero(classifier >= 0)
     train_acc = votes_train[classifier[cols], cols].sum() / votes_train.sum()
@@ -243,33 +192,36 @@ def factor_vae_score(
     )
 
 
-def _beta_points(
-    dataset: Any,
-    encoder: Callable,
-    n: int,
-    batch_size: int,
-    varying: np.ndarray,
-    num_factors: int,
-    chunk: int,
-    rng: np.random.Generator,
-    bar: tqdm,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` (feature, label) points: feature = mean over pairs of |z(x1) - z(x2)|, the pairs sharing factor k."""
+def _beta_pairs(
+    dataset: Any, n: int, batch_size: int, varying: np.ndarray, num_factors: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels ``ks [n]`` and ``n`` batches of factor-vector pairs ``[n, batch, K]`` sharing factor ``ks[i]``."""
     ks = rng.choice(varying, size=n)
     first = _sample(dataset, n * batch_size, rng, num_factors).reshape(n, batch_size, num_factors)
     second = _sample(dataset, n * batch_size, rng, num_factors).reshape(n, batch_size, num_factors)
     rows = np.arange(n)
     second[rows, :, ks] = first[rows, :, ks]
-    features = []
-    per_chunk = max(1, chunk // (2 * batch_size))
-    for start in range(0, n, per_chunk):
-        a, b = first[start : start + per_chunk], second[start : start + per_chunk]
-        both = np.concatenate([a.reshape(-1, num_factors), b.reshape(-1, num_factors)])
-        codes = encoder(np.asarray(dataset.render(both)))
-        z1, z2 = np.split(codes, 2)
-        features.append(np.abs(z1 - z2).reshape(a.shape[0], batch_size, -1).mean(axis=1))
-        bar.update(both.shape[0])
-    return np.concatenate(features), ks
+    return ks, first, second
+
+
+def _beta_features(lookup: Lookup, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Feature of each batch: mean over its pairs of |z(x1) - z(x2)| ``[n, D]``."""
+    z = lookup(np.stack([first, second]))  # [2, n, batch, D]
+    return np.abs(z[0] - z[1]).mean(axis=1)
+
+
+def _sizes(dataset: Any) -> np.ndarray:
+    return np.asarray(dataset.factor_sizes, dtype=np.int64).reshape(-1)
+
+
+def _check_cache(cache: Any, dataset: Any, encode: Any) -> CodeCache | None:
+    if isinstance(cache, str) and cache == "auto":
+        cache = CodeCache()
+    if cache is not None and not isinstance(cache, CodeCache):
+        raise TypeError(f"cache must be 'auto', None or a CodeCache, got {type(cache).__name__}")
+    if cache is not None:
+        cache.bind(dataset, encode)
+    return cache
 
 
 def beta_vae_score(
@@ -284,6 +236,7 @@ def beta_vae_score(
     chunk_size: int = 4096,
     inputs: str = "auto",
     device: str | torch.device | None = None,
+    cache: CodeCache | None | str = "auto",
 ) -> BetaVAEResult:
     """BetaVAE disentanglement score (Higgins et al. 2017), disentanglement_lib's scikit-learn version.
 
@@ -292,18 +245,21 @@ def beta_vae_score(
     ``mean_b |z(x(v1_b)) - z(x(v2_b))|`` (per code dimension) and the label is k. A
     ``LogisticRegression`` (scikit-learn defaults, ``random_state=seed``) is fitted on ``num_train`` points;
     ``score`` is its accuracy on ``num_eval`` fresh points (``train_accuracy`` on the training points).
-    Images are rendered and encoded ``chunk_size`` at a time; a tqdm bar counts images.
+    Images are rendered and encoded ``chunk_size`` at a time, each distinct factor vector once (``cache`` as in
+    :func:`factor_vae_score`); a tqdm bar counts images encoded.
     """
     _check_common(batch_size, num_train, num_eval, chunk_size)
     num_factors, varying = _check_dataset(dataset)
-    encoder = _make_encoder(encode, inputs, device)
+    encoder = make_encoder(encode, inputs, device)
+    cache = _check_cache(cache, dataset, encode)
     rs = seed_int(seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(rs)
     total = 2 * (num_train + num_eval) * batch_size
     with tqdm(total=total, desc="BetaVAE score", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        args = (batch_size, varying, num_factors, chunk_size, rng, bar)
-        x_train, y_train = _beta_points(dataset, encoder, num_train, *args)
-        x_eval, y_eval = _beta_points(dataset, encoder, num_eval, *args)
+        lookup = Lookup(dataset, encoder, _sizes(dataset), chunk_size, cache, bar)
+        y_train, *train = _beta_pairs(dataset, num_train, batch_size, varying, num_factors, rng)
+        y_eval, *evals = _beta_pairs(dataset, num_eval, batch_size, varying, num_factors, rng)
+        x_train, x_eval = _beta_features(lookup, *train), _beta_features(lookup, *evals)
     if x_eval.shape[1] != x_train.shape[1]:
         raise ValueError(f"encode returned {x_eval.shape[1]} code dimensions, earlier {x_train.shape[1]}")
     if np.unique(y_train).size < 2:
