@@ -6,15 +6,23 @@ means have a standard deviation of ~1e-3, below the FactorVAE score's pruning th
 end that metric before its first vote; the random encoder's codes are therefore multiplied by 1000 (a
 per-dimension scale changes none of the scores except through that pruning and SAP's fixed C).
 
-Array metrics use disentanglement_lib's sizes: 10,000 training points (MIG, modularity, TC; DCI, SAP and
-explicitness fit on them) and 5,000 test points. DCI is also run sequentially (``n_jobs=1``) on the same data
-to measure the speed-up of the parallel fits; the two runs must give identical importance matrices. The
-sampled metrics run their default protocol (``num_train=10000``, ``num_eval=5000``, batch 64; 10,000 images
-for the FactorVAE variances); ``--sampled-fraction f`` runs ``f`` of the votes / points instead and also
-reports the time extrapolated to the full protocol (the cost is linear in the number of images encoded).
+Array metrics use disentanglement_lib's sizes: 10,000 training points (MIG, modularity, TC, IRS; DCI, SAP and
+explicitness fit on them) and 5,000 test points; IRS bins the factors into 20 as disentanglement_lib does. DCI
+is also run sequentially (``n_jobs=1``) on the same data to measure the speed-up of the parallel fits; the two
+runs must give identical importance matrices. The sampled metrics run their default protocol
+(``num_train=10000``, ``num_eval=5000``, batch 64; 10,000 images for the FactorVAE variances);
+``--sampled-fraction f`` runs ``f`` of the votes / points instead and also reports the time extrapolated to the
+full protocol (linear in the images encoded: exact with ``--cache none``, an upper bound with the cache, whose
+share of repeated draws grows with the protocol). The two sampled scores share one ``CodeCache`` (each distinct
+factor vector encoded once; ``--cache none`` encodes every draw, as the code did before the cache, and gives
+the same scores).
+
+``--suite`` times the whole suite of issue 18 (BetaVAE, FactorVAE, MIG, DCI with LightGBM, SAP, modularity,
+explicitness, IRS) at these sizes, i.e. disentanglement_lib's, and its total; the total also counts encoding the
+15,000 images of the array metrics.
 
     python benchmarks/metrics_timing.py [--checkpoint PATH] [--sampled-fraction 1.0] [--device cpu]
-                                        [--metrics mig,dci,...] [--skip-sequential]
+                                        [--metrics mig,dci,...] [--skip-sequential] [--suite] [--cache none]
 
 Writes benchmarks/results/metrics_timing.json after every metric (``"complete": true`` once all chosen metrics
 ran) and prints a table.
@@ -41,7 +49,10 @@ from probrep.training import checkpoint
 
 NUM_TRAIN, NUM_TEST, SEED = 10_000, 5_000, 0
 OUT = Path(__file__).parent / "results" / "metrics_timing.json"
-METRICS = ("mig", "modularity", "gaussian_tc", "explicitness", "sap", "dci", "dci_lightgbm", "factor_vae", "beta_vae")
+METRICS = (
+    "irs", "mig", "modularity", "gaussian_tc", "explicitness", "sap", "dci", "dci_lightgbm", "factor_vae", "beta_vae",
+)  # fmt: skip
+SUITE = ("irs", "mig", "modularity", "explicitness", "sap", "dci_lightgbm", "factor_vae", "beta_vae")
 
 
 class ScaledEncoder(torch.nn.Module):
@@ -91,9 +102,12 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=NUM_TRAIN, help="training points of the array metrics")
     parser.add_argument("--num-test", type=int, default=NUM_TEST, help="test points of the array metrics")
     parser.add_argument("--metrics", default=",".join(METRICS), help=f"comma-separated subset of {METRICS}")
+    parser.add_argument("--suite", action="store_true", help=f"time the whole suite {SUITE} and its total")
+    parser.add_argument("--cache", choices=["shared", "none"], default="shared",
+                        help="the sampled scores: one CodeCache for both, or encode every draw")  # fmt: skip
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
-    chosen = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    chosen = list(SUITE) if args.suite else [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = sorted(set(chosen) - set(METRICS))
     if unknown:
         raise SystemExit(f"unknown metrics {unknown}; choose from {METRICS}")
@@ -121,6 +135,7 @@ def main() -> None:
         "num_test": args.num_test,
         "encode_seconds": round(enc_s, 3),
         "sampled_fraction": args.sampled_fraction,
+        "cache": args.cache,
         "dci_sequential": None,
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         "complete": False,
@@ -131,11 +146,22 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
 
+    images_before = [0]
+
+    def encoded(draws: int, seconds: float) -> dict:
+        """Images the score drew and those it encoded (fewer with the cache), and the rate of draws."""
+        done = draws if cache is None else cache.encoded - images_before[0]
+        images_before[0] += done if cache is not None else 0
+        return {"images_encoded": done, "images_per_s": round(draws / seconds, 1)}
+
     def record(name: str, seconds: float, score: dict, **extra) -> None:
         report["metrics"].append({"metric": name, "seconds": round(seconds, 3), "scores": score, **extra})
         print(f"  {name:<28} {seconds:9.2f} s   {score}", flush=True)
         write()
 
+    if "irs" in chosen:
+        res, s = timed(M.irs, f_train[:, 1:], z_train, num_bins=20)  # colour is constant
+        record("irs", s, {"irs": res.score, "num_active_dims": res.num_active_dims})
     if "mig" in chosen:
         res, s = timed(M.mig, f_train, z_train)
         record("mig", s, {"mig": res.score})
@@ -183,22 +209,29 @@ def main() -> None:
 
     frac = args.sampled_fraction
     n_train, n_eval = max(1, round(10_000 * frac)), max(1, round(5_000 * frac))
+    cache = M.CodeCache() if args.cache == "shared" else None
     if "factor_vae" in chosen:
         fv, s = timed(
             M.factor_vae_score, ds, encoder, num_train=n_train, num_eval=n_eval, num_variance_estimate=10_000,
-            seed=SEED, progress=False,
+            seed=SEED, progress=False, cache=cache,
         )  # fmt: skip
         images, full = 10_000 + (n_train + n_eval) * 64, 10_000 + 15_000 * 64
         record("factor_vae_score", s, {"score": fv.score, "train_accuracy": fv.train_accuracy,
                                        "num_active_dims": fv.num_active_dims},
-               num_train=n_train, num_eval=n_eval, images=images, images_per_s=round(images / s, 1),
+               num_train=n_train, num_eval=n_eval, images=images, **encoded(images, s),
                full_protocol_seconds_estimate=round(s * full / images, 1))  # fmt: skip
     if "beta_vae" in chosen:
-        bv, s = timed(M.beta_vae_score, ds, encoder, num_train=n_train, num_eval=n_eval, seed=SEED, progress=False)
+        bv, s = timed(M.beta_vae_score, ds, encoder, num_train=n_train, num_eval=n_eval, seed=SEED, progress=False,
+                      cache=cache)  # fmt: skip
         images, full = 2 * (n_train + n_eval) * 64, 2 * 15_000 * 64
         record("beta_vae_score", s, {"score": bv.score, "train_accuracy": bv.train_accuracy},
-               num_train=n_train, num_eval=n_eval, images=images, images_per_s=round(images / s, 1),
+               num_train=n_train, num_eval=n_eval, images=images, **encoded(images, s),
                full_protocol_seconds_estimate=round(s * full / images, 1))  # fmt: skip
+    if chosen == list(SUITE):
+        metric_s = sum(row["seconds"] for row in report["metrics"])
+        report["suite"] = {"metrics_seconds": round(metric_s, 2), "encode_arrays_seconds": round(enc_s, 2),
+                           "total_seconds": round(metric_s + enc_s, 2),
+                           "images_encoded_by_sampled_scores": None if cache is None else cache.encoded}  # fmt: skip
 
     report["complete"] = True
     report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -206,6 +239,9 @@ def main() -> None:
     print(f"\n{'metric':<28} {'seconds':>9}")
     for row in report["metrics"]:
         print(f"{row['metric']:<28} {row['seconds']:9.2f}")
+    if "suite" in report:
+        suite = report["suite"]
+        print(f"{'suite total (+ encoding the arrays)':<28} {suite['total_seconds']:9.2f}")
     if report["dci_sequential"]:
         seq = report["dci_sequential"]
         print(f"DCI speed-up of the parallel fits: {seq['speedup']:.2f}x (identical: {seq['identical']})")
