@@ -3,7 +3,8 @@
 Trains ``probrep.experiments.gqn.train_gqn(tier="small")`` (32x32 rooms, 10 views per scene, 1..9 context views per
 batch, 4 DRAW steps) and reports the held-out negative ELBO and bits per dimension before and after training,
 and the novel-view MSE of the model's prediction against the baseline that predicts the mean of the context
-images (target: at most half of it). The probe MSE every ``--eval-every`` steps goes into the summary.
+images (target: at most a quarter of it), the KL per image, the foreground IoU and the uncertainty ratio
+(:mod:`probrep.experiments.gqn_scores`). The probe MSE every ``--eval-every`` steps goes into the summary.
 
     nice -n 10 python benchmarks/gqn_small_tier.py [--steps 4000] [--threads 1] [--device cpu]
 
@@ -35,6 +36,9 @@ def main() -> None:
     parser.add_argument("--train-scenes", type=int, default=8000)
     parser.add_argument("--test-scenes", type=int, default=512)
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument(
+        "--anneal-steps", type=int, default=None, help="sigma and learning-rate annealing (default: --steps)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -51,6 +55,7 @@ def main() -> None:
         train_scenes=args.train_scenes,
         test_scenes=args.test_scenes,
         eval_every=args.eval_every,
+        anneal_steps=args.anneal_steps,
         device=args.device,
         seed=args.seed,
         resume=args.resume,
@@ -67,6 +72,7 @@ def main() -> None:
     }
     (RESULTS / "gqn_small_tier.json").write_text(json.dumps(result, indent=2) + "\n")
     s = run.summary
+    sc = s["test_scenes_scores"]
     print(
         f"small tier, {s['steps']} steps of {s['batch_size']} on {s['device']}: "
         f"{s['train_seconds']:.0f} s wall, {s['train_cpu_seconds']:.0f} s CPU\n"
@@ -74,7 +80,9 @@ def main() -> None:
         f"{s['test']['negative_elbo_per_image']:.1f} nats/image "
         f"({s['test_before_training']['bits_per_dim']:.4f} -> {s['test']['bits_per_dim']:.4f} bits/dim)\n"
         f"  novel-view MSE {s['test']['mse']:.5f} vs context-mean {s['test']['baseline_mse']:.5f} "
-        f"(ratio {s['test']['mse_ratio']:.3f})"
+        f"(ratio {s['test']['mse_ratio']:.3f})\n"
+        f"  KL {sc['kl_per_image']:.1f} nats/image, foreground IoU {sc['foreground_iou']:.3f}, "
+        f"sample variance unseen/seen {sc['uncertainty_ratio']:.2f}"
     )
 
 

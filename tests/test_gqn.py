@@ -211,7 +211,7 @@ def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
     assert set(summary["test"]) == {"negative_elbo_per_image", "bits_per_dim", "mse", "baseline_mse", "mse_ratio"}
     nelbo = summary["test"]["negative_elbo_per_image"]
     assert summary["test"]["bits_per_dim"] == pytest.approx(nelbo / (3 * 32 * 32 * math.log(2)))
-    assert whole.model.sigma == pytest.approx(0.1)  # the small tier anneals sigma 1.0 -> 0.1
+    assert whole.model.sigma == pytest.approx(0.1)  # the small tier anneals sigma 0.2 -> 0.1
 
     train_gqn(tmp_path / "split", checkpoint_every=2, **{**common, "steps": 2})
     resumed = train_gqn(tmp_path / "split", checkpoint_every=2, resume=True, **common)

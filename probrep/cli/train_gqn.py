@@ -26,7 +26,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr-end", type=float, default=None, help="end of the learning-rate annealing (small 1e-4, paper 5e-5)"
     )
-    p.add_argument("--sigma-start", type=float, default=None, help="pixel sigma at the start (small 1.0, paper 2.0)")
+    p.add_argument("--sigma-start", type=float, default=None, help="pixel sigma at the start (small 0.2, paper 2.0)")
     p.add_argument(
         "--sigma-end", type=float, default=None, help="pixel sigma at the end of the annealing (small 0.1, paper 0.7)"
     )

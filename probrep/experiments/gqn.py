@@ -21,7 +21,8 @@ import torch
 
 from probrep._checks import integer, one_of
 from probrep.data.rooms.dataset import GQNDataset
-from probrep.data.rooms.scene import Rooms
+from probrep.data.rooms.scene import Rooms, RoomsBatch
+from probrep.data.rooms.visibility import visible_from
 from probrep.device import resolve_device
 from probrep.experiments.gqn_scores import scene_scores
 from probrep.experiments.run_folder import RunFolder, RunOutputs
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 TIERS: dict[str, dict[str, Any]] = {
     "small": {
         "rooms": {"image_size": 32, "max_objects": 2, "colours": ("red", "green", "blue", "yellow")},
-        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (1.0, 0.1),
+        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (0.2, 0.1),
     },
     "paper": {"rooms": {"image_size": 64}, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36, "sigma": (2.0, 0.7)},
 }  # fmt: skip
@@ -97,11 +98,6 @@ def evaluate_gqn(
         "baseline_mse": baseline,
         "mse_ratio": mse / baseline,
     }
-
-
-def _blank(like: torch.Tensor) -> torch.Tensor:
-    """An empty panel: image_grid leaves an all-NaN image out instead of drawing a white square."""
-    return torch.full_like(like, float("nan"))
 
 
 def train_gqn(
@@ -217,7 +213,7 @@ def train_gqn(
 
     trained = run.training_summary(fit, min(batch_size, len(train)))
     with forked(seed, dev):  # the samples drawn for the figures
-        run.files.update(_figures(model, test, run.out))
+        run.files.update(_figures(model, test, rooms, test_rooms, run.out))
 
     summary = {
         "tier": tier,
@@ -251,9 +247,9 @@ def train_gqn(
 
 
 @torch.no_grad()
-def _figures(model: GQN, test: GQNDataset, out: Path) -> dict[str, Path]:
-    """predictions.png (3 context views, truth, prediction, a sample for 8 scenes) and samples.png (one
-    context view, the truth, the prediction and 8 samples of one query)."""
+def _figures(model: GQN, test: GQNDataset, rooms: Rooms, test_rooms: RoomsBatch, out: Path) -> dict[str, Path]:
+    """predictions.png (3 context views, truth, prediction, a sample for 8 scenes) and samples.png (see
+    :func:`_samples_figure`)."""
     files = {}
     cols = min(8, len(test))
     k = min(3, test.max_context)
@@ -268,14 +264,30 @@ def _figures(model: GQN, test: GQNDataset, out: Path) -> dict[str, Path]:
         row_labels=labels,
         title=f"held-out rooms: query views predicted from {k} context views",
     )
-    ctx, ctx_v, q_v, q = test.batch([0], num_context=1)
-    samples = model.sample(ctx, ctx_v, q_v, num_samples=8)[:, 0]
-    first = [ctx[0, 0], q[0], model.predict(ctx, ctx_v, q_v)[0]]
-    first += [_blank(q[0])] * (8 - len(first))
-    files["samples"] = image_grid(
-        torch.stack([torch.stack(first), samples]).cpu().numpy(),
-        out / "samples.png",
-        row_labels=["context | truth | prediction", "8 samples"],
-        title="one context view, one query: samples show the model's uncertainty",
-    )
+    files["samples"] = _samples_figure(model, rooms, test_rooms, out / "samples.png")
     return files
+
+
+def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path, scenes: int = 4) -> Path:
+    """One row per held-out scene: its first view as the only context, the true last view, the prediction, five
+    samples, the per-pixel standard deviation across 16 samples (white = 0.25 or more) and the pixels the context
+    camera cannot see (white)."""
+    n = min(scenes, len(test_rooms))
+    images = test_rooms.images[:n].float()
+    images = images / 255.0 if test_rooms.images.dtype == torch.uint8 else images
+    dev = next(model.parameters()).device
+    ctx, ctx_v = images[:, :1].to(dev), test_rooms.viewpoints[:n, :1].to(dev)
+    q, q_v = images[:, -1].to(dev), test_rooms.viewpoints[:n, -1].to(dev)
+    draws = model.sample(ctx, ctx_v, q_v, num_samples=16)
+    spread = (draws.std(dim=0).mean(dim=1, keepdim=True) / 0.25).clamp(0, 1).expand(-1, 3, -1, -1)
+    yaw, pitch = test_rooms.camera_yaw[:n], test_rooms.camera_pitch[:n]
+    seen, sky = visible_from(rooms, test_rooms.factors[:n], yaw[:, -1], pitch[:, -1], yaw[:, 0], pitch[:, 0], dev)
+    unseen = (~seen & ~sky).float()[:, None].expand(-1, 3, -1, -1)
+    columns = [ctx[:, 0], q, model.predict(ctx, ctx_v, q_v), *draws[:5], spread, unseen]
+    grid = torch.stack(columns, dim=1)
+    return image_grid(
+        grid.cpu().numpy(),
+        path,
+        row_labels=[f"scene {i + 1}" for i in range(n)],
+        title="1 context view | true query | prediction | 5 samples | sample std | unseen by the context",
+    )
