@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,7 @@ class _Constant:
         return np.full(len(x), self.label)
 
 
-def _fit(model: str, x: np.ndarray, y: np.ndarray, random_state: int, threads: int):
+def _fit(model: str, x: np.ndarray, y: np.ndarray, random_state: int):
     classes = np.unique(y)
     if classes.size == 1:
         return _Constant(classes[0])
@@ -88,7 +89,7 @@ def _fit(model: str, x: np.ndarray, y: np.ndarray, random_state: int, threads: i
     return LGBMClassifier(
         n_estimators=100, learning_rate=0.1, max_depth=3, num_leaves=8, min_child_samples=1, min_data_in_bin=1,
         min_child_weight=1e-3, min_split_gain=0.0, reg_lambda=0.0, subsample=1.0, colsample_bytree=1.0,
-        random_state=random_state, n_jobs=threads, deterministic=True, verbose=-1,
+        random_state=random_state, n_jobs=1, deterministic=True, verbose=-1,
     ).fit(x, y)  # fmt: skip
 
 
@@ -186,7 +187,8 @@ def downstream(
         sizes: numbers of labelled training rows (positive integers, any order; run in increasing order).
         models: names from :data:`MODELS`.
         seed: seeds the split, the subsets and the classifiers.
-        n_jobs: threads of LightGBM and of the logistic regressions' cross-validation.
+        n_jobs: threads fitting the factors' classifiers side by side, one thread each (LightGBM's own
+            threads spin-wait: on a busy 2-core machine a 2-thread fit ran 30 times slower).
     """
     models = _check_models(models)
     sizes_in = sorted({integer(n, "sizes entries", 1) for n in sizes})
@@ -202,19 +204,21 @@ def downstream(
         raise ValueError(f"every size in {sizes_in} is larger than the {len(f_tr)} training rows")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     order = rng.permutation(len(f_tr))
-    rs, threads = seed_int(seed), effective_n_jobs(n_jobs)
+    rs = seed_int(seed)
     acc = np.zeros((len(models), len(ran), keep.size))
     acc_train = np.zeros_like(acc)
-    with _fitting("LogisticRegressionCV (downstream)"):
-        for s, n in enumerate(ran):
-            rows = order[:n]
-            x_tr, x_te = _standardise(z_tr[rows], z_te)
-            for m, model in enumerate(models):
-                for j, k in enumerate(keep):
-                    y = f_tr[rows, k]
-                    clf = _fit(model, x_tr, y, rs, threads)
-                    acc[m, s, j] = np.mean(clf.predict(x_te) == f_te[:, k])
-                    acc_train[m, s, j] = np.mean(clf.predict(x_tr) == y)
+
+    def one(s: int, m: int, j: int) -> None:
+        rows = order[: ran[s]]
+        x_tr, x_te = _standardise(z_tr[rows], z_te)
+        y = f_tr[rows, keep[j]]
+        clf = _fit(models[m], x_tr, y, rs)
+        acc[m, s, j] = np.mean(clf.predict(x_te) == f_te[:, keep[j]])
+        acc_train[m, s, j] = np.mean(clf.predict(x_tr) == y)
+
+    jobs = [(s, m, j) for s in range(len(ran)) for m in range(len(models)) for j in range(keep.size)]
+    with _fitting("LogisticRegressionCV (downstream)"), ThreadPoolExecutor(effective_n_jobs(n_jobs)) as pool:
+        list(pool.map(lambda job: one(*job), jobs))
     mean = acc.mean(axis=2)
     efficiency: dict[str, float | None] = {}
     for m, model in enumerate(models):
@@ -328,17 +332,17 @@ def fairness(
     if not any(i != j for i in targets for j in sens):
         raise ValueError("fairness needs a sensitive factor other than the target")
     x_tr, x_te = _standardise(z_tr, z_te) if model == "logistic" else (z_tr, z_te)
-    rs, threads = seed_int(seed), effective_n_jobs(n_jobs)
+    rs = seed_int(seed)
     mean = np.full((keep.size, keep.size), np.nan)
     worst = np.full_like(mean, np.nan)
     accuracy = np.full(keep.size, np.nan)
-    with _fitting("LogisticRegressionCV (fairness)"):
-        for i in targets:
-            pred = _fit(model, x_tr, f_tr[:, keep[i]], rs, threads).predict(x_te)
-            accuracy[i] = np.mean(pred == f_te[:, keep[i]])
-            for j in sens:
-                if j != i:
-                    mean[i, j], worst[i, j] = unfairness(pred, f_te[:, keep[j]])
+    with _fitting("LogisticRegressionCV (fairness)"), ThreadPoolExecutor(effective_n_jobs(n_jobs)) as pool:
+        preds = list(pool.map(lambda i: _fit(model, x_tr, f_tr[:, keep[i]], rs).predict(x_te), targets))
+    for i, pred in zip(targets, preds):
+        accuracy[i] = np.mean(pred == f_te[:, keep[i]])
+        for j in sens:
+            if j != i:
+                mean[i, j], worst[i, j] = unfairness(pred, f_te[:, keep[j]])
     rows = [i for i in targets if np.isfinite(mean[i]).any()]
     return FairnessResult(
         score=float(np.mean([np.nanmean(mean[i]) for i in rows])),
