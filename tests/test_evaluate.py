@@ -63,9 +63,26 @@ def test_demo_at_toy_size_writes_its_report(tmp_path, monkeypatch, capsys):
         assert name in report["shipped"]["toy"]["measured_now"] and name in report["fresh"]["measured_now"]
     assert (out / "irs_matrices.png").stat().st_size > 1000
     assert (out / "shipped" / "toy_traversals.png").stat().st_size > 1000
+    # downstream utility of the shipped model: 200 training rows, so 10 and 100 labels ran (1,000 and 10,000 not)
+    down = saved["shipped"]["toy"]["downstream"]
+    assert (
+        down["sizes"] == [10, 100]
+        and down["skipped"] == [1000, 10000]
+        and list(down["gbt"]["accuracy"]) == ["10", "100"]
+    )
+    assert all(0 <= a <= 1 for a in down["gbt"]["accuracy"].values())
+    assert report["shipped"]["toy"]["measured_now"]["downstream_gbt_accuracy_100"] == down["gbt"]["accuracy"]["100"]
+    assert (out / "downstream.png").stat().st_size > 1000 and saved["files"]["downstream"] == str(
+        out / "downstream.png"
+    )
     print_report(report)  # what `probrep demo` prints
     printed = capsys.readouterr().out
     assert "toy (shipped)" in printed and "beta-VAE fresh, 3 steps" in printed and "0.10±0.01" in printed
+    assert (
+        "Downstream utility" in printed
+        and "100 labels" in printed
+        and str((out / "downstream.png").resolve()) in printed
+    )
     model, summary = load_run(out / "fresh_beta_vae")
     assert summary["beta"] == 4.0 and model.latent_dim == 10
     with pytest.raises(FileNotFoundError, match="summary.json"):
@@ -131,3 +148,32 @@ def test_probrep_evaluate_takes_a_shipped_model_and_draws_the_downstream_plot(tm
     assert set(saved["scores"]) == {"mig", "downstream"} and saved["run"]["model"] == "factorvae"
     assert (out / "downstream.png").stat().st_size > 1000
     assert "downstream.png" in capsys.readouterr().out
+
+
+def test_probrep_evaluate_reports_the_new_measures_by_default(tmp_path, monkeypatch, capsys):
+    """A shipped model scored with the default --metrics (FactorVAE votes cut down): its JSON holds downstream,
+    fairness and symmetry beside the disentanglement scores, each a number in its range."""
+    from probrep import cli
+
+    _ship_toy_weights(tmp_path, monkeypatch)
+    out = tmp_path / "scores"
+    argv = ["evaluate", "--checkpoint", "pretrained:toy", "--out", str(out), "--num-points", "300",
+            "--votes", "20", "10", "--dci-estimator", "lightgbm", "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert cli.main(argv) == 0
+    scores = json.loads((out / "metrics.json").read_text())["scores"]
+    assert set(scores) == {
+        "irs",
+        "irs_interventional",
+        "mig",
+        "dci",
+        "factor_vae",
+        "downstream",
+        "fairness",
+        "symmetry",
+    }
+    assert set(scores["downstream"]) >= {"logistic", "gbt", "sizes"} and scores["downstream"]["sizes"] == [10, 100]
+    assert 0 <= scores["fairness"]["score"] <= scores["fairness"]["score_max"] <= 1
+    assert set(scores["symmetry"]["equivariance"]) == {"orientation", "posX", "posY"}
+    assert -1 <= scores["symmetry"]["score"] <= 1 and (out / "downstream.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert "downstream_gbt_accuracy_100" in printed and "symmetry" in printed and "fairness" in printed

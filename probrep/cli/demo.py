@@ -12,7 +12,8 @@ from probrep.cli.options import add_compute
 def add(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
-        help="the flagship pipeline: shipped VAE-family models on procedural dSprites (traversals, IRS, MIG, DCI) "
+        help="the flagship pipeline: shipped VAE-family models on procedural dSprites (traversals, IRS, MIG, DCI, "
+        "downstream utility) "
         "and a short fresh training run",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder")
@@ -56,11 +57,31 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"{'model':28s}" + "".join(f"{c:>20s}" for c in STUDY_COLUMNS))
         for name, entry in report["shipped"].items():
             print(f"{name:28s}" + "".join(f"{_study(entry['study_over_seeds'], c):>20s}" for c in STUDY_COLUMNS))
+    _print_downstream(report)
     t = fresh["training"]
     print(f"\nfresh beta-VAE: held-out negative ELBO {t['held_out_negative_elbo_per_image']:.1f} nats/image, "
           f"{t['active_dimensions_kl_above_0.1']} active latents, trained in {t['train_seconds']:.0f} s")  # fmt: skip
     print(f"\nDone in {report['seconds']:.0f} s. Report: {Path(report['files']['metrics']).resolve()}")
     print(f"IRS heat maps: {Path(report['files']['irs_matrices']).resolve()}")
+    if "downstream" in report["files"]:
+        print(f"downstream accuracy against labels: {Path(report['files']['downstream']).resolve()}")
     for name, entry in report["shipped"].items():
         print(f"{name} traversals: {Path(entry['files']['traversals']).resolve()}")
     print(f"fresh run: {Path(fresh['files']['traversals']).parent.resolve()} (loss curve, traversals, reconstructions)")
+
+
+def _print_downstream(report: dict[str, Any]) -> None:
+    """Downstream utility of the shipped models: mean test accuracy over factors by number of labels."""
+    rows = {name: entry["downstream"] for name, entry in report["shipped"].items() if entry.get("downstream")}
+    if not rows:
+        return
+    first = next(iter(rows.values()))
+    model = next(key for key, v in first.items() if isinstance(v, dict))
+    sizes = [str(n) for n in first["sizes"]]
+    print(f"\nDownstream utility now ({model} classifiers per factor, mean test accuracy over factors, "
+          f"by number of labels; efficiency = accuracy at 100 / at {sizes[-1]}):")  # fmt: skip
+    print(f"{'model':28s}" + "".join(f"{n + ' labels':>14s}" for n in sizes) + f"{'efficiency':>14s}")
+    for name, summary in rows.items():
+        eff = summary[model]["efficiency"]
+        cells = "".join(f"{summary[model]['accuracy'][n]:14.3f}" for n in sizes)
+        print(f"{name + ' (shipped)':28s}{cells}" + (f"{eff:14.2f}" if eff is not None else f"{'-':>14s}"))

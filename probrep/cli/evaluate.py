@@ -16,9 +16,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", default=None, metavar="DIR",
                     help="where metrics.json (and downstream.png) go (default: the run folder; "
                     "runs/evaluate/NAME for a shipped model)")  # fmt: skip
-    ev.add_argument("--metrics", default="irs,irs_interventional,mig,dci,factor_vae",
+    ev.add_argument("--metrics", default="irs,irs_interventional,mig,dci,factor_vae,downstream,fairness,symmetry",
                     help="comma-separated: irs, irs_interventional, mig, dci, sap, factor_vae, beta_vae, modularity, "
-                    "gaussian_tc, or 'all'")  # fmt: skip
+                    "gaussian_tc, downstream (also draws downstream.png), fairness, symmetry, or 'all'")  # fmt: skip
     ev.add_argument("--num-points", type=int, default=10_000, help="observational points drawn for the array metrics")
     ev.add_argument("--votes", type=int, nargs=2, default=[10_000, 5_000], metavar=("TRAIN", "EVAL"),
                     help="votes of the FactorVAE / BetaVAE score protocols")  # fmt: skip

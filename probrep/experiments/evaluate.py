@@ -61,6 +61,7 @@ def evaluate(
     dataset: DSprites | None = None,
     dci_estimator: str = "gbt",
     n_jobs: int | None = -1,
+    downstream_models: Sequence[str] = ("logistic", "gbt"),
 ) -> Evaluation:
     """Score the representation ``encode`` on procedural dSprites.
 
@@ -68,7 +69,9 @@ def evaluate(
     drawn from the data SCM; ``irs_interventional`` uses the same number drawn under ``do(shape=heart)``.
     ``vote_sizes`` are the (train, eval) sizes of the FactorVAE / BetaVAE score protocols. ``dci_estimator``
     picks DCI's classifiers (``"gbt"``: disentanglement_lib's; ``"lightgbm"``: fast, see
-    :func:`probrep.metrics.dci`); ``n_jobs`` the threads of the fitted classifiers.
+    :func:`probrep.metrics.dci`); ``n_jobs`` the threads of the fitted classifiers; ``downstream_models`` the
+    classifiers of ``downstream`` (:data:`probrep.metrics.utility.MODELS`). When both sampled scores run, they
+    share one :class:`probrep.metrics.CodeCache` (each distinct image encoded once; the same numbers).
     """
     from probrep import metrics as m
 
@@ -82,6 +85,7 @@ def evaluate(
     split = (2 * num_points) // 3
     train, test = slice(0, split), slice(split, None)
     result = Evaluation()
+    cache = m.CodeCache()  # the sampled scores' codes, by factor vector, shared by both
     for name in metrics:
         start = time.perf_counter()
         if name == "irs":
@@ -110,7 +114,8 @@ def evaluate(
         elif name == "gaussian_tc":
             result.scores[name] = {"nats": float(m.gaussian_total_correlation(codes))}
         elif name == "downstream":
-            down = m.downstream(factors[train], codes[train], factors[test], codes[test], seed=seed, n_jobs=n_jobs)
+            down = m.downstream(factors[train], codes[train], factors[test], codes[test], seed=seed, n_jobs=n_jobs,
+                                models=downstream_models)  # fmt: skip
             result.scores[name] = down.summary()
         elif name == "fairness":
             fair = m.fairness(factors[train], codes[train], factors[test], codes[test], seed=seed, n_jobs=n_jobs)
@@ -119,7 +124,8 @@ def evaluate(
             result.scores[name] = _symmetry(ds, encode, max(num_points // 4, 50), seed + 2)
         elif name in ("factor_vae", "beta_vae"):
             fn = m.factor_vae_score if name == "factor_vae" else m.beta_vae_score
-            r = fn(ds, encode, num_train=vote_sizes[0], num_eval=vote_sizes[1], seed=seed, progress=progress)
+            r = fn(ds, encode, num_train=vote_sizes[0], num_eval=vote_sizes[1], seed=seed, progress=progress,
+                   cache=cache)  # fmt: skip
             result.scores[name] = {"score": r.score}
         result.seconds[name] = round(time.perf_counter() - start, 2)
         logger.info("%s: %s (%.1f s)", name, result.scores[name], result.seconds[name])
@@ -177,21 +183,29 @@ def headline(scores: dict[str, Any]) -> dict[str, float]:
 
 def downstream_plot(summary: dict[str, Any], path: str | Path, title: str = "downstream accuracy") -> Path:
     """Mean test accuracy over factors against the number of labelled training examples (log axis), one line
-    per model, from ``evaluate(...).scores["downstream"]`` (:meth:`probrep.metrics.DownstreamResult.summary`)."""
+    per classifier, from ``evaluate(...).scores["downstream"]`` (:meth:`probrep.metrics.DownstreamResult.summary`);
+    or, given ``{label: summary}`` (several representations), one line per representation and classifier."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6), layout="constrained")
-    for model in (key for key, v in summary.items() if isinstance(v, dict)):
-        sizes = [int(n) for n in summary[model]["accuracy"]]
-        eff = summary[model]["efficiency"]
-        label = model if eff is None else f"{model} (efficiency {eff:.2f})"
-        ax.plot(sizes, list(summary[model]["accuracy"].values()), marker="o", label=label)
+    single = "sizes" in summary
+    for label, one in ({"": summary} if single else summary).items():
+        for model in (key for key, v in one.items() if isinstance(v, dict)):
+            sizes = [int(n) for n in one[model]["accuracy"]]
+            eff = one[model]["efficiency"]
+            name = model if single else (label if len(_classifiers(summary)) == 1 else f"{label}, {model}")
+            name += "" if eff is None else f" (efficiency {eff:.2f})"
+            ax.plot(sizes, list(one[model]["accuracy"].values()), marker="o", label=name)
     ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("labelled training examples")
     ax.set_ylabel("mean test accuracy over factors")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize="small")
     return save_figure(fig, path)
+
+
+def _classifiers(summaries: dict[str, Any]) -> set[str]:
+    return {key for one in summaries.values() for key, v in one.items() if isinstance(v, dict)}
 
 
 def irs_heatmap(
