@@ -11,6 +11,7 @@ depend on the other images in its batch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,8 @@ import torch
 from probrep._checks import one_of
 from probrep.device import resolve_device
 from probrep.metrics._arrays import to_numpy
+
+logger = logging.getLogger("probrep.metrics")
 
 INPUTS = ("auto", "numpy", "torch")
 
@@ -117,8 +120,9 @@ class Lookup:
     ) -> None:
         self.dataset, self.encoder, self.chunk, self.cache, self.bar = dataset, encoder, chunk, cache, bar
         self.sizes = sizes
-        if cache is not None and float(np.prod(sizes.astype(float))) >= 2.0**62:
-            raise ValueError(f"factor grid of sizes {tuple(sizes)} has too many points to index; pass cache=None")
+        if cache is not None and float(np.prod(sizes.astype(float))) >= 2.0**62:  # grid indices would overflow
+            logger.info("factor grid %s too large to index: every draw is encoded", tuple(sizes))
+            self.cache = None
 
     def _encode(self, factors: np.ndarray) -> np.ndarray:
         parts = []
