@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--train-scenes", type=int, default=8000)
     parser.add_argument("--test-scenes", type=int, default=512)
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--lr-end", type=float, default=None, help="end of the learning-rate annealing (tier default)")
     parser.add_argument(
         "--anneal-steps", type=int, default=None, help="sigma and learning-rate annealing (default: --steps)"
     )
@@ -56,6 +57,7 @@ def main() -> None:
         test_scenes=args.test_scenes,
         eval_every=args.eval_every,
         anneal_steps=args.anneal_steps,
+        lr_end=args.lr_end,
         device=args.device,
         seed=args.seed,
         resume=args.resume,

@@ -211,7 +211,7 @@ def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
     assert set(summary["test"]) == {"negative_elbo_per_image", "bits_per_dim", "mse", "baseline_mse", "mse_ratio"}
     nelbo = summary["test"]["negative_elbo_per_image"]
     assert summary["test"]["bits_per_dim"] == pytest.approx(nelbo / (3 * 32 * 32 * math.log(2)))
-    assert whole.model.sigma == pytest.approx(0.1)  # the small tier anneals sigma 0.2 -> 0.1
+    assert whole.model.sigma == pytest.approx(0.25)  # the small tier anneals sigma 2.0 -> 0.25 geometrically
 
     train_gqn(tmp_path / "split", checkpoint_every=2, **{**common, "steps": 2})
     resumed = train_gqn(tmp_path / "split", checkpoint_every=2, resume=True, **common)
@@ -220,3 +220,9 @@ def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_unknown_sigma_schedule_is_named_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="sigma_schedule"):
+        train_gqn(tmp_path / "run", steps=1, sigma_schedule="cosine", progress=False)
+    assert not (tmp_path / "run").exists()

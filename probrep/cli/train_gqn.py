@@ -26,10 +26,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr-end", type=float, default=None, help="end of the learning-rate annealing (small 1e-4, paper 5e-5)"
     )
-    p.add_argument("--sigma-start", type=float, default=None, help="pixel sigma at the start (small 0.2, paper 2.0)")
+    p.add_argument("--sigma-start", type=float, default=None, help="pixel sigma at the start (small and paper 2.0)")
     p.add_argument(
-        "--sigma-end", type=float, default=None, help="pixel sigma at the end of the annealing (small 0.1, paper 0.7)"
+        "--sigma-end", type=float, default=None, help="pixel sigma at the end of the annealing (small 0.25, paper 0.7)"
     )
+    p.add_argument(
+        "--sigma-schedule", choices=["linear", "exponential"], default=None,
+        help="how sigma anneals (small: exponential, paper: linear)",
+    )  # fmt: skip
     p.add_argument("--anneal-steps", type=int, default=None, help="default: the whole run")
     p.add_argument(
         "--representation",
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = train_gqn(
         args.out, tier=args.tier, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_end=args.lr_end,
-        sigma_start=args.sigma_start, sigma_end=args.sigma_end, anneal_steps=args.anneal_steps,
+        sigma_start=args.sigma_start, sigma_end=args.sigma_end, sigma_schedule=args.sigma_schedule,
+        anneal_steps=args.anneal_steps,
         train_scenes=args.train_scenes, test_scenes=args.test_scenes, representation=args.representation,
         draw_steps=args.draw_steps, checkpoint_steps=args.checkpoint_steps,
         render_on_the_fly=args.render_on_the_fly, eval_every=args.eval_every,

@@ -31,17 +31,21 @@ from probrep.io.figures import image_grid
 from probrep.models.gqn.model import GQN
 from probrep.training.loop import StepInfo
 from probrep.training.rng import forked
-from probrep.training.schedules import AnnealAttribute, linear_anneal, relative_to
+from probrep.training.schedules import AnnealAttribute, exponential_anneal, linear_anneal, relative_to
 
 logger = logging.getLogger(__name__)
 
 TIERS: dict[str, dict[str, Any]] = {
     "small": {
         "rooms": {"image_size": 32, "max_objects": 2, "colours": ("red", "green", "blue", "yellow")},
-        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (0.2, 0.1),
+        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (2.0, 0.25), "sigma_schedule": "exponential",
     },
-    "paper": {"rooms": {"image_size": 64}, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36, "sigma": (2.0, 0.7)},
+    "paper": {
+        "rooms": {"image_size": 64}, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36, "sigma": (2.0, 0.7),
+        "sigma_schedule": "linear",
+    },
 }  # fmt: skip
+SIGMA_SCHEDULES = ("linear", "exponential")
 #: held-out scenes are drawn from indices far above any training set
 TEST_START = 10_000_000
 
@@ -110,6 +114,7 @@ def train_gqn(
     lr_end: float | None = None,
     sigma_start: float | None = None,
     sigma_end: float | None = None,
+    sigma_schedule: str | None = None,
     anneal_steps: int | None = None,
     train_scenes: int = 4000,
     test_scenes: int = 256,
@@ -131,7 +136,9 @@ def train_gqn(
 
     The training scenes (indices ``0 .. train_scenes - 1`` of ``Rooms(seed=seed)``) are rendered once on the
     device (or per batch with ``render_on_the_fly``); the test scenes come from indices >= 10,000,000. The
-    pixel sigma anneals linearly ``sigma_start -> sigma_end`` and the learning rate ``lr -> lr_end`` over
+    pixel sigma anneals ``sigma_start -> sigma_end`` (``sigma_schedule``: linearly, or geometrically so that the
+    run spends its first half above sqrt(start * end), learning the deterministic rendering, and its second half
+    at the sharp likelihood that makes the latents worth their KL) and the learning rate ``lr -> lr_end`` over
     ``anneal_steps`` (default: the whole run). With ``eval_every`` the novel-view MSE of the first 64 test
     scenes is recorded every so many steps (``summary["test_mse_curve"]``). Files in ``out``:
     ``checkpoints/``, ``loss.png``, ``predictions.png``, ``samples.png``, ``summary.json``.
@@ -145,6 +152,7 @@ def train_gqn(
     lr_end = float(lr_end or settings["lr_end"])
     sigma_start = float(sigma_start or settings["sigma"][0])
     sigma_end = float(sigma_end or settings["sigma"][1])
+    sigma_schedule = one_of(sigma_schedule or settings["sigma_schedule"], "sigma_schedule", SIGMA_SCHEDULES)
     anneal = int(anneal_steps or steps)
     run = RunFolder(out, resume, overwrite)
     dev = resolve_device(device)
@@ -171,7 +179,11 @@ def train_gqn(
     logger.info("before training: %s", before)
 
     cpu_started = time.process_time()
-    sigma_schedule = AnnealAttribute(model, "sigma", linear_anneal(sigma_start, sigma_end, anneal))
+    if sigma_schedule == "linear":
+        sigma_values = linear_anneal(sigma_start, sigma_end, anneal)
+    else:
+        sigma_values = exponential_anneal(sigma_start, sigma_end, 0, anneal)
+    sigma_anneal = AnnealAttribute(model, "sigma", sigma_values)
     first = run.resumed_step()
     curve: list[dict[str, float]] = []
     probe = list(range(min(64, len(test))))
@@ -195,7 +207,7 @@ def train_gqn(
         batch_size=batch_size,
         lr=lr,
         lr_schedule=relative_to(linear_anneal(lr, lr_end, anneal), lr),
-        callbacks=[sigma_schedule, record, *callbacks],
+        callbacks=[sigma_anneal, record, *callbacks],
         device=dev,
         seed=seed,
         **run.checkpointing(checkpoint_every),
@@ -225,6 +237,7 @@ def train_gqn(
         "batch_size": batch_size,
         "lr": [lr, lr_end],
         "sigma": [sigma_start, sigma_end],
+        "sigma_schedule": sigma_schedule,
         "anneal_steps": anneal,
         "train_scenes": train_scenes,
         "test_scenes": test_scenes,
