@@ -17,7 +17,8 @@ from typing import Any
 
 import sympy as sp
 
-from probrep.causal.parse import constant_value, sigmoid, softplus
+from probrep.causal.functions import sigmoid, softplus
+from probrep.causal.parse import constant_value
 
 Columns = Mapping[str, Any]
 
@@ -96,6 +97,8 @@ def compile_expr(expr: sp.Basic, arrays: str) -> Callable[[Columns], Any]:
         if e is sp.true or e is sp.false:
             value = bool(e)
             return lambda env: value
+        if getattr(e.func, "network", None) is not None:  # a named learned function: its network computes it
+            return e.func.network.compile(arrays, e.func.column, [build(a) for a in e.args])
         if isinstance(e, sp.Expr) and not e.free_symbols:
             # a constant (sqrt(2), exp(2), sigmoid(1)) is folded to a Python float here, once: torch's functions
             # take tensors only, and one value for every library keeps the backends in agreement

@@ -15,7 +15,8 @@ Each distribution call in a node's equation is one exogenous noise term of that 
 ``U_<node>_2``, ...; a distribution whose parameters depend on parents is reparameterised through a standard
 noise (``Normal(m, s) = m + s * U``, ``Bernoulli(p) = where(U < p, 1, 0)`` with ``U ~ Uniform(0, 1)``, ...),
 so that every node is a deterministic function of its parents and its noise. What each distribution takes and
-how it is reparameterised is declared once, in :mod:`probrep.causal.distributions`.
+how it is reparameterised is declared once, in :mod:`probrep.causal.distributions`. Named functions an SCM holds
+(learned networks, :mod:`probrep.causal.networks`) are called like the built-in ones, inside the SCM's own parsing.
 """
 
 from __future__ import annotations
@@ -34,33 +35,11 @@ from dataclasses import dataclass
 import sympy as sp
 
 from probrep.causal.distributions import FAMILIES, Noise
+from probrep.causal.functions import named_function, sigmoid, softplus
 
 
 class EquationError(ValueError):
     """An equation that cannot be accepted; the message names the node and the offending part."""
-
-
-class sigmoid(sp.Function):  # noqa: N801 - the name users write
-    """Logistic function 1 / (1 + exp(-x)), kept as one symbol so backends can use their stable version."""
-
-    def fdiff(self, argindex=1):
-        return sigmoid(self.args[0]) * (1 - sigmoid(self.args[0]))
-
-    def _eval_rewrite_as_exp(self, x, **kwargs):
-        return 1 / (1 + sp.exp(-x))
-
-
-class softplus(sp.Function):  # noqa: N801
-    """log(1 + exp(x)), kept as one symbol so backends can use their overflow-safe version."""
-
-    def fdiff(self, argindex=1):
-        return sigmoid(self.args[0])
-
-    def _eval_rewrite_as_exp(self, x, **kwargs):
-        return sp.log(1 + sp.exp(x))
-
-    def _eval_evalf(self, prec):  # mpmath has no softplus: sympy could not compare max(softplus(1), 2)
-        return self.rewrite(sp.exp)._eval_evalf(prec)
 
 
 #: functions an equation may call, by the name users write
@@ -363,6 +342,9 @@ class _Translator:
             cond = self.number(self.visit(tree.args[0]), tree.args[0], True)
             a, b = (self.number(self.visit(x), x) for x in tree.args[1:])
             return sp.Piecewise((a, cond), (b, True))
+        if fname not in FUNCTIONS and named_function(fname) is not None:  # a network the SCM holds (functions.py)
+            args = [self.number(self.visit(a), a) for a in tree.args]
+            return named_function(fname).apply(args, self.noises, lambda what: self.fail(what, tree))
         if fname not in FUNCTIONS:
             known = [*sorted(FUNCTIONS), "where"]
             near = difflib.get_close_matches(fname, [*known, *FAMILIES], n=1, cutoff=0.6)

@@ -30,6 +30,7 @@ from probrep import _checks
 from probrep.causal.compile import compile_expr
 from probrep.causal.distributions import Noise
 from probrep.causal.inversion import Inversion, invert
+from probrep.causal.networks import functions_entry, reading_functions
 from probrep.causal.parameters import parameters_from
 from probrep.causal.parse import EquationError, ParsedEquation, check_node_name, normal_name, parse_equation
 
@@ -141,7 +142,8 @@ class SCM:
     @classmethod
     def from_graph(cls, graph: Any, data: Any, mechanisms: str | Mapping[str, str] = "linear", **kwargs: Any) -> SCM:
         """Learn a mechanism per node of ``graph`` (a DiGraph or edge list) from ``data`` (a mapping or DataFrame of
-        every node): see :mod:`probrep.causal.learn`; ``scm.fit_report`` gives each node's fit."""
+        every node): "linear", "mlp", "flow", "classifier", "mlp_classifier", "auto" or ``{node: family}`` (see
+        :mod:`probrep.causal.learn`); ``scm.fit_report`` gives each node's family, scores and fit."""
         from probrep.causal.learn import from_graph
 
         return from_graph(cls, graph, data, mechanisms, **kwargs)
@@ -431,13 +433,14 @@ class SCM:
 
     # ----------------------------------------------------------------------------------------------- files
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description: ``{"format": 1, "nodes": [{"name", "equation"}, ...]}``."""
+        """JSON-ready description: ``{"format": 1, "nodes": [{"name", "equation"}, ...]}`` (and "functions")."""
         callables = [n for n, v in self._nodes.items() if not v.symbolic]
         if callables:
             raise ValueError(f"nodes {callables} have callable mechanisms, which cannot be written as JSON")
         out = {"format": FORMAT, "nodes": [{"name": n, "equation": v.text} for n, v in self._nodes.items()]}
         if self._parameters:
             out["parameters"] = [{"name": n, "prior": prior} for n, prior in self.parameters.items()]
+        out.update(functions_entry(self))  # learned networks the equations call, as plain numbers
         return out
 
     @classmethod
@@ -455,7 +458,8 @@ class SCM:
         if not isinstance(priors, list) or not all(isinstance(e, Mapping) and set(e) == {"name", "prior"}
                                                    for e in priors):  # fmt: skip
             raise ValueError("'parameters' must be a list of {'name': ..., 'prior': ...}")
-        return cls.from_equations(items, parameters={e["name"]: e["prior"] for e in priors} or None)
+        with reading_functions(data):  # the networks named in "functions" become callable in the equations
+            return cls.from_equations(items, parameters={e["name"]: e["prior"] for e in priors} or None)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the JSON description atomically."""
