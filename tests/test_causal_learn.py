@@ -51,16 +51,44 @@ def test_the_report_and_the_file(learned, tmp_path):
 
 
 def test_bad_input_names_the_problem(learned):
+    import pandas as pd
+
     _, data, _ = learned
     with pytest.raises(ValueError, match="cycle"):
         SCM.from_graph([("X", "Y"), ("Y", "X")], data)
     with pytest.raises(ValueError, match=r"nodes \['W'\] are missing from the data"):
         SCM.from_graph(EDGES + [("W", "Y")], data)
     with pytest.raises(ValueError, match=r"columns \['Q'\] name no node"):
-        SCM.from_graph(EDGES, {**data, "Q": data["X"]})
-    bad = {**data, "Y": data["Y"].copy()}
-    bad["Y"][3] = np.nan
-    with pytest.raises(ValueError, match="column 'Y' has a non-finite value .* at row 3"):
-        SCM.from_graph(EDGES, bad)
-    with pytest.raises(ValueError, match="mechanism 'flow' for node 'Y'"):
-        SCM.from_graph(EDGES, data, mechanisms={"Y": "flow"})
+        SCM.from_graph(EDGES, pd.DataFrame({**data, "Q": data["X"]}))
+    for bad_value, shown in ((np.nan, "nan"), (np.inf, "inf")):
+        bad = {**data, "Y": data["Y"].copy()}
+        bad["Y"][3] = bad_value
+        with pytest.raises(ValueError, match=f"column 'Y' has a non-finite value \\({shown}\\) at row 3"):
+            SCM.from_graph(EDGES, bad)
+    with pytest.raises(ValueError, match="mechanism 'spline' for node 'Y' is not one of"):
+        SCM.from_graph(EDGES, data, mechanisms={"Y": "spline"})
+    with pytest.raises(ValueError, match="mechanism 'classifier' for node 'Y': its values are not"):
+        SCM.from_graph(EDGES, data, mechanisms={"Y": "classifier"})
+    with pytest.raises(ValueError, match=r"mechanisms given for \['Q'\]"):
+        SCM.from_graph(EDGES, data, mechanisms={"Q": "mlp"})
+    with pytest.raises(ValueError, match="holdout must be a fraction"):
+        SCM.from_graph(EDGES, data, holdout=1.0)
+    with pytest.raises(TypeError, match=r"unknown training options \['epochs'\]"):
+        SCM.from_graph(EDGES, data, mechanisms="mlp", epochs=3)
+    # a parameter without a prior: the equations use a name that is neither a node nor a declared parameter
+    with pytest.raises(ValueError, match="equation of node 'X' uses unknown name 'a'"):
+        SCM.from_equations({"Z": "Normal(0, 1)", "X": "a*Z + b + Normal(0, 1)"}, parameters={"b": "Normal(0, 1)"})
+
+
+def test_network_fits_are_seeded_locally_and_leave_global_random_state_alone(learned):
+    import torch
+
+    _, data, _ = learned
+    small = {k: v[:300] for k, v in data.items()}
+    numpy_state, torch_state = np.random.get_state()[1].copy(), torch.random.get_rng_state().clone()
+    fits = [SCM.from_graph(EDGES, small, mechanisms="mlp", seed=s, max_epochs=3, hidden=(4,)) for s in (0, 0, 1)]
+    assert np.array_equal(np.random.get_state()[1], numpy_state)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    described = [f.to_dict() for f in fits]
+    assert described[0] == described[1] and described[0]["functions"] != described[2]["functions"]
+    assert fits[0].fit_report["Y"]["epochs"] == 3 and fits[0].fit_report["Y"]["mechanism"] == "mlp"
