@@ -105,3 +105,40 @@ def test_a_dataframe_is_data():
     frame = pd.DataFrame({"Z": z, "X": 0.5 * z + rng.normal(size=100)})
     scm = SCM.from_equations({"Z": "Normal(0, 1)", "X": "a*Z + Normal(0, 1)"}, parameters={"a": "Normal(0, 10)"})
     assert scm.fit(frame, method="map", steps=500, lr=0.05).num_draws == 1
+
+
+def _logistic_map(x, t, prior_sd, iterations=30):
+    """Newton's method for the posterior mode of t ~ Bernoulli(sigmoid(a x + b)), a, b ~ Normal(0, prior_sd)."""
+    design = np.column_stack([x, np.ones_like(x)])
+    beta = np.zeros(2)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-design @ beta))
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + np.eye(2) / prior_sd**2
+        beta = beta + np.linalg.solve(hessian, design.T @ (t - p) - beta / prior_sd**2)
+    return beta
+
+
+def test_a_binary_outcome_fits_its_logistic_maximum_with_extreme_logits():
+    # covariates on a raw scale (as earnings in thousands are): at NumPyro's initial values the logits reach
+    # +-100, where 1 - sigmoid(z) is 0 in float32; the likelihood must stay finite and the fit must find the MLE
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 25.0, 600)
+    t = (rng.uniform(size=600) < 1.0 / (1.0 + np.exp(-(0.2 * x - 1.0)))).astype(float)
+    scm = SCM.from_equations(
+        {"X": "Normal(0, 25)", "T": "Bernoulli(sigmoid(a*X + b))"},
+        parameters={"a": "Normal(0, 10)", "b": "Normal(0, 10)"},
+    )
+    fitted = scm.fit({"X": x, "T": t}, method="map", steps=3000, lr=0.02, seed=0)
+    a, b = _logistic_map(x, t, prior_sd=10.0)
+    assert fitted.draws["a"][0] == pytest.approx(a, abs=2e-3)
+    assert fitted.draws["b"][0] == pytest.approx(b, abs=2e-2)
+    # the fit's program integrates the outcome's position in its interval out: no per-row latent site
+    from numpyro import handlers
+
+    from probrep.causal.programs import make_program
+
+    program = make_program(scm, "numpyro", observed={"X": x, "T": t}, per_row=False)
+    trace = handlers.trace(handlers.seed(program, 0)).get_trace()
+    assert not [k for k in trace if k.endswith("_within")]
+    latent = {k for k, site in trace.items() if site["type"] == "sample" and not site["is_observed"]}
+    assert latent == {"U_a", "U_b"}  # the parameters' own noise only

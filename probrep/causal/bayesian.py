@@ -78,7 +78,10 @@ def fit(
     from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
     from numpyro.infer.autoguide import AutoDelta, AutoNormal
 
-    program = scm.condition(columns)
+    from probrep.causal.programs import make_program
+
+    # only the parameters are kept: no per-row sites, discrete outcomes' interval positions integrated out
+    program = make_program(scm, "numpyro", observed=columns, per_row=False)
     names = list(scm._parameters)
     key = jax.random.PRNGKey(seed)
     idata = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from probrep.causal.distributions import Noise
+from probrep.causal.functions import sigmoid, softplus
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,16 @@ class Inversion:
 @dataclass(frozen=True)
 class Region:
     """Observing the node confines the uniform ``noise`` to ``[lower, upper)`` (functions of the parents): the
-    outcome's probability is ``upper - lower`` and, given it, the noise is uniform on the interval."""
+    outcome's probability is ``upper - lower`` and, given it, the noise is uniform on the interval.
+    ``log_width`` is that probability's logarithm written to stay finite in float32 (``log sigmoid(z) =
+    -softplus(-z)``, ``log(1 - sigmoid(z)) = -softplus(z)``) for a two-outcome node, valid at its two
+    ``outcomes`` only; ``None`` otherwise."""
 
     noise: Noise
     lower: sp.Expr
     upper: sp.Expr
+    log_width: sp.Expr | None = None
+    outcomes: tuple[float, ...] = ()
 
 
 def _additive(x: sp.Symbol, expr: sp.Expr, u: sp.Symbol) -> Inversion | None:
@@ -101,5 +107,19 @@ def region(node: str, expr: sp.Expr, noises: tuple[Noise, ...]) -> Region | None
             lower.append((sp.Max(0, *thresholds), sp.Eq(x, piece_value)))
             upper.append((sp.Max(sp.Min(1, bound), *lower[-1][:1]), sp.Eq(x, piece_value)))
             thresholds.append(bound)
-        return Region(noise, sp.Piecewise(*lower, (0, True)), sp.Piecewise(*upper, (0, True)))
+        logs = _binary_log_width(x, expr) if len(expr.args) == 2 else None
+        lo, hi = sp.Piecewise(*lower, (0, True)), sp.Piecewise(*upper, (0, True))
+        return Region(noise, lo, hi, logs, tuple(sorted(values)) if logs is not None else ())
     return None
+
+
+def _binary_log_width(x: sp.Symbol, expr: sp.Piecewise) -> sp.Expr | None:
+    """``log P(x)`` of a two-outcome node ``Piecewise((a, u < p), (b, True))`` when ``p`` is a logistic
+    ``sigmoid(z)``: ``-softplus(-z)`` at ``a``, ``-softplus(z)`` at ``b``. (``1 - sigmoid(z)`` is 0 in float32 once
+    z > 17, so ``log(upper - lower)`` would be -inf where the model gives a finite likelihood.)"""
+    (a, cond), (b, _) = expr.args
+    p = cond.rhs
+    if not isinstance(p, sigmoid):
+        return None
+    z = p.args[0]
+    return sp.Piecewise((-softplus(-z), sp.Eq(x, a)), (-softplus(z), True))

@@ -72,8 +72,15 @@ def _primitives(backend: str, device: Any = None) -> SimpleNamespace:
     raise ValueError(f"unknown program backend {backend!r}: expected 'numpyro' or 'pyro'")
 
 
-def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, device: Any = None) -> Callable:
-    """``model(n)`` (unconditioned; ``n`` rows) or ``model()`` (conditioned on ``observed`` arrays [m])."""
+def make_program(
+    scm, backend: str, observed: Mapping[str, Any] | None = None, device: Any = None, per_row: bool = True
+) -> Callable:
+    """``model(n)`` (unconditioned; ``n`` rows) or ``model()`` (conditioned on ``observed`` arrays [m]).
+
+    ``per_row=False`` (for fitting parameters) records no per-row deterministic site and integrates out each
+    discrete outcome's position in its interval where nothing else reads that noise: the factor ``log P(x |
+    parents)`` is then the exact marginal likelihood, and NUTS has one latent fewer per row and node.
+    """
     prim = _primitives(backend, device)
     fns = scm.compiled(prim.ops)
     dists = {name: u.distribution(backend, prim.device) for name, u in scm.noises.items()}
@@ -104,12 +111,17 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
     by_owner: dict[str, list] = {}
     for c in constraints.values():
         if isinstance(c.how, Region):
-            solve = (compile_expr(c.how.lower, prim.ops), compile_expr(c.how.upper, prim.ops))
+            log_width = None if c.how.log_width is None else compile_expr(c.how.log_width, prim.ops)
+            solve = (compile_expr(c.how.lower, prim.ops), compile_expr(c.how.upper, prim.ops), log_width)
         else:
-            solve = (compile_expr(c.how.solution, prim.ops), compile_expr(c.how.log_abs_jacobian, prim.ops))
+            solve = (compile_expr(c.how.solution, prim.ops), compile_expr(c.how.log_abs_jacobian, prim.ops), None)
         by_owner.setdefault(c.owner, []).append((c, solve))
     fixed = {c.noise for c in constraints.values()}
     confined = {c.noise for c in constraints.values() if isinstance(c.how, Region)}
+    integrated = set() if per_row else confined - _read_elsewhere(scm, constraints)
+
+    def record(name: str, value: Any) -> Any:
+        return prim.deterministic(name, value) if per_row else value
 
     def model(n: int | None = None):
         size = rows if observed else n
@@ -126,37 +138,59 @@ def make_program(scm, backend: str, observed: Mapping[str, Any] | None = None, d
                 for u in scm.noises:
                     if u not in fixed:
                         env[u] = prim.sample(u, dists[u])
-                    elif u in confined:
+                    elif u in confined and u not in integrated:
                         env[f"{u}_within"] = prim.sample(f"{u}_within", dists[u])  # position in the interval
             for name, node in scm._nodes.items():
                 for u in node.noises:
                     if not observed:
                         env[u.name] = prim.sample(u.name, dists[u.name])
-                for c, (first, second) in by_owner.get(name, ()):
+                for c, (first, second, log_width) in by_owner.get(name, ()):
                     d = dists[c.noise]
                     if isinstance(c.how, Region):
                         low, high = prim.broadcast(first(env), size), prim.broadcast(second(env), size)
                         width = high - low
-                        u = low + width * env[f"{c.noise}_within"]
-                        positive = width > 0  # the outcome's probability; log taken only where it is positive
-                        log_p = prim.where(positive, prim.log(prim.where(positive, width, 1.0)), -prim.inf)
+                        if log_width is not None:  # the outcome's log probability, finite in float32
+                            seen, (a, b) = env[c.node], c.how.outcomes
+                            log_p = prim.where((seen == a) | (seen == b), log_width(env), -prim.inf)
+                            log_p = prim.broadcast(log_p, size)
+                        else:  # log taken only where the probability is positive
+                            positive = width > 0
+                            log_p = prim.where(positive, prim.log(prim.where(positive, width, 1.0)), -prim.inf)
                         prim.factor(f"{c.node}_given_parents", log_p)
+                        if c.noise in integrated:
+                            continue
+                        u = low + width * env[f"{c.noise}_within"]
                     else:
                         u = prim.broadcast(first(env), size)
                         log_p = prim.where(d.support.check(u), d.log_prob(u), -prim.inf) + second(env)
                         prim.factor(f"{c.node}_given_parents", log_p)
-                    env[c.noise] = prim.deterministic(c.noise, u)
+                    env[c.noise] = record(c.noise, u)
                 if name in data:
-                    prim.deterministic(name, env[name])
+                    record(name, env[name])
                     continue
                 value = prim.broadcast(fns[name](env), int(size))
                 if observed:
-                    env[name] = prim.deterministic(name, value)
+                    env[name] = record(name, value)
                 else:
                     env[name] = prim.sample(name, prim.Delta(value))
         return {name: env[name] for name in scm.nodes}
 
     return model
+
+
+def _read_elsewhere(scm, constraints: Mapping[str, Any]) -> set[str]:
+    """Noise terms that something besides their own node's outcome reads: another node's mechanism or the
+    solution of a constraint (a deterministic node's evidence solved through its ancestors' noise)."""
+    import sympy as sp
+
+    read = set()
+    for name in scm.nodes:
+        own = {u.name for u in scm.node(name).noises}
+        read |= {str(s) for s in scm.node(name).expr.free_symbols if isinstance(s, sp.Symbol)} - own - set(scm.nodes)
+    for c in constraints.values():
+        exprs = [c.how.lower, c.how.upper] if isinstance(c.how, Region) else [c.how.solution, c.how.log_abs_jacobian]
+        read |= {str(s) for e in exprs for s in e.free_symbols} - {c.noise}
+    return read
 
 
 def numpyro_sampler(scm, n: int) -> Callable[[int], dict]:
