@@ -9,9 +9,14 @@ import torch.nn.functional as F
 from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 
-from probrep.data import DSprites
 from probrep.experiments.deep_scm import CONDITION_DIM, FACTOR_NODES, DeepSCM, factor_features
-from probrep.experiments.deep_scm_training import build_cvae, held_out_mask, load_deep_scm, train_deep_scm
+from probrep.experiments.deep_scm_training import (
+    build_cvae,
+    held_out_mask,
+    load_deep_scm,
+    sprites,
+    train_deep_scm,
+)
 from probrep.inference import svi
 from probrep.models.conditional_vae import ConditionalVAE
 
@@ -65,7 +70,7 @@ def test_cvae_trains_with_svi_fit():
 
 
 def _evidence(n=4, seed=0):
-    ds = DSprites()
+    ds = sprites()
     full = ds.sample_factors(n, seed)
     return {"image": torch.from_numpy(ds.render(full)), **{k: full[:, j + 1] for j, k in enumerate(FACTOR_NODES)}}
 
@@ -74,7 +79,7 @@ def _evidence(n=4, seed=0):
 def deep():
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return DeepSCM(build_cvae(latent_dim=4, hidden=64).eval())
+        return DeepSCM(build_cvae(latent_dim=4, hidden=64, decoder="placed").eval())
 
 
 def test_factor_features_one_hot_and_harmonics():
@@ -169,11 +174,26 @@ def test_held_out_split_and_a_run_folder_round_trip(tmp_path):
     mask = held_out_mask()
     assert mask.shape == (737_280,) and 0.09 < mask.mean() < 0.11 and np.array_equal(mask, held_out_mask())
     run = train_deep_scm(
-        tmp_path / "run", steps=2, n_train=64, n_eval=8, hidden=32, latent_dim=2, progress=False, device="cpu"
+        tmp_path / "run",
+        steps=2,
+        n_train=64,
+        n_eval=8,
+        hidden=32,
+        latent_dim=2,
+        progress=False,
+        figures=False,
+        device="cpu",
     )
     loaded = load_deep_scm(tmp_path / "run")
     ev = _evidence(3)
     a = run.model.counterfactual(ev, do={"shape": 1})["counterfactual"]["image"]
     b = loaded.counterfactual(ev, do={"shape": 1})["counterfactual"]["image"]
     assert torch.allclose(a, b)
-    assert (tmp_path / "run" / "counterfactuals.png").is_file()
+    assert (tmp_path / "run" / "summary.json").is_file() and not (tmp_path / "run" / "counterfactuals.png").exists()
+
+
+def test_placed_decoder_translates_exactly(deep):
+    classes = np.array([[2, 3, 7, 5, 9], [2, 3, 7, 6, 11]])  # the second one pixel right and two down
+    img = deep.render(classes, torch.randn(1, 4).repeat(2, 1))
+    assert torch.equal(img[1, 0, 2:, 1:], img[0, 0, :62, :63])
+    assert not torch.equal(img[1], img[0])

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from probrep._checks import one_of
 from probrep.data.sprites import FACTOR_SIZES, DSprites
 from probrep.data.sprites_scm import classes_from_samples, dsprites_scm
-from probrep.experiments.deep_scm import CONDITION_DIM, FACTOR_NODES, DeepSCM, factor_features
+from probrep.experiments.deep_scm import CONDITION_DIM, FACTOR_NODES, DeepSCM, PlacedSpriteDecoder, factor_features
 from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.inference import svi
 from probrep.io.figures import image_grid
@@ -34,6 +35,16 @@ HELD_OUT_FRACTION = 0.1
 _HELD_OUT_SEED = 20_200_617  # fixed: the split belongs to the experiment, not to a run
 
 
+_SPRITES: list[DSprites] = []
+
+
+def sprites() -> DSprites:
+    """One shared renderer (its patch bank is built once per process)."""
+    if not _SPRITES:
+        _SPRITES.append(DSprites())
+    return _SPRITES[0]
+
+
 def held_out_mask() -> np.ndarray:
     """bool ``[737280]`` over the dSprites grid (index order): the combinations kept out of training."""
     return np.random.default_rng(_HELD_OUT_SEED).random(int(np.prod(FACTOR_SIZES))) < HELD_OUT_FRACTION
@@ -42,7 +53,7 @@ def held_out_mask() -> np.ndarray:
 def _grid_index(classes: np.ndarray) -> np.ndarray:
     full = np.zeros((classes.shape[0], 6), dtype=np.int64)
     full[:, 1:] = classes
-    return np.asarray(DSprites().classes_to_index(full)).reshape(-1)
+    return np.asarray(sprites().classes_to_index(full)).reshape(-1)
 
 
 def draw_factors(n: int, seed: int, held_out: bool) -> np.ndarray:
@@ -62,7 +73,6 @@ class FactorImages(Dataset):
     def __init__(self, classes: np.ndarray):
         self.classes = np.asarray(classes, dtype=np.int64)
         self.features = factor_features(self.classes)
-        self.sprites = DSprites()
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -71,7 +81,7 @@ class FactorImages(Dataset):
         cls = self.classes[np.asarray(rows, dtype=np.int64).reshape(-1)]
         full = np.zeros((len(cls), 6), dtype=np.int64)
         full[:, 1:] = cls
-        return torch.from_numpy(self.sprites.render(full))
+        return torch.from_numpy(sprites().render(full))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images([i])[0], self.features[i]
@@ -81,9 +91,18 @@ class FactorImages(Dataset):
         return [(imgs[k], feats[k]) for k in range(len(rows))]
 
 
-def build_cvae(latent_dim: int = 4, beta: float = 1.0, hidden: int = 256, arch: str = "conv") -> ConditionalVAE:
-    """The image mechanism for 64x64 dSprites under the five factors."""
-    return ConditionalVAE((1, 64, 64), CONDITION_DIM, latent_dim, beta=beta, arch=arch, hidden=hidden)
+DECODERS = ("placed", "generic")
+
+
+def build_cvae(
+    latent_dim: int = 4, beta: float = 1.0, hidden: int = 256, arch: str = "conv", decoder: str = "generic"
+) -> ConditionalVAE:
+    """The image mechanism for 64x64 dSprites under the five factors: the conditional VAE with the ``arch``'s
+    networks (``decoder="generic"``: position is one more input to learn) or with the
+    :class:`~probrep.experiments.deep_scm.PlacedSpriteDecoder` (``"placed"``: position translates a drawn window)."""
+    one_of(decoder, "decoder", DECODERS)
+    own = PlacedSpriteDecoder(latent_dim, hidden) if decoder == "placed" else None
+    return ConditionalVAE((1, 64, 64), CONDITION_DIM, latent_dim, beta=beta, arch=arch, hidden=hidden, decoder=own)
 
 
 def train_deep_scm(
@@ -96,6 +115,7 @@ def train_deep_scm(
     beta: float = 1.0,
     hidden: int = 256,
     arch: str = "conv",
+    decoder: str = "placed",
     n_train: int = 200_000,
     n_eval: int = 512,
     device: str = "auto",
@@ -104,14 +124,15 @@ def train_deep_scm(
     overwrite: bool = False,
     checkpoint_every: int = 250,
     progress: bool = True,
+    figures: bool = True,
 ) -> RunOutputs:
     """Fit the deep SCM's image mechanism and leave ``checkpoints/``, ``loss.png``, ``reconstructions.png``,
     ``counterfactuals.png`` (one held-out image per column: the data, its reconstruction, then do(shape) for
     each shape) and ``summary.json`` in ``out``; the held-out negative ELBO is measured on ``n_eval`` images.
-    ``resume=True`` continues from the last checkpoint."""
+    ``resume=True`` continues from the last checkpoint; ``figures=False`` leaves out the two image grids."""
     run = RunFolder(out, resume, overwrite)
     with forked(seed):
-        cvae = build_cvae(latent_dim, beta, hidden, arch)
+        cvae = build_cvae(latent_dim, beta, hidden, arch, decoder)
     data = FactorImages(draw_factors(n_train, seed, held_out=False))
     fit = svi.fit(cvae, data, steps=steps, batch_size=batch_size, lr=lr, device=device, seed=seed,
                   **run.checkpointing(checkpoint_every), progress=progress)  # fmt: skip
@@ -124,24 +145,11 @@ def train_deep_scm(
     with forked(seed + 2, fit.device):
         nelbo = float(cvae.negative_elbo(x, c).mean())
     kl = cvae.kl_per_dimension(x, c).mean(0).cpu().numpy()
-    shown = np.arange(min(8, n_eval))
-    cf = [deep.counterfactual(_evidence(x[shown], test.classes[shown]), do={"shape": s})["counterfactual"]["image"]
-          for s in range(3)]  # fmt: skip
-    run.files["reconstructions"] = image_grid(
-        torch.stack([x[shown], cvae.reconstruct(x[shown], c[shown])]).cpu().numpy(),
-        run.out / "reconstructions.png",
-        row_labels=["data", "recon"],
-        title="held-out dSprites and their reconstructions",
-    )
-    run.files["counterfactuals"] = image_grid(
-        torch.stack([x[shown], *cf]).cpu().numpy(),
-        run.out / "counterfactuals.png",
-        row_labels=["data", "do square", "do ellipse", "do heart"],
-        title="counterfactuals of held-out images",
-    )
+    if figures:
+        _figures(run, deep, x, c, test.classes)
     summary = {
         "model": "deep_scm",
-        "settings": {"latent_dim": latent_dim, "beta": beta, "hidden": hidden, "arch": arch},
+        "settings": {"latent_dim": latent_dim, "beta": beta, "hidden": hidden, "arch": arch, "decoder": decoder},
         "batch_size": batch_size,
         "lr": lr,
         "n_train": n_train,
@@ -152,6 +160,25 @@ def train_deep_scm(
         "data": "procedural dSprites; factors from the data SCM, a fixed 10% of the grid held out",
     }
     return run.finish(summary, deep)
+
+
+def _figures(run: RunFolder, deep: DeepSCM, x: torch.Tensor, c: torch.Tensor, classes: np.ndarray) -> None:
+    """Reconstructions and counterfactuals (do(shape) for each shape) of the first eight held-out images."""
+    shown = np.arange(min(8, len(x)))
+    cf = [deep.counterfactual(_evidence(x[shown], classes[shown]), do={"shape": s})["counterfactual"]["image"]
+          for s in range(3)]  # fmt: skip
+    run.files["reconstructions"] = image_grid(
+        torch.stack([x[shown], deep.cvae.reconstruct(x[shown], c[shown])]).cpu().numpy(),
+        run.out / "reconstructions.png",
+        row_labels=["data", "recon"],
+        title="held-out dSprites and their reconstructions",
+    )
+    run.files["counterfactuals"] = image_grid(
+        torch.stack([x[shown], *cf]).cpu().numpy(),
+        run.out / "counterfactuals.png",
+        row_labels=["data", "do square", "do ellipse", "do heart"],
+        title="counterfactuals of held-out images",
+    )
 
 
 def _evidence(x: torch.Tensor, classes: np.ndarray) -> dict[str, Any]:

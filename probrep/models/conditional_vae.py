@@ -44,6 +44,8 @@ class ConditionalVAE(nn.Module):
         likelihood: ``"bernoulli"`` (logits from the decoder) or ``"gaussian"`` (fixed ``obs_scale``).
         arch: ``"conv"`` (the 64x64 disentanglement networks of :mod:`probrep.models.layers`) or ``"mlp"``.
         hidden: width of the dense layers (default 256).
+        decoder: a network of one's own for ``[z, c] -> image-shaped logits (or means)``, in place of the
+            ``arch``'s decoder (a deep SCM may know how its parents act on the image, e.g. that position translates).
         name: prefix of the Pyro parameter names.
     """
 
@@ -60,6 +62,7 @@ class ConditionalVAE(nn.Module):
         arch: str = "conv",
         hidden: int = 256,
         obs_scale: float = 0.1,
+        decoder: nn.Module | None = None,
         name: str = "cvae",
     ):
         super().__init__()
@@ -73,12 +76,20 @@ class ConditionalVAE(nn.Module):
         self.obs_scale = real(obs_scale, "obs_scale", positive=True)
         self.name = name
         decoder_in = self.latent_dim + self.condition_dim
+        if decoder is not None and not isinstance(decoder, nn.Module):
+            raise TypeError(f"decoder must be an nn.Module, got {type(decoder).__name__}")
         if self.arch == "conv":
             self.encoder = ConvEncoder(self.image_shape, self.hidden, hidden=self.hidden)
-            self.decoder = ConvDecoder(self.image_shape, decoder_in, hidden=self.hidden)
+            self.decoder = (
+                decoder if decoder is not None else ConvDecoder(self.image_shape, decoder_in, hidden=self.hidden)
+            )
         else:
             self.encoder = MLPEncoder(self.image_shape, self.hidden, hidden=(self.hidden,))
-            self.decoder = MLPDecoder(self.image_shape, decoder_in, hidden=(self.hidden, self.hidden))
+            self.decoder = (
+                decoder
+                if decoder is not None
+                else MLPDecoder(self.image_shape, decoder_in, hidden=(self.hidden, self.hidden))
+            )
         # the image features (after a ReLU) and the condition -> location and raw scale of q(z | x, c)
         self.posterior_head = mlp((self.hidden + self.condition_dim, self.hidden, 2 * self.latent_dim))
 
@@ -95,6 +106,8 @@ class ConditionalVAE(nn.Module):
             "arch": self.arch,
             "hidden": self.hidden,
         }
+        if type(self.decoder) not in (ConvDecoder, MLPDecoder):  # a decoder of one's own
+            config["decoder"] = type(self.decoder).__name__
         if self.likelihood == "gaussian":
             config["obs_scale"] = self.obs_scale
         return config
