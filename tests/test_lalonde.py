@@ -76,13 +76,12 @@ def test_the_example_pipeline_on_a_subsample(example):
     assert scm.adjustment_set("treat", "re78") == set(example.COVARIATES)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(reason="probrep.causal: fit(method='map') finds no valid initial point for this SCM (reported "
-                   "with issue 17); NUTS on the full sample needs minutes", strict=False)  # fmt: skip
 def test_the_fitted_effect_is_least_squares_on_a_subsample(example):
     data = example.observational_data(cps_rows=400, seed=0)
-    result = example.observational_effect(data, method="map", steps=1500, seed=0)
+    result = example.observational_effect(data, method="map", steps=3000, seed=0)
     # MAP under Normal(0, 10) priors on ~600 rows is least squares of re78 on [1, treat, covariates]
     design = np.column_stack([np.ones_like(data["treat"]), data["treat"], *(data[c] for c in example.COVARIATES)])
     ols = np.linalg.lstsq(design, data["re78"], rcond=None)[0][1] * example.DOLLARS
-    assert abs(result["estimate"] - ols) < 100, (result["estimate"], ols)
+    # tau is the effect at each draw (the outcome is additive in treat); `estimate` adds the sampling error of
+    # effect()'s 200 rows per arm (s_re78 ~ $7,000: about $700)
+    assert abs(result["tau_posterior_mean"] - ols) < 100, (result["tau_posterior_mean"], ols)
