@@ -1,9 +1,12 @@
 """Judge the deep SCM of dSprites: do its counterfactual images show the intervened factor and keep the others?
 
     python benchmarks/deep_scm_dsprites.py [--steps 2500] [--run runs/deep_scm/placed] [--n-test 1000]
+    python benchmarks/deep_scm_dsprites.py --decoder generic --run runs/deep_scm/main \
+        --results benchmarks/results/deep_scm_dsprites_generic.json    # the VAE family's decoder, for comparison
 
 1. Train (or resume, or reuse when finished) the deep SCM's image mechanism (probrep.experiments.deep_scm_training).
-2. Train a factor classifier on rendered dSprites (the whole grid, uniformly; cached next to the run).
+2. Train a factor classifier on rendered dSprites (the whole grid, uniformly; cached next to the run): position
+   from the whole image, shape, scale and orientation from a 32x32 crop around the foreground's centroid.
 3. On held-out images (factor combinations the mechanism never saw), for each intervention, draw a new value
    (different from the observed one) per image, ask the SCM for the counterfactual, binarise the mean image at 0.5
    (the classifier saw {0, 1} renders) and classify it.
@@ -115,14 +118,16 @@ def classifier_loss(net: FactorClassifier, x: torch.Tensor, cls: torch.Tensor) -
     return loss + (err * mask).sum(1).mean()
 
 
-def train_classifier(path: Path, steps: int, seed: int) -> FactorClassifier:
+def train_classifier(path: Path, steps: int, seed: int) -> tuple[FactorClassifier, float]:
+    """The judge, trained on uniformly drawn renders of the whole grid (or loaded from ``path`` when it was trained
+    there with the same steps, seed and version); also the seconds its training took."""
     ds = sprites()
     net = FactorClassifier()
     if path.is_file():
         state = checkpoint.load(path)
         if (state.get("steps"), state.get("seed"), state.get("version")) == (steps, seed, CLASSIFIER_VERSION):
             net.load_state_dict(state["module"])
-            return net.eval()
+            return net.eval(), float(state.get("seconds", float("nan")))
     with forked(seed):
         net = FactorClassifier()
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -138,8 +143,16 @@ def train_classifier(path: Path, steps: int, seed: int) -> FactorClassifier:
             opt.step()
             if step % 250 == 0 or step == steps - 1:
                 logger.info("classifier step %d loss %.3f (%.0f s)", step, loss.item(), time.perf_counter() - start)
-    checkpoint.save({"module": net.state_dict(), "steps": steps, "seed": seed, "version": CLASSIFIER_VERSION}, path)
-    return net.eval()
+    seconds = time.perf_counter() - start
+    state = {
+        "module": net.state_dict(),
+        "steps": steps,
+        "seed": seed,
+        "version": CLASSIFIER_VERSION,
+        "seconds": seconds,
+    }
+    checkpoint.save(state, path)
+    return net.eval(), seconds
 
 
 @torch.no_grad()
@@ -201,9 +214,9 @@ def main() -> None:
     run = train_deep_scm(args.run, steps=args.steps, lr=args.lr, latent_dim=args.latent_dim, beta=args.beta,
                          decoder=args.decoder, seed=args.seed, device="cpu", resume=True, progress=False)  # fmt: skip
     deep = load_deep_scm(args.run)
-    start = time.perf_counter()
-    net = train_classifier(Path(args.run).parent / "classifier.pt", args.classifier_steps, args.seed)
-    classifier_seconds = time.perf_counter() - start
+    net, classifier_seconds = train_classifier(
+        Path(args.run).parent / "classifier.pt", args.classifier_steps, args.seed
+    )
 
     observed = draw_factors(args.n_test, args.seed + 100, held_out=True)
     x = _render(observed)
@@ -255,6 +268,7 @@ def main() -> None:
         **results,
         "machine": cpu_name(),
         "torch_threads": args.threads,
+        "timing_note": "train_seconds of both networks on a 2-core machine shared with other jobs (load ~9)",
     }
     write_json(summary, args.results)
     print(json.dumps(summary["interventions"], indent=1))

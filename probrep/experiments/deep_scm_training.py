@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from probrep._checks import one_of
 from probrep.data.sprites import FACTOR_SIZES, DSprites
 from probrep.data.sprites_scm import classes_from_samples, dsprites_scm
+from probrep.device import resolve_device
 from probrep.experiments.deep_scm import CONDITION_DIM, FACTOR_NODES, DeepSCM, PlacedSpriteDecoder, factor_features
 from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.inference import svi
@@ -129,8 +130,14 @@ def train_deep_scm(
     """Fit the deep SCM's image mechanism and leave ``checkpoints/``, ``loss.png``, ``reconstructions.png``,
     ``counterfactuals.png`` (one held-out image per column: the data, its reconstruction, then do(shape) for
     each shape) and ``summary.json`` in ``out``; the held-out negative ELBO is measured on ``n_eval`` images.
-    ``resume=True`` continues from the last checkpoint; ``figures=False`` leaves out the two image grids."""
+    ``resume=True`` continues from the last checkpoint (a finished run is returned as it is); ``figures=False``
+    leaves out the two image grids."""
     run = RunFolder(out, resume, overwrite)
+    if resume and run.resumed_step() >= steps and (run.out / "summary.json").is_file():
+        # a finished run: leave its summary (training time, losses) and figures as they are
+        summary = json.loads((run.out / "summary.json").read_text())
+        return RunOutputs(out=run.out, files={"summary": run.out / "summary.json"}, summary=summary,
+                          model=load_deep_scm(run.out, device=resolve_device(device)))  # fmt: skip
     with forked(seed):
         cvae = build_cvae(latent_dim, beta, hidden, arch, decoder)
     data = FactorImages(draw_factors(n_train, seed, held_out=False))
