@@ -225,7 +225,8 @@ def command_report(args) -> None:
             traversal_figure(name, top["seed"], args.steps, top["final"], RESULTS / f"traversals_{name}.png")
     curve_plot(runs, RESULTS / "scores_against_steps.png")
     report = {
-        "machine": f"{cpu_name()}, {args.threads} torch thread(s) per run, two runs at a time on 2 cores",
+        "machine": f"{cpu_name()}, 2 cores, 1 torch thread per run; the first seeds ran two at a time, the second "
+        "seeds one at a time beside other jobs (GQN and causal benchmarks)",
         "recipe": {
             "steps": args.steps,
             "batch_size": 64,
