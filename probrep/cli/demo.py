@@ -53,7 +53,10 @@ def print_report(report: dict[str, Any]) -> None:
     label = f"beta-VAE fresh, {fresh['training']['steps']} steps"
     print(f"{label:28s}" + "".join(f"{fresh['measured_now'][c]:20.3f}" for c in COLUMNS))
     if report["shipped"]:
-        print("\nFrom the disentanglement study (mean ± sd over its seeds; benchmarks/results/disentanglement_study):")
+        print(
+            "\nFrom the disentanglement study, as the shipped manifest recorded it at export (mean ± sd over the "
+            "seeds run by then; the study's latest table: benchmarks/results/disentanglement_study/table.md):"
+        )
         print(f"{'model':28s}" + "".join(f"{c:>20s}" for c in STUDY_COLUMNS))
         for name, entry in report["shipped"].items():
             print(f"{name:28s}" + "".join(f"{_study(entry['study_over_seeds'], c):>20s}" for c in STUDY_COLUMNS))
