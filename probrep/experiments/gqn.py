@@ -24,7 +24,7 @@ from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms, RoomsBatch
 from probrep.data.rooms.visibility import visible_from
 from probrep.device import resolve_device
-from probrep.experiments.gqn_scores import scene_scores
+from probrep.experiments.gqn_scores import context_and_query, scene_scores
 from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.inference import svi
 from probrep.io.figures import image_grid
@@ -286,11 +286,8 @@ def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path
     samples, the per-pixel standard deviation across 16 samples (white = 0.25 or more) and the pixels the context
     camera cannot see (white)."""
     n = min(scenes, len(test_rooms))
-    images = test_rooms.images[:n].float()
-    images = images / 255.0 if test_rooms.images.dtype == torch.uint8 else images
     dev = next(model.parameters()).device
-    ctx, ctx_v = images[:, :1].to(dev), test_rooms.viewpoints[:n, :1].to(dev)
-    q, q_v = images[:, -1].to(dev), test_rooms.viewpoints[:n, -1].to(dev)
+    ctx, ctx_v, q_v, q = (t.to(dev) for t in context_and_query(test_rooms, slice(0, n), 1))
     draws = model.sample(ctx, ctx_v, q_v, num_samples=16)
     spread = (draws.std(dim=0).mean(dim=1, keepdim=True) / 0.25).clamp(0, 1).expand(-1, 3, -1, -1)
     yaw, pitch = test_rooms.camera_yaw[:n], test_rooms.camera_pitch[:n]

@@ -29,7 +29,9 @@ from probrep.models.gqn.model import GQN
 from probrep.training.rng import forked
 
 
-def _views(batch: RoomsBatch, rows: slice, k: int) -> tuple[torch.Tensor, ...]:
+def context_and_query(batch: RoomsBatch, rows: slice, k: int) -> tuple[torch.Tensor, ...]:
+    """The scenes ``rows`` of ``batch`` as ``(context [B, k, ...], context viewpoints, query viewpoint, query)``:
+    the first ``k`` views as context, the last view as the query (float pixels in [0, 1])."""
     images = batch.images[rows]
     if images.dtype == torch.uint8:
         images = images.float().div_(255.0)
@@ -86,7 +88,7 @@ def scene_scores(
         with forked(seed, device), pyro.poutine.block():
             for lo in range(0, len(test), batch_size):
                 rows = slice(lo, min(lo + batch_size, len(test)))
-                ctx, ctx_v, q_v, q = (t.to(device) for t in _views(test, rows, num_context))
+                ctx, ctx_v, q_v, q = (t.to(device) for t in context_and_query(test, rows, num_context))
                 total["kl"] += float(kl_per_image(model, ctx, ctx_v, q_v, q).sum())
                 empty = empty_room(rooms, test.factors[rows], yaw[rows, -1:], pitch[rows, -1:], device)[:, 0]
                 truth_fg = foreground(q, empty, threshold)
