@@ -206,6 +206,48 @@ def curve_plot(runs: dict, path) -> None:
     save_figure(fig, path)
 
 
+def long_runs() -> dict:
+    """Each long run's curve: its base run's scores up to STEPS, then its own (MIG, DCI, FactorVAE score, ...)."""
+    out = {}
+    for name in CONFIGS:
+        for seed in range(5):
+            own = read_scores(name + LONG_SUFFIX, seed)
+            if not own:
+                continue
+            scores = {**read_scores(name, seed), **own}
+            out[f"{name}{LONG_SUFFIX}-seed{seed}"] = {
+                "model": name, "seed": seed,
+                "curve": {int(k): {m: v.get(m) for m in ("mig", "dci_disentanglement", "factor_vae",
+                                                          "reconstruction_nats", "active_latents")}
+                          for k, v in sorted(scores.items(), key=lambda kv: int(kv[0]))},
+            }  # fmt: skip
+    return out
+
+
+def long_run_plot(runs: dict, path) -> None:
+    """One panel per score, one line per long run: the trend the targets ask for when the budget falls short."""
+    from probrep.io.figures import pyplot, save_figure
+
+    plt = pyplot()
+    panels = (("mig", "MIG", 0.2), ("factor_vae", "FactorVAE score", 0.7),
+              ("dci_disentanglement", "DCI disentanglement (LightGBM)", None),
+              ("reconstruction_nats", "reconstruction (nats/image)", None))  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(18, 4.2), layout="constrained")
+    for ax, (metric, label, target) in zip(axes, panels):
+        for key, run in runs.items():
+            steps = [s for s in sorted(run["curve"]) if run["curve"][s].get(metric) is not None]
+            ax.plot(steps, [run["curve"][s][metric] for s in steps], "-o", ms=3, label=key)
+        if target is not None:
+            ax.axhline(target, color="grey", ls="--", lw=1, label=f"issue 22 target {target}")
+        ax.set_xscale("log")
+        ax.set_xlabel("training step (batch 64, log scale)")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("the longest runs: scores against steps (the base run's up to 3,000 steps, then the continuation)")
+    save_figure(fig, path)
+
+
 def traversal_figure(name: str, seed: int, step: int, final: dict, path) -> None:
     model, _ = load_snapshot(name, seed, step)
     title = f"{name} (seed {seed}, step {step}): traversals -2.5..2.5, MIG {final['mig']:.2f}"
@@ -224,6 +266,13 @@ def command_report(args) -> None:
             best[name] = f"{name}-seed{top['seed']}"
             traversal_figure(name, top["seed"], args.steps, top["final"], RESULTS / f"traversals_{name}.png")
     curve_plot(runs, RESULTS / "scores_against_steps.png")
+    longs = long_runs()
+    if longs:
+        long_run_plot(longs, RESULTS / "long_run_scores_against_steps.png")
+        for run in longs.values():
+            last = max(run["curve"])
+            name = run["model"] + LONG_SUFFIX
+            traversal_figure(name, run["seed"], last, run["curve"][last], RESULTS / f"traversals_{name}.png")
     report = {
         "machine": f"{cpu_name()}, 2 cores, 1 torch thread per run; the first seeds ran two at a time, the second "
         "seeds one at a time beside other jobs (GQN and causal benchmarks)",
@@ -241,6 +290,7 @@ def command_report(args) -> None:
         "table": rows,
         "best_run_by_mig": best,
         "runs": runs,
+        "long_runs": longs,
         "locatello_2019_ranges": LOCATELLO_RANGES,
     }
     write_json(report, RESULTS / "study.json")
