@@ -110,3 +110,18 @@ def test_scene_scores_of_an_untrained_model_are_well_formed(rooms):
         scene_scores(model, rooms, test, num_context=4)
     with pytest.raises(ValueError, match="samples"):
         scene_scores(model, rooms, test, samples=1)
+
+
+def test_foreground_iou_is_one_for_the_truth_and_zero_for_the_empty_room_at_every_context_count(rooms):
+    torch.manual_seed(0)
+    model = GQN.small(sigma=0.1)
+    test = rooms.generate(6)
+    truth = test.images[:, -1].float() / (255.0 if test.images.dtype == torch.uint8 else 1.0)
+    model.predict = lambda ctx, ctx_v, q_v: truth  # an oracle, whatever the context
+    scores = scene_scores(model, rooms, test, num_context=2, samples=2, batch_size=6)
+    assert scores["foreground_iou"] == 1.0
+    assert scores["foreground_iou_by_context_views"] == {"1": 1.0, "2": 1.0, str(test.images.shape[1] - 1): 1.0}
+    empty = empty_room(rooms, test.factors, test.camera_yaw[:, -1:], test.camera_pitch[:, -1:], "cpu")[:, 0]
+    model.predict = lambda ctx, ctx_v, q_v: empty
+    scores = scene_scores(model, rooms, test, num_context=2, samples=2, batch_size=6)
+    assert set(scores["foreground_iou_by_context_views"].values()) == {0.0}

@@ -5,7 +5,8 @@
 - **Foreground IoU**: a pixel is foreground when it differs from the same view of the *empty* room (objects
   removed, walls, floor and light kept) by more than ``threshold`` in some channel. IoU of the foreground of the
   true query view and of the prediction, pooled over scenes: it is high only if the objects (and their shadows)
-  are drawn where they are.
+  are drawn where they are. Reported for ``num_context`` views (the headline) and for 1 and all but one view
+  (``foreground_iou_by_context_views``): how much the prediction gains from more of the room.
 - **Uncertainty ratio**: from a single context view, ``samples`` renderings of the query view; the per-pixel
   variance across them (mean over channels), averaged over the query pixels the context camera cannot see,
   divided by its average over the pixels it sees (:func:`probrep.data.rooms.visibility.visible_from`; sky pixels
@@ -83,18 +84,21 @@ def scene_scores(
     model.eval()
     device = next(model.parameters()).device
     yaw, pitch = test.camera_yaw, test.camera_pitch
-    total = {"kl": 0.0, "inter": 0, "union": 0, "var_seen": 0.0, "n_seen": 0, "var_unseen": 0.0, "n_unseen": 0}
+    total = {"kl": 0.0, "var_seen": 0.0, "n_seen": 0, "var_unseen": 0.0, "n_unseen": 0}
+    counts = sorted({1, num_context, views - 1})
+    overlap = {k: [0, 0] for k in counts}  # k -> [intersection, union] of the foregrounds
     try:
         with forked(seed, device), pyro.poutine.block():
             for lo in range(0, len(test), batch_size):
                 rows = slice(lo, min(lo + batch_size, len(test)))
-                ctx, ctx_v, q_v, q = (t.to(device) for t in context_and_query(test, rows, num_context))
-                total["kl"] += float(kl_per_image(model, ctx, ctx_v, q_v, q).sum())
+                ctx, ctx_v, q_v, q = (t.to(device) for t in context_and_query(test, rows, views - 1))
+                total["kl"] += float(kl_per_image(model, ctx[:, :num_context], ctx_v[:, :num_context], q_v, q).sum())
                 empty = empty_room(rooms, test.factors[rows], yaw[rows, -1:], pitch[rows, -1:], device)[:, 0]
                 truth_fg = foreground(q, empty, threshold)
-                pred_fg = foreground(model.predict(ctx, ctx_v, q_v), empty, threshold)
-                total["inter"] += int((truth_fg & pred_fg).sum())
-                total["union"] += int((truth_fg | pred_fg).sum())
+                for k in counts:
+                    pred_fg = foreground(model.predict(ctx[:, :k], ctx_v[:, :k], q_v), empty, threshold)
+                    overlap[k][0] += int((truth_fg & pred_fg).sum())
+                    overlap[k][1] += int((truth_fg | pred_fg).sum())
 
                 draws = model.sample(ctx[:, :1], ctx_v[:, :1], q_v, num_samples=samples)  # [S, B, C, H, W]
                 variance = draws.var(dim=0).mean(dim=1)  # [B, H, W]
@@ -112,7 +116,8 @@ def scene_scores(
     unseen_var = total["var_unseen"] / max(1, total["n_unseen"])
     return {
         "kl_per_image": total["kl"] / len(test),
-        "foreground_iou": total["inter"] / max(1, total["union"]),
+        "foreground_iou": overlap[num_context][0] / max(1, overlap[num_context][1]),
+        "foreground_iou_by_context_views": {str(k): inter / max(1, union) for k, (inter, union) in overlap.items()},
         "foreground_threshold": threshold,
         "iou_context_views": num_context,
         "sample_variance_seen": seen_var,
