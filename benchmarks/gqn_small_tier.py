@@ -9,7 +9,9 @@ images (target: at most a quarter of it), the KL per image, the foreground IoU a
     nice -n 10 python benchmarks/gqn_small_tier.py [--steps 4000] [--threads 1] [--device cpu]
 
 Writes benchmarks/results/gqn_small_tier.json and the figures (predictions, samples, loss curve) into
-benchmarks/results/gqn_small_tier/; checkpoints go to --out (resumable with --resume).
+benchmarks/results/gqn_small_tier/ (``--name`` renames both); checkpoints go to --out (resumable with --resume).
+``--rescore`` recomputes only the scene scores of a finished run (its last checkpoint in --out) with the scoring
+code on disk and updates them in its results JSON, keeping the training record.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from pathlib import Path
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
-from probrep.experiments.gqn import train_gqn
+from probrep.data.rooms.raycast import Lighting
+from probrep.data.rooms.scene import Rooms
+from probrep.experiments.gqn import TEST_START, build_gqn, train_gqn
+from probrep.experiments.gqn_scores import scene_scores
+from probrep.training import checkpoint as ckpt
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,6 +44,27 @@ def _setting(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def rescore(args) -> None:
+    """Scene scores of the finished run in ``args.out``, written into ``results/<name>.json`` in place."""
+    path = RESULTS / f"{args.name}.json"
+    result = json.loads(path.read_text())
+    last = ckpt.latest(Path(args.out) / "checkpoints")
+    if last is None or ckpt.load(last)["step"] != result["steps"]:
+        raise SystemExit(f"{args.out} holds no checkpoint at the recorded step {result['steps']} of {path}")
+    model = build_gqn("small", **result.get("model_options", {}))
+    model.load_state_dict(ckpt.load(last)["module"])
+    settings = dict(result["rooms"])
+    settings["lighting"] = Lighting(**settings["lighting"])
+    rooms = Rooms(**settings)
+    test = rooms.generate(result["test_scenes"], start=TEST_START)
+    result["test_scenes_scores"] = scene_scores(
+        model, rooms, test, num_context=min(3, result["num_views"] - 1), seed=result["seed"]
+    )
+    result["test_scenes_scores_rescored"] = {"checkpoint": str(last), "machine": f"{cpu_name()}"}
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["test_scenes_scores"], indent=2))
 
 
 def main() -> None:
@@ -63,9 +90,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/gqn_small_tier")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--rescore", action="store_true", help="re-score the finished run in --out, no training")
+    parser.add_argument(
+        "--name", default="gqn_small_tier", help="results/<name>.json and results/<name>/ (keep variants apart)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
+    if args.rescore:
+        rescore(args)
+        return
     run = train_gqn(
         args.out,
         tier="small",
@@ -82,7 +116,7 @@ def main() -> None:
         resume=args.resume,
         progress=False,
     )
-    figures = RESULTS / "gqn_small_tier"
+    figures = RESULTS / args.name
     figures.mkdir(parents=True, exist_ok=True)
     for name in ("predictions", "samples", "loss_curve"):
         shutil.copyfile(run.files[name], figures / run.files[name].name)
@@ -91,7 +125,7 @@ def main() -> None:
         "torch": torch.__version__,
         **run.summary,
     }
-    (RESULTS / "gqn_small_tier.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     s = run.summary
     sc = s["test_scenes_scores"]
     print(
@@ -103,7 +137,8 @@ def main() -> None:
         f"  novel-view MSE {s['test']['mse']:.5f} vs context-mean {s['test']['baseline_mse']:.5f} "
         f"(ratio {s['test']['mse_ratio']:.3f})\n"
         f"  KL {sc['kl_per_image']:.1f} nats/image, foreground IoU {sc['foreground_iou']:.3f}, "
-        f"sample variance unseen/seen {sc['uncertainty_ratio']:.2f}"
+        f"sample variance unseen/seen {sc['uncertainty_ratio']:.2f}\n"
+        f"  foreground IoU by context views: {sc['foreground_iou_by_context_views']}"
     )
 
 
