@@ -197,8 +197,8 @@ class GQN(nn.Module):
     @classmethod
     def small(cls, **overrides: Any) -> GQN:
         """The small tier for 32x32 rooms that trains on a laptop CPU: narrow networks, 4 DRAW steps, grid
-        coordinates in the generator's conditioning (they lowered the novel-view MSE at 1,500 steps from 0.50x to
-        0.47x the context-mean baseline than the same recipe without them)."""
+        coordinates in the generator's conditioning (in a 1,500-step probe the novel-view MSE was 0.47x the
+        context-mean baseline's with them and 0.50x without)."""
         config: dict[str, Any] = {
             "image_size": 32,
             "representation": "tower",
