@@ -275,8 +275,8 @@ def command_report(args) -> None:
             traversal_figure(name, run["seed"], last, run["curve"][last], RESULTS / f"traversals_{name}.png")
     report = {
         "machine": f"{cpu_name()}, 2 cores, 1 torch thread per run; the first seeds ran two at a time, the second "
-        "seeds one at a time beside other jobs (GQN and causal benchmarks), the third seeds (VAE, beta-TCVAE) two at "
-        "a time beside a test-suite run",
+        "seeds one at a time beside other jobs (GQN and causal benchmarks), the third seeds (VAE, beta-TCVAE, "
+        "DIP-VAE-I) two at a time beside a test-suite run",
         "recipe": {
             "steps": args.steps,
             "batch_size": 64,
