@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
-from probrep.data.rooms.raycast import Lighting
 from probrep.data.rooms.scene import Rooms
 from probrep.experiments.gqn import TEST_START, build_gqn, train_gqn
 from probrep.experiments.gqn_scores import scene_scores
@@ -55,9 +54,7 @@ def rescore(args) -> None:
         raise SystemExit(f"{args.out} holds no checkpoint at the recorded step {result['steps']} of {path}")
     model = build_gqn("small", **result.get("model_options", {}))
     model.load_state_dict(ckpt.load(last)["module"])
-    settings = dict(result["rooms"])
-    settings["lighting"] = Lighting(**settings["lighting"])
-    rooms = Rooms(**settings)
+    rooms = Rooms.from_config(result["rooms"])
     test = rooms.generate(result["test_scenes"], start=TEST_START)
     result["test_scenes_scores"] = scene_scores(
         model, rooms, test, num_context=min(3, result["num_views"] - 1), seed=result["seed"]

@@ -421,8 +421,21 @@ class Rooms:
             "room_half_size": self.room_half_size,
             "wall_height": self.wall_height,
             "spread": self.spread,
-            "lighting": {"direction": list(self.lighting.direction), "ambient": self.lighting.ambient},
+            "lighting": {
+                "direction": list(self.lighting.direction),
+                "ambient": self.lighting.ambient,
+                "sky": list(self.lighting.sky),
+            },
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Rooms:
+        """The generator that :meth:`config` describes (a cache's settings, or a GQN run summary's ``rooms``)."""
+        settings = dict(config)
+        light = settings.pop("lighting", None)
+        if light is not None:
+            settings["lighting"] = Lighting(**{k: tuple(v) if isinstance(v, list) else v for k, v in light.items()})
+        return cls(**settings)
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
