@@ -52,7 +52,7 @@ def rescore(args) -> None:
     last = ckpt.latest(Path(args.out) / "checkpoints")
     if last is None or ckpt.load(last)["step"] != result["steps"]:
         raise SystemExit(f"{args.out} holds no checkpoint at the recorded step {result['steps']} of {path}")
-    model = build_gqn("small", **result.get("model_options", {}))
+    model = build_gqn(result["tier"], **result.get("model_options", {}))
     model.load_state_dict(ckpt.load(last)["module"])
     rooms = Rooms.from_config(result["rooms"])
     test = rooms.generate(result["test_scenes"], start=TEST_START)
@@ -66,11 +66,13 @@ def rescore(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tier", choices=("small", "one_object"), default="small", help="the CPU tier to train")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-scenes", type=int, default=8000)
     parser.add_argument("--test-scenes", type=int, default=512)
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--sigma-end", type=float, default=None, help="end of the pixel-sigma annealing (tier default)")
     parser.add_argument("--lr-end", type=float, default=None, help="end of the learning-rate annealing (tier default)")
     parser.add_argument(
         "--anneal-steps", type=int, default=None, help="sigma and learning-rate annealing (default: --steps)"
@@ -99,7 +101,7 @@ def main() -> None:
         return
     run = train_gqn(
         args.out,
-        tier="small",
+        tier=args.tier,
         steps=args.steps,
         batch_size=args.batch_size,
         train_scenes=args.train_scenes,
@@ -107,6 +109,7 @@ def main() -> None:
         eval_every=args.eval_every,
         anneal_steps=args.anneal_steps,
         lr_end=args.lr_end,
+        sigma_end=args.sigma_end,
         model_options=dict(_setting(text) for text in args.model),
         device=args.device,
         seed=args.seed,
@@ -126,7 +129,7 @@ def main() -> None:
     s = run.summary
     sc = s["test_scenes_scores"]
     print(
-        f"small tier, {s['steps']} steps of {s['batch_size']} on {s['device']}: "
+        f"{s['tier']} tier, {s['steps']} steps of {s['batch_size']} on {s['device']}: "
         f"{s['train_seconds']:.0f} s wall, {s['train_cpu_seconds']:.0f} s CPU\n"
         f"  test negative ELBO {s['test_before_training']['negative_elbo_per_image']:.1f} -> "
         f"{s['test']['negative_elbo_per_image']:.1f} nats/image "

@@ -241,3 +241,18 @@ def test_coordinates_are_two_grid_channels_after_viewpoint_and_representation():
     assert torch.all(rows[:, 1:] == rows[:, :1]) and torch.all(cols[1:] == cols[:1])
     torch.testing.assert_close(condition[1, -2:], condition[0, -2:])
     assert math.isfinite(float(svi.make_elbo(None, model).loss(model.model, model.guide, ctx, ctx_v, q_v, q)))
+
+
+def test_one_object_tier_trains_on_rooms_with_one_object_and_fixed_walls(tmp_path):
+    run = train_gqn(
+        tmp_path / "run", tier="one_object", steps=2, batch_size=4, train_scenes=8, test_scenes=4, device="cpu",
+        progress=False,
+    )  # fmt: skip
+    summary = run.summary
+    assert summary["tier"] == "one_object" and summary["image_size"] == 32
+    rooms = Rooms.from_config(summary["rooms"])
+    assert (rooms.min_objects, rooms.max_objects) == (1, 1)
+    assert rooms.wall_colours == ("sand",) and rooms.floor_colours == ("grey",)
+    f, _, _ = rooms.scenes(range(50))
+    assert (f.num_objects == 1).all() and len(set(f.wall_colour.tolist())) == len(set(f.floor_colour.tolist())) == 1
+    assert 0.0 <= summary["test_scenes_scores"]["foreground_iou"] <= 1.0

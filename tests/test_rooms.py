@@ -14,6 +14,7 @@ import torch
 from probrep.data.rooms.dataset import GQNDataset, load_rooms, save_rooms
 from probrep.data.rooms.raycast import FLOOR, SHAPES, SKY, WALL, Lighting, intersect_objects
 from probrep.data.rooms.scene import FLOOR_COLOURS, OBJECT_COLOURS, WALL_COLOURS, Rooms, SceneFactors
+from probrep.data.rooms.visibility import empty_room
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -232,6 +233,27 @@ def test_gqn_batches_split_scenes_into_context_and_query(rooms):
     assert all(torch.allclose(x, y) for x, y in zip(on_the_fly, (ctx, ctx_v, q_v, q)))
 
 
+def test_room_palettes_fix_the_walls_and_floor():
+    rooms = Rooms(image_size=8, num_views=2, wall_colours=("steel",), floor_colours=("wood", "moss"), seed=5)
+    f, _, _ = rooms.scenes(range(60))
+    assert set(f.wall_colour.tolist()) == {list(WALL_COLOURS).index("steel")}
+    assert set(f.floor_colour.tolist()) == {list(FLOOR_COLOURS).index("wood"), list(FLOOR_COLOURS).index("moss")}
+    # empty rooms with the same wall and floor seen from the same camera are the same picture
+    same = np.nonzero(f.floor_colour == f.floor_colour[0])[0][:2]
+    yaw, pitch = np.full((2, 1), 0.7, np.float32), np.full((2, 1), rooms.base_pitch, np.float32)
+    pictures = empty_room(rooms, f[same], yaw, pitch)
+    torch.testing.assert_close(pictures[0], pictures[1], rtol=0, atol=0)
+    # the default draws every colour, as before the palettes existed
+    g, _, _ = Rooms(image_size=8).scenes(range(200))
+    assert set(g.wall_colour.tolist()) == set(range(len(WALL_COLOURS)))
+    assert set(g.floor_colour.tolist()) == set(range(len(FLOOR_COLOURS)))
+    for arg in ("wall_colours", "floor_colours"):
+        with pytest.raises(ValueError, match=arg):
+            Rooms(**{arg: ("chartreuse",)})
+        with pytest.raises(ValueError, match=arg):
+            Rooms(**{arg: ()})
+
+
 def test_bad_arguments_are_named(rooms):
     with pytest.raises(ValueError, match="shapes"):
         Rooms(shapes=("torus",))
@@ -263,6 +285,7 @@ def test_renders_the_same_pixels_on_cuda(rooms):
 def test_from_config_rebuilds_a_generator_that_renders_the_same_pixels():
     rooms = Rooms(
         image_size=8, num_views=2, max_objects=2, colours=("red", "blue"), seed=3, size_range=(0.35, 0.5),
+        wall_colours=("lilac",), floor_colours=("moss", "grey"),
         lighting=Lighting(direction=(0.2, 1.0, -0.4), ambient=0.3, sky=(0.1, 0.2, 0.3)),
     )  # fmt: skip
     config = json.loads(json.dumps(rooms.config()))  # as a cache or a run summary holds it

@@ -163,6 +163,8 @@ class Rooms:
         min_objects / max_objects: the number of objects is uniform on this range (1..3).
         shapes: the shapes objects are drawn from (subset of ``SHAPES``; ``"cone"`` is optional).
         colours: the object colours drawn from (names of :data:`OBJECT_COLOURS`; default all 7).
+        wall_colours / floor_colours: the room colours drawn from (names of :data:`WALL_COLOURS` /
+            :data:`FLOOR_COLOURS`; default all; one name fixes the room's look).
         shadows: cast shadow rays towards the light.
         supersample: render ``supersample^2`` rays per pixel and average them (anti-aliasing).
         seed: scene ``i`` comes from ``default_rng([seed, i])``.
@@ -183,6 +185,8 @@ class Rooms:
         max_objects: int = 3,
         shapes: Sequence[str] = ("sphere", "box", "cylinder"),
         colours: Sequence[str] | None = None,
+        wall_colours: Sequence[str] | None = None,
+        floor_colours: Sequence[str] | None = None,
         shadows: bool = True,
         supersample: int = 1,
         seed: int = 0,
@@ -205,9 +209,9 @@ class Rooms:
         unknown = [s for s in shapes if s not in SHAPES]
         if unknown or not shapes:
             raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {list(shapes)}")
-        colours = list(OBJECT_COLOURS) if colours is None else list(colours)
-        if not colours or [c for c in colours if c not in OBJECT_COLOURS] or len(set(colours)) < len(colours):
-            raise ValueError(f"colours must be distinct names from {list(OBJECT_COLOURS)}, got {colours}")
+        colours = _palette(colours, OBJECT_COLOURS, "colours")
+        wall_colours = _palette(wall_colours, WALL_COLOURS, "wall_colours")
+        floor_colours = _palette(floor_colours, FLOOR_COLOURS, "floor_colours")
         supersample, seed = _checks.integer(supersample, "supersample"), _checks.seed(seed)
         lo, hi = size_range
         if not 0 < lo <= hi:
@@ -222,6 +226,7 @@ class Rooms:
         self.min_objects, self.max_objects = min_objects, max_objects
         self.shapes = tuple(shapes)
         self.colours = tuple(colours)
+        self.wall_colours, self.floor_colours = tuple(wall_colours), tuple(floor_colours)
         self.shadows, self.supersample, self.seed = bool(shadows), supersample, seed
         self.size_range = (float(lo), float(hi))
         self.fov, self.camera_radius, self.camera_height = float(fov), float(camera_radius), float(camera_height)
@@ -265,9 +270,9 @@ class Rooms:
             out.size[row, k] = size
             out.position[row, k] = (x, z)
             out.yaw[row, k] = rng.uniform(0, 2 * math.pi)
-            out.colour[row, k] = list(OBJECT_COLOURS).index(self.colours[int(rng.integers(len(self.colours)))])
-        out.wall_colour[row] = int(rng.integers(len(WALL_COLOURS)))
-        out.floor_colour[row] = int(rng.integers(len(FLOOR_COLOURS)))
+            out.colour[row, k] = _pick(rng, self.colours, OBJECT_COLOURS)
+        out.wall_colour[row] = _pick(rng, self.wall_colours, WALL_COLOURS)
+        out.floor_colour[row] = _pick(rng, self.floor_colours, FLOOR_COLOURS)
 
     def _draw_cameras(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         yaw = rng.uniform(0, 2 * math.pi, self.num_views)
@@ -409,6 +414,8 @@ class Rooms:
             "max_objects": self.max_objects,
             "shapes": list(self.shapes),
             "colours": list(self.colours),
+            "wall_colours": list(self.wall_colours),
+            "floor_colours": list(self.floor_colours),
             "shadows": self.shadows,
             "supersample": self.supersample,
             "seed": self.seed,
@@ -436,6 +443,19 @@ class Rooms:
         if light is not None:
             settings["lighting"] = Lighting(**{k: tuple(v) if isinstance(v, list) else v for k, v in light.items()})
         return cls(**settings)
+
+
+def _palette(names: Sequence[str] | None, table: dict[str, Any], arg: str) -> list[str]:
+    """The colour names ``names`` (all of ``table`` when None), checked: distinct, known, at least one."""
+    names = list(table) if names is None else list(names)
+    if not names or [c for c in names if c not in table] or len(set(names)) < len(names):
+        raise ValueError(f"{arg} must be distinct names from {list(table)}, got {names}")
+    return names
+
+
+def _pick(rng: np.random.Generator, names: Sequence[str], table: dict[str, Any]) -> int:
+    """The index in ``table`` of a name drawn uniformly from ``names``."""
+    return list(table).index(names[int(rng.integers(len(names)))])
 
 
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
