@@ -120,8 +120,16 @@ def test_foreground_iou_is_one_for_the_truth_and_zero_for_the_empty_room_at_ever
     model.predict = lambda ctx, ctx_v, q_v: truth  # an oracle, whatever the context
     scores = scene_scores(model, rooms, test, num_context=2, samples=2, batch_size=6)
     assert scores["foreground_iou"] == 1.0
+    assert scores["mse"]["prediction"] == 0.0 and scores["mse_ratio_to_context_mean"]["prediction"] == 0.0
     assert scores["foreground_iou_by_context_views"] == {"1": 1.0, "2": 1.0, str(test.images.shape[1] - 1): 1.0}
     empty = empty_room(rooms, test.factors, test.camera_yaw[:, -1:], test.camera_pitch[:, -1:], "cpu")[:, 0]
     model.predict = lambda ctx, ctx_v, q_v: empty
     scores = scene_scores(model, rooms, test, num_context=2, samples=2, batch_size=6)
     assert set(scores["foreground_iou_by_context_views"].values()) == {0.0}
+    # the empty room as the prediction scores exactly the empty-room reference; both by hand
+    by_hand = float(((empty - truth) ** 2).mean())
+    context_mean = float(((test.images[:, :2].float().mean(1) - truth) ** 2).mean())
+    assert scores["mse"]["prediction"] == pytest.approx(by_hand, rel=1e-5)
+    assert scores["mse"]["empty_room"] == pytest.approx(by_hand, rel=1e-5)
+    assert scores["mse"]["context_mean"] == pytest.approx(context_mean, rel=1e-5)
+    assert scores["mse_ratio_to_context_mean"]["empty_room"] == pytest.approx(by_hand / context_mean, rel=1e-5)

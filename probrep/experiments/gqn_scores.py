@@ -7,6 +7,9 @@
   true query view and of the prediction, pooled over scenes: it is high only if the objects (and their shadows)
   are drawn where they are. Reported for ``num_context`` views (the headline) and for 1 and all but one view
   (``foreground_iou_by_context_views``): how much the prediction gains from more of the room.
+- **MSE against two references** (``num_context`` views): the prediction's MSE, the context mean's and that of
+  the *empty room* (the exact picture of walls, floor and light without the objects). A model below the empty
+  room's MSE draws something of the objects; one above it does not even get the room right.
 - **Uncertainty ratio**: from a single context view, ``samples`` renderings of the query view; the per-pixel
   variance across them (mean over channels), averaged over the query pixels the context camera cannot see,
   divided by its average over the pixels it sees (:func:`probrep.data.rooms.visibility.visible_from`; sky pixels
@@ -85,6 +88,7 @@ def scene_scores(
     device = next(model.parameters()).device
     yaw, pitch = test.camera_yaw, test.camera_pitch
     total = {"kl": 0.0, "var_seen": 0.0, "n_seen": 0, "var_unseen": 0.0, "n_unseen": 0}
+    squared = {"prediction": 0.0, "context_mean": 0.0, "empty_room": 0.0}  # summed squared errors, num_context
     counts = sorted({1, num_context, views - 1})
     overlap = {k: [0, 0] for k in counts}  # k -> [intersection, union] of the foregrounds
     try:
@@ -96,9 +100,14 @@ def scene_scores(
                 empty = empty_room(rooms, test.factors[rows], yaw[rows, -1:], pitch[rows, -1:], device)[:, 0]
                 truth_fg = foreground(q, empty, threshold)
                 for k in counts:
-                    pred_fg = foreground(model.predict(ctx[:, :k], ctx_v[:, :k], q_v), empty, threshold)
+                    prediction = model.predict(ctx[:, :k], ctx_v[:, :k], q_v)
+                    pred_fg = foreground(prediction, empty, threshold)
                     overlap[k][0] += int((truth_fg & pred_fg).sum())
                     overlap[k][1] += int((truth_fg | pred_fg).sum())
+                    if k == num_context:
+                        squared["prediction"] += float(((prediction - q) ** 2).sum())
+                        squared["context_mean"] += float(((ctx[:, :k].mean(1) - q) ** 2).sum())
+                        squared["empty_room"] += float(((empty - q) ** 2).sum())
 
                 draws = model.sample(ctx[:, :1], ctx_v[:, :1], q_v, num_samples=samples)  # [S, B, C, H, W]
                 variance = draws.var(dim=0).mean(dim=1)  # [B, H, W]
@@ -112,6 +121,7 @@ def scene_scores(
                 total["n_unseen"] += int(unseen.sum())
     finally:
         model.train(was_training)
+    mse = {name: value / test.images[:, -1].numel() for name, value in squared.items()}
     seen_var = total["var_seen"] / max(1, total["n_seen"])
     unseen_var = total["var_unseen"] / max(1, total["n_unseen"])
     return {
@@ -120,6 +130,11 @@ def scene_scores(
         "foreground_iou_by_context_views": {str(k): inter / max(1, union) for k, (inter, union) in overlap.items()},
         "foreground_threshold": threshold,
         "iou_context_views": num_context,
+        "mse": mse,
+        "mse_ratio_to_context_mean": {
+            name: mse[name] / mse["context_mean"] if mse["context_mean"] > 0 else float("nan")
+            for name in ("prediction", "empty_room")
+        },
         "sample_variance_seen": seen_var,
         "sample_variance_unseen": unseen_var,
         "uncertainty_ratio": unseen_var / seen_var if seen_var > 0 else float("nan"),
