@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 
+from probrep import cli
 from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
 from probrep.experiments.gqn import train_gqn
@@ -244,11 +245,10 @@ def test_coordinates_are_two_grid_channels_after_viewpoint_and_representation():
 
 
 def test_one_object_tier_trains_on_rooms_with_one_object_and_fixed_walls(tmp_path):
-    run = train_gqn(
-        tmp_path / "run", tier="one_object", steps=2, batch_size=4, train_scenes=8, test_scenes=4, device="cpu",
-        progress=False,
-    )  # fmt: skip
-    summary = run.summary
+    args = ["train", "gqn", "--tier", "one_object", "--steps", "2", "--batch-size", "4", "--train-scenes", "8",
+            "--test-scenes", "4", "--device", "cpu", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert cli.main(args) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["tier"] == "one_object" and summary["image_size"] == 32
     rooms = Rooms.from_config(summary["rooms"])
     assert (rooms.min_objects, rooms.max_objects) == (1, 1)
