@@ -66,7 +66,9 @@ def rescore(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tier", choices=("small", "one_object"), default="small", help="the CPU tier to train")
+    parser.add_argument(
+        "--tier", choices=("small", "one_object", "four_walls"), default="small", help="the CPU tier to train"
+    )
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-scenes", type=int, default=8000)

@@ -16,7 +16,7 @@ from pyro.infer import TraceMeanField_ELBO
 from probrep import cli
 from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
-from probrep.experiments.gqn import train_gqn
+from probrep.experiments.gqn import TIERS, build_gqn, train_gqn
 from probrep.inference import svi
 from probrep.models.gqn.model import GQN, PyramidRepresentation, TowerRepresentation
 from probrep.training import checkpoint as ckpt
@@ -256,3 +256,11 @@ def test_one_object_tier_trains_on_rooms_with_one_object_and_fixed_walls(tmp_pat
     f, _, _ = rooms.scenes(range(50))
     assert (f.num_objects == 1).all() and len(set(f.wall_colour.tolist())) == len(set(f.floor_colour.tolist())) == 1
     assert 0.0 <= summary["test_scenes_scores"]["foreground_iou"] <= 1.0
+
+
+def test_four_walls_tier_paints_each_wall_apart_around_one_object():
+    rooms = Rooms(**TIERS["four_walls"]["rooms"], num_views=10, seed=0)
+    f, _, _ = rooms.scenes(range(50))
+    assert (f.num_objects == 1).all() and f.wall_colour.shape == (50, 4)
+    assert (f.wall_colour != f.wall_colour[:, :1]).any(axis=1).mean() > 0.9  # 1 - 5 / 5**4 of rooms by chance
+    assert build_gqn("four_walls").steps == GQN.small().steps  # the small tier's model

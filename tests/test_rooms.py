@@ -254,6 +254,37 @@ def test_room_palettes_fix_the_walls_and_floor():
             Rooms(**{arg: ()})
 
 
+@pytest.mark.parametrize("yaw, wall", [(0.0, 0), (math.pi / 2, 2), (math.pi, 1), (3 * math.pi / 2, 3)])
+def test_distinct_walls_show_each_wall_in_its_own_colour(yaw, wall):
+    """A camera on the ring at ``yaw`` faces the wall across the room (WALL_ORDER: +x, -x, +z, -z); in a room
+    whose four walls differ, that wall looks exactly as in a room painted all in its colour."""
+    rooms = Rooms(image_size=16, num_views=1)
+    names = ["terracotta", "sage", "steel", "lilac"]
+    four = SceneFactors.make([], [], [], [], wall=names)
+    one = SceneFactors.make([], [], [], [], wall=names[wall])
+    view = np.array([[yaw]], np.float32), np.array([[0.0]], np.float32)
+    image, ids = rooms.render(four, *view, return_ids=True)
+    expected = rooms.render(one, *view)
+    centre = (slice(None), slice(7, 11), slice(6, 10))
+    assert (ids[0, 0][centre[1:]] == WALL).all()
+    torch.testing.assert_close(image[0, 0][centre], expected[0, 0][centre], rtol=0, atol=0)
+    others = [SceneFactors.make([], [], [], [], wall=n) for i, n in enumerate(names) if i != wall]
+    assert all(not torch.equal(rooms.render(f, *view)[0, 0][centre], image[0, 0][centre]) for f in others)
+
+
+def test_distinct_walls_draw_four_colours_and_survive_the_cache(tmp_path):
+    rooms = Rooms(image_size=8, num_views=2, distinct_walls=True, wall_colours=("sage", "steel"), seed=2)
+    f, _, _ = rooms.scenes(range(40))
+    assert f.wall_colour.shape == (40, 4)
+    assert set(f.wall_colour.ravel().tolist()) == {list(WALL_COLOURS).index("sage"), list(WALL_COLOURS).index("steel")}
+    assert (f.wall_colour != f.wall_colour[:, :1]).any()  # the walls of a room do differ
+    cached = load_rooms(save_rooms(rooms, tmp_path / "walls.npz", 3, progress=False))
+    np.testing.assert_array_equal(cached.factors.wall_colour, rooms.scenes(range(3))[0].wall_colour)
+    assert Rooms.from_config(json.loads(json.dumps(rooms.config()))).distinct_walls
+    with pytest.raises(ValueError, match="one per wall"):
+        SceneFactors.make([], [], [], [], wall=["sage", "steel"])
+
+
 def test_bad_arguments_are_named(rooms):
     with pytest.raises(ValueError, match="shapes"):
         Rooms(shapes=("torus",))

@@ -5,8 +5,9 @@ that predicts the mean of the context images) in one folder.
 
 Tiers: ``"small"`` (32x32 rooms with 1-2 objects, :meth:`GQN.small`: narrow networks, 4 DRAW steps; trains on a
 laptop CPU), ``"one_object"`` (the small tier's model and recipe on 32x32 rooms with exactly one object and fixed
-sand walls and grey floor: the object is all there is to learn) and ``"paper"`` (64x64 rooms, the paper's widths
-and 12 DRAW steps; for GPUs).
+sand walls and grey floor: the object is all there is to learn), ``"four_walls"`` (the same with each wall in its
+own colour: one view cannot tell the walls it does not see, so the samples have something to disagree about) and
+``"paper"`` (64x64 rooms, the paper's widths and 12 DRAW steps; for GPUs).
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ TIERS: dict[str, dict[str, Any]] = {
         },
         "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (2.0, 0.25), "sigma_schedule": "exponential",
     },
+    "four_walls": {
+        "rooms": {
+            "image_size": 32, "min_objects": 1, "max_objects": 1, "colours": ("red", "green", "blue", "yellow"),
+            "distinct_walls": True, "floor_colours": ("grey",),
+        },
+        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (2.0, 0.25), "sigma_schedule": "exponential",
+    },
     "paper": {
         "rooms": {"image_size": 64}, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36, "sigma": (2.0, 0.7),
         "sigma_schedule": "linear",
@@ -61,7 +69,7 @@ TEST_START = 10_000_000
 
 def build_gqn(tier: str, **overrides: Any) -> GQN:
     """The GQN of a tier (``overrides`` replace its settings)."""
-    if tier in ("small", "one_object"):
+    if tier in ("small", "one_object", "four_walls"):
         return GQN.small(**overrides)
     if tier == "paper":
         return GQN(**overrides)

@@ -26,6 +26,8 @@ import torch
 SHAPES: tuple[str, ...] = ("sphere", "box", "cylinder", "cone")
 #: surface ids of the background in the id map; objects are 0 .. max_objects - 1
 SKY, FLOOR, WALL = -1, -2, -3
+#: the walls, in the order of per-wall colours: the planes x = +L, x = -L, z = +L, z = -L
+WALL_ORDER = ("+x", "-x", "+z", "-z")
 _EPS = 1e-4
 _INF = float("inf")
 
@@ -221,7 +223,8 @@ def render_rays(
     surface hit ``[I, P]`` (inf for the sky) of rays from ``origin`` along unit ``direction``.
 
     ``origin [I, 3]`` is each image's camera position; ``objects`` as for :func:`intersect_objects` plus
-    ``albedo [I, M, 3]``; ``wall_albedo`` and ``floor_albedo`` are ``[I, 3]``.
+    ``albedo [I, M, 3]``; ``floor_albedo`` is ``[I, 3]``, ``wall_albedo`` ``[I, 3]`` (one colour for the room) or
+    ``[I, 4, 3]`` (one per wall, in :data:`WALL_ORDER`).
     """
     dx, dy, dz = direction
     ox, oy, oz = (origin[:, c, None] for c in range(3))
@@ -240,7 +243,12 @@ def render_rays(
     nx = torch.where(floor, zero, torch.where(on_x, -torch.sign(sdx), zero))
     ny = torch.where(floor, one, zero)
     nz = torch.where(floor, zero, torch.where(on_x, zero, -torch.sign(sdz)))
-    albedo = [torch.where(floor, floor_albedo[:, c, None], wall_albedo[:, c, None]) for c in range(3)]
+    if wall_albedo.dim() == 3:  # one colour per wall, in WALL_ORDER: the wall this ray leaves the square through
+        which = torch.where(on_x, (sdx < 0).long(), 2 + (sdz < 0).long())  # [I, P]
+        walls = [wall_albedo[:, :, c].gather(1, which) for c in range(3)]
+    else:
+        walls = [wall_albedo[:, c, None].expand_as(dx) for c in range(3)]
+    albedo = [torch.where(floor, floor_albedo[:, c, None], walls[c]) for c in range(3)]
 
     t_obj, n_obj = intersect_objects((ox, oy, oz), direction, objects)
     assert n_obj is not None

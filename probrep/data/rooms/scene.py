@@ -1,7 +1,8 @@
 """Procedural 3-D rooms for the Generative Query Network, ray cast in torch on the CPU or a GPU.
 
 A square room (floor, four walls, sky above them) holds 1 to 3 objects (sphere, box, cylinder, optionally cone)
-of random size, position, yaw and colour (7 colours); the walls take one of 5 colours and the floor one of 3.
+of random size, position, yaw and colour (7 colours); the walls take one of 5 colours (with ``distinct_walls``, each
+wall its own) and the floor one of 3.
 Cameras sit on a ring (fixed radius and height) at a uniform yaw, looking at the centre of the room with a small
 random pitch. A viewpoint is the 7-vector ``[x, y, z, sin(yaw), cos(yaw), sin(pitch), cos(pitch)]``.
 
@@ -28,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probrep import _checks
-from probrep.data.rooms.raycast import SHAPES, Lighting, camera_rays, render_rays
+from probrep.data.rooms.raycast import SHAPES, WALL_ORDER, Lighting, camera_rays, render_rays
 from probrep.device import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class SceneFactors:
     size: np.ndarray  # float32 [N, M]
     position: np.ndarray  # float32 [N, M, 2]
     yaw: np.ndarray  # float32 [N, M]
-    wall_colour: np.ndarray  # int64 [N]
+    wall_colour: np.ndarray  # int64 [N], or [N, 4] with one colour per wall (WALL_ORDER) in distinct_walls rooms
     floor_colour: np.ndarray  # int64 [N]
 
     def __len__(self) -> int:
@@ -99,24 +100,32 @@ class SceneFactors:
         sizes: Sequence[float],
         positions: Sequence[Sequence[float]],
         yaws: Sequence[float] | None = None,
-        wall: str = "sand",
+        wall: str | Sequence[str] = "sand",
         floor: str = "grey",
         max_objects: int = 3,
     ) -> SceneFactors:
-        """One scene from names, e.g. ``SceneFactors.make(["sphere"], ["red"], [0.5], [(0, 0)])``."""
+        """One scene from names, e.g. ``SceneFactors.make(["sphere"], ["red"], [0.5], [(0, 0)])``; ``wall`` is one
+        name for the room, or four, one per wall in :data:`~probrep.data.rooms.raycast.WALL_ORDER`."""
         n = len(shapes)
         if not (len(colours) == len(sizes) == len(positions) == n) or (yaws is not None and len(yaws) != n):
             raise ValueError("shapes, colours, sizes, positions (and yaws) must have one entry per object")
         if n > max_objects:
             raise ValueError(f"{n} objects given but max_objects is {max_objects}")
-        out = _empty_factors(1, max_objects)
+        walls = [wall] if isinstance(wall, str) else list(wall)
+        if len(walls) not in (1, len(WALL_ORDER)):
+            raise ValueError(f"wall must be one colour name or {len(WALL_ORDER)} (one per wall), got {wall!r}")
+        out = _empty_factors(1, max_objects, len(walls) > 1)
         for k in range(n):
             out.shape[0, k] = _lookup(list(SHAPES), shapes[k], "shape")
             out.colour[0, k] = _lookup(list(OBJECT_COLOURS), colours[k], "colour")
             out.size[0, k] = float(sizes[k])
             out.position[0, k] = [float(v) for v in positions[k]]
             out.yaw[0, k] = 0.0 if yaws is None else float(yaws[k])
-        out.wall_colour[0] = _lookup(list(WALL_COLOURS), wall, "wall")
+        out.wall_colour[0] = (
+            [_lookup(list(WALL_COLOURS), name, "wall") for name in walls]
+            if len(walls) > 1
+            else (_lookup(list(WALL_COLOURS), walls[0], "wall"))
+        )
         out.floor_colour[0] = _lookup(list(FLOOR_COLOURS), floor, "floor")
         return out
 
@@ -127,14 +136,14 @@ def _lookup(names: list[str], name: str, what: str) -> int:
     return names.index(name)
 
 
-def _empty_factors(n: int, m: int) -> SceneFactors:
+def _empty_factors(n: int, m: int, distinct_walls: bool = False) -> SceneFactors:
     return SceneFactors(
         shape=np.full((n, m), -1, np.int64),
         colour=np.full((n, m), -1, np.int64),
         size=np.zeros((n, m), np.float32),
         position=np.zeros((n, m, 2), np.float32),
         yaw=np.zeros((n, m), np.float32),
-        wall_colour=np.zeros(n, np.int64),
+        wall_colour=np.zeros((n, len(WALL_ORDER)) if distinct_walls else n, np.int64),
         floor_colour=np.zeros(n, np.int64),
     )
 
@@ -165,6 +174,8 @@ class Rooms:
         colours: the object colours drawn from (names of :data:`OBJECT_COLOURS`; default all 7).
         wall_colours / floor_colours: the room colours drawn from (names of :data:`WALL_COLOURS` /
             :data:`FLOOR_COLOURS`; default all; one name fixes the room's look).
+        distinct_walls: each of the four walls draws its own colour (``wall_colour`` is then ``[N, 4]``), so one
+            view cannot tell the colours of the walls it does not see.
         shadows: cast shadow rays towards the light.
         supersample: render ``supersample^2`` rays per pixel and average them (anti-aliasing).
         seed: scene ``i`` comes from ``default_rng([seed, i])``.
@@ -187,6 +198,7 @@ class Rooms:
         colours: Sequence[str] | None = None,
         wall_colours: Sequence[str] | None = None,
         floor_colours: Sequence[str] | None = None,
+        distinct_walls: bool = False,
         shadows: bool = True,
         supersample: int = 1,
         seed: int = 0,
@@ -227,6 +239,7 @@ class Rooms:
         self.shapes = tuple(shapes)
         self.colours = tuple(colours)
         self.wall_colours, self.floor_colours = tuple(wall_colours), tuple(floor_colours)
+        self.distinct_walls = bool(distinct_walls)
         self.shadows, self.supersample, self.seed = bool(shadows), supersample, seed
         self.size_range = (float(lo), float(hi))
         self.fov, self.camera_radius, self.camera_height = float(fov), float(camera_radius), float(camera_height)
@@ -271,7 +284,10 @@ class Rooms:
             out.position[row, k] = (x, z)
             out.yaw[row, k] = rng.uniform(0, 2 * math.pi)
             out.colour[row, k] = _pick(rng, self.colours, OBJECT_COLOURS)
-        out.wall_colour[row] = _pick(rng, self.wall_colours, WALL_COLOURS)
+        if self.distinct_walls:
+            out.wall_colour[row] = [_pick(rng, self.wall_colours, WALL_COLOURS) for _ in WALL_ORDER]
+        else:
+            out.wall_colour[row] = _pick(rng, self.wall_colours, WALL_COLOURS)
         out.floor_colour[row] = _pick(rng, self.floor_colours, FLOOR_COLOURS)
 
     def _draw_cameras(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +300,7 @@ class Rooms:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if (idx < 0).any():
             raise ValueError(f"scene indices must be >= 0, got {int(idx.min())}")
-        out = _empty_factors(len(idx), self.max_objects)
+        out = _empty_factors(len(idx), self.max_objects, self.distinct_walls)
         yaws = np.empty((len(idx), self.num_views), np.float32)
         pitches = np.empty_like(yaws)
         for row, i in enumerate(idx):
@@ -416,6 +432,7 @@ class Rooms:
             "colours": list(self.colours),
             "wall_colours": list(self.wall_colours),
             "floor_colours": list(self.floor_colours),
+            "distinct_walls": self.distinct_walls,
             "shadows": self.shadows,
             "supersample": self.supersample,
             "seed": self.seed,
