@@ -27,11 +27,13 @@ import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
 from probrep.data.rooms.scene import Rooms
-from probrep.experiments.gqn import TEST_START, build_gqn, train_gqn
+from probrep.experiments.gqn import TEST_START, TIERS, build_gqn, train_gqn
 from probrep.experiments.gqn_scores import scene_scores
 from probrep.training import checkpoint as ckpt
 
 RESULTS = Path(__file__).parent / "results"
+#: the tiers with the small model and the CPU recipe
+CPU_TIERS = tuple(name for name, tier in TIERS.items() if tier["model"] == "small")
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -50,10 +52,11 @@ def rescore(args) -> None:
     path = RESULTS / f"{args.name}.json"
     result = json.loads(path.read_text())
     last = ckpt.latest(Path(args.out) / "checkpoints")
-    if last is None or ckpt.load(last)["step"] != result["steps"]:
+    state = None if last is None else ckpt.load(last)
+    if state is None or state["step"] != result["steps"]:
         raise SystemExit(f"{args.out} holds no checkpoint at the recorded step {result['steps']} of {path}")
     model = build_gqn(result["tier"], **result.get("model_options", {}))
-    model.load_state_dict(ckpt.load(last)["module"])
+    model.load_state_dict(state["module"])
     rooms = Rooms.from_config(result["rooms"])
     test = rooms.generate(result["test_scenes"], start=TEST_START)
     result["test_scenes_scores"] = scene_scores(
@@ -66,9 +69,7 @@ def rescore(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--tier", choices=("small", "one_object", "four_walls"), default="small", help="the CPU tier to train"
-    )
+    parser.add_argument("--tier", choices=CPU_TIERS, default="small", help="the CPU tier to train")
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-scenes", type=int, default=8000)

@@ -38,30 +38,28 @@ from probrep.training.schedules import AnnealAttribute, exponential_anneal, line
 
 logger = logging.getLogger(__name__)
 
+#: the recipe the 32x32 CPU tiers share: GQN.small, Adam 1e-3 -> 1e-4, batch 16, sigma 2.0 -> 0.25 geometrically
+_CPU_RECIPE = {
+    "model": "small",
+    "lr": 1e-3,
+    "lr_end": 1e-4,
+    "batch_size": 16,
+    "sigma": (2.0, 0.25),
+    "sigma_schedule": "exponential",
+}
+_CPU_ROOMS = {"image_size": 32, "colours": ("red", "green", "blue", "yellow")}
+_ONE_OBJECT_ROOMS = {**_CPU_ROOMS, "min_objects": 1, "max_objects": 1, "floor_colours": ("grey",)}
 TIERS: dict[str, dict[str, Any]] = {
-    "small": {
-        "rooms": {"image_size": 32, "max_objects": 2, "colours": ("red", "green", "blue", "yellow")},
-        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (2.0, 0.25), "sigma_schedule": "exponential",
-    },
-    "one_object": {
-        "rooms": {
-            "image_size": 32, "min_objects": 1, "max_objects": 1, "colours": ("red", "green", "blue", "yellow"),
-            "wall_colours": ("sand",), "floor_colours": ("grey",),
-        },
-        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (2.0, 0.25), "sigma_schedule": "exponential",
-    },
-    "four_walls": {
-        "rooms": {
-            "image_size": 32, "min_objects": 1, "max_objects": 1, "colours": ("red", "green", "blue", "yellow"),
-            "distinct_walls": True, "floor_colours": ("grey",),
-        },
-        "lr": 1e-3, "lr_end": 1e-4, "batch_size": 16, "sigma": (2.0, 0.25), "sigma_schedule": "exponential",
-    },
+    "small": {**_CPU_RECIPE, "rooms": {**_CPU_ROOMS, "max_objects": 2}},
+    "one_object": {**_CPU_RECIPE, "rooms": {**_ONE_OBJECT_ROOMS, "wall_colours": ("sand",)}},
+    "four_walls": {**_CPU_RECIPE, "rooms": {**_ONE_OBJECT_ROOMS, "distinct_walls": True}},
     "paper": {
-        "rooms": {"image_size": 64}, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36, "sigma": (2.0, 0.7),
-        "sigma_schedule": "linear",
+        "model": "paper", "rooms": {"image_size": 64}, "lr": 5e-4, "lr_end": 5e-5, "batch_size": 36,
+        "sigma": (2.0, 0.7), "sigma_schedule": "linear",
     },
 }  # fmt: skip
+#: a tier's "model" -> the constructor of its GQN
+_MODELS: dict[str, Callable[..., GQN]] = {"small": GQN.small, "paper": GQN}
 SIGMA_SCHEDULES = ("linear", "exponential")
 #: held-out scenes are drawn from indices far above any training set
 TEST_START = 10_000_000
@@ -69,11 +67,7 @@ TEST_START = 10_000_000
 
 def build_gqn(tier: str, **overrides: Any) -> GQN:
     """The GQN of a tier (``overrides`` replace its settings)."""
-    if tier in ("small", "one_object", "four_walls"):
-        return GQN.small(**overrides)
-    if tier == "paper":
-        return GQN(**overrides)
-    raise ValueError(f"unknown tier {tier!r}: expected one of {sorted(TIERS)}")
+    return _MODELS[TIERS[one_of(tier, "tier", TIERS)]["model"]](**overrides)
 
 
 @torch.no_grad()

@@ -247,7 +247,7 @@ def render_rays(
         which = torch.where(on_x, (sdx < 0).long(), 2 + (sdz < 0).long())  # [I, P]
         walls = [wall_albedo[:, :, c].gather(1, which) for c in range(3)]
     else:
-        walls = [wall_albedo[:, c, None].expand_as(dx) for c in range(3)]
+        walls = [wall_albedo[:, c, None] for c in range(3)]
     albedo = [torch.where(floor, floor_albedo[:, c, None], walls[c]) for c in range(3)]
 
     t_obj, n_obj = intersect_objects((ox, oy, oz), direction, objects)

@@ -121,11 +121,8 @@ class SceneFactors:
             out.size[0, k] = float(sizes[k])
             out.position[0, k] = [float(v) for v in positions[k]]
             out.yaw[0, k] = 0.0 if yaws is None else float(yaws[k])
-        out.wall_colour[0] = (
-            [_lookup(list(WALL_COLOURS), name, "wall") for name in walls]
-            if len(walls) > 1
-            else (_lookup(list(WALL_COLOURS), walls[0], "wall"))
-        )
+        wall_ids = [_lookup(list(WALL_COLOURS), name, "wall") for name in walls]
+        out.wall_colour[0] = wall_ids if len(wall_ids) > 1 else wall_ids[0]
         out.floor_colour[0] = _lookup(list(FLOOR_COLOURS), floor, "floor")
         return out
 
