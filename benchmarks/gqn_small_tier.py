@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--train-scenes", type=int, default=8000)
     parser.add_argument("--test-scenes", type=int, default=512)
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--max-context", type=int, default=None, help="most context views per training batch")
     parser.add_argument("--sigma-end", type=float, default=None, help="end of the pixel-sigma annealing (tier default)")
     parser.add_argument("--lr-end", type=float, default=None, help="end of the learning-rate annealing (tier default)")
     parser.add_argument(
@@ -110,6 +111,7 @@ def main() -> None:
         train_scenes=args.train_scenes,
         test_scenes=args.test_scenes,
         eval_every=args.eval_every,
+        max_context=args.max_context,
         anneal_steps=args.anneal_steps,
         lr_end=args.lr_end,
         sigma_end=args.sigma_end,

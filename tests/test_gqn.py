@@ -264,3 +264,26 @@ def test_four_walls_tier_paints_each_wall_apart_around_one_object():
     assert (f.num_objects == 1).all() and f.wall_colour.shape == (50, 4)
     assert (f.wall_colour != f.wall_colour[:, :1]).any(axis=1).mean() > 0.9  # 1 - 5 / 5**4 of rooms by chance
     assert build_gqn("four_walls").steps == GQN.small().steps  # the small tier's model
+
+
+def test_hidden_object_tier_hides_the_object_from_about_four_views_in_ten():
+    rooms = Rooms(**TIERS["hidden_object"]["rooms"], num_views=10, seed=0)
+    f, yaw, pitch = rooms.scenes(range(100))
+    assert (f.num_objects == 1).all() and rooms.fov == pytest.approx(math.radians(30.0))
+    _, ids = rooms.render(f, yaw, pitch, return_ids=True)
+    missed = ~(ids == 0).flatten(-2).any(-1)  # [scene, view]: the object (slot 0) in no pixel
+    # 0.38 over 1,000 scenes; over 100 scenes the share's standard error is 0.03: +-4 of them
+    assert 0.26 <= float(missed.float().mean()) <= 0.50
+    assert build_gqn("hidden_object").steps == GQN.small().steps
+
+
+def test_max_context_caps_the_training_context_and_is_checked_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="max_context must be in 1..9"):
+        train_gqn(tmp_path / "bad", tier="hidden_object", steps=1, max_context=10, progress=False)
+    assert not (tmp_path / "bad").exists()
+    args = ["train", "gqn", "--tier", "hidden_object", "--steps", "2", "--batch-size", "4", "--train-scenes", "8",
+            "--test-scenes", "4", "--max-context", "2", "--device", "cpu", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert cli.main(args) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["max_context"] == 2 and summary["tier"] == "hidden_object"
+    assert set(summary["test_by_context_views"]) == {"1", "5", "9"}  # held-out scores keep 1..9 context views

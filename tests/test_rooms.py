@@ -285,6 +285,14 @@ def test_distinct_walls_draw_four_colours_and_survive_the_cache(tmp_path):
         SceneFactors.make([], [], [], [], wall=["sage", "steel"])
 
 
+def test_max_context_caps_the_context_views_drawn_per_batch(rooms):
+    data = GQNDataset(rooms.generate(6), max_context=2)
+    drawn = {data.batch([i, j])[0].shape[1] for i in range(6) for j in range(6) if i != j}
+    # 30 row pairs, each its own draw: uncapped (1..3) they would all miss 3 with chance (2/3)^30 < 1e-5
+    assert drawn == {1, 2}
+    assert data.batch([0], num_context=3)[0].shape[1] == 3  # an explicit k still takes any view count
+
+
 def test_bad_arguments_are_named(rooms):
     with pytest.raises(ValueError, match="shapes"):
         Rooms(shapes=("torus",))

@@ -16,10 +16,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tier",
-        choices=["small", "one_object", "four_walls", "paper"],
+        choices=["small", "one_object", "four_walls", "hidden_object", "paper"],
         default="small",
         help="small: 32x32 rooms with 1-2 objects in 4 colours, for a CPU; one_object: the same with one object "
-        "and fixed walls and floor; four_walls: one object, each wall its own colour; paper: 64x64, for a GPU",
+        "and fixed walls and floor; four_walls: one object, each wall its own colour; hidden_object: one object "
+        "that a 30 degree view often misses; paper: 64x64, for a GPU",
     )
     p.add_argument("--steps", type=int, default=3000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=None, help="default: 16 (small), 36 (paper)")
@@ -45,6 +46,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draw-steps", type=int, default=None, help="L (small 4, paper 12)")
     p.add_argument("--train-scenes", type=int, default=4000, help="training scenes")
     p.add_argument("--test-scenes", type=int, default=256, help="held-out scenes")
+    p.add_argument(
+        "--max-context", type=int, default=None, help="most context views per training batch (default: views - 1)"
+    )
     p.add_argument("--checkpoint-steps", action="store_true", help="activation checkpointing per DRAW step")
     p.add_argument("--render-on-the-fly", action="store_true", help="render each batch instead of once up front")
     p.add_argument("--eval-every", type=int, default=None, help="record the held-out probe MSE every N steps")
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         sigma_start=args.sigma_start, sigma_end=args.sigma_end, sigma_schedule=args.sigma_schedule,
         anneal_steps=args.anneal_steps,
         train_scenes=args.train_scenes, test_scenes=args.test_scenes, representation=args.representation,
-        draw_steps=args.draw_steps, checkpoint_steps=args.checkpoint_steps,
+        draw_steps=args.draw_steps, max_context=args.max_context, checkpoint_steps=args.checkpoint_steps,
         render_on_the_fly=args.render_on_the_fly, eval_every=args.eval_every,
         **run_options(args),
     )  # fmt: skip
