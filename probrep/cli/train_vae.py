@@ -60,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
     )
     s = outputs.summary
     weight = f"{WEIGHTS[s['model']]}={s[WEIGHTS[s['model']]]}"
-    print(
-        f"\nTrained {s['model']} ({weight}, {s['latent_dim']} latents) for {s['steps']} steps on {s['device']}"
-    )
+    print(f"\nTrained {s['model']} ({weight}, {s['latent_dim']} latents) for {s['steps']} steps on {s['device']}")
     print(
         f"  training objective per image: {s['loss_first_50_steps_per_image']:.1f} (first 50 steps) -> "
         f"{s['loss_last_50_steps_per_image']:.1f} (last 50); held-out negative ELBO "

@@ -78,9 +78,7 @@ class AnnealedVAE(VAE):
 
     default_elbo = "meanfield"
 
-    def __init__(
-        self, *args, capacity_weight: float = 1000.0, c_max: float = 25.0, capacity: float = 0.0, **kw
-    ):
+    def __init__(self, *args, capacity_weight: float = 1000.0, c_max: float = 25.0, capacity: float = 0.0, **kw):
         # the latent site's own KL is scaled out of both programs (beta = 0): the capacity term replaces it
         super().__init__(*args, beta=0.0, **kw)
         self.capacity_weight = real(capacity_weight, "capacity_weight", nonnegative=True)

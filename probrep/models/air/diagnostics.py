@@ -42,10 +42,12 @@ def count_accuracy(
     top = int(true.max()) if max_count is None else int(max_count)
     return float((true == inferred).mean()), count_confusion(true, inferred, top, air.num_steps)
 
+
 @torch.no_grad()
 def window_peaks(air: AIR, inference: AIRInference) -> torch.Tensor:
     """The brightest pixel each step's window writes on the canvas ``[B, N]``, present or not."""
     return air._placed(inference.z_where, inference.z_what).amax(-1)
+
 
 @torch.no_grad()
 def ghost_windows(air: AIR, images: torch.Tensor, counts, threshold: float = 0.1, batch_size: int = 500) -> dict:
@@ -71,6 +73,7 @@ def ghost_windows(air: AIR, images: torch.Tensor, counts, threshold: float = 0.1
         "ghost_fraction": ghosts / present if present else 0.0,
         "visible_count_accuracy": correct / len(true),
     }
+
 
 @torch.no_grad()
 def count_elbo(air: AIR, x: torch.Tensor, count: int, num_samples: int = 8) -> torch.Tensor:
@@ -100,6 +103,7 @@ def count_elbo(air: AIR, x: torch.Tensor, count: int, num_samples: int = 8) -> t
         )
         total += log_p - log_q
     return total / num_samples
+
 
 @torch.no_grad()
 def count_elbo_table(air: AIR, images: torch.Tensor, counts, per_count: int = 100, num_samples: int = 8) -> dict:
