@@ -68,7 +68,7 @@ def test_dip_vae_loss_is_the_negative_elbo_plus_batch_size_times_the_penalty(dip
     loss = _loss(TraceMeanField_ELBO(), m, x, seed=3)
     assert loss.item() == pytest.approx((_nll(m, z, x) + _kl(loc, scale).sum() + penalty).item(), rel=1e-9)
     # the Monte Carlo ELBO: log q(z|x) - log p(z) at the drawn z in place of the KL, the same penalty
-    log_ratio = (torch.distributions.Normal(loc, scale).log_prob(z) - torch.distributions.Normal(0.0, 1.0).log_prob(z))
+    log_ratio = torch.distributions.Normal(loc, scale).log_prob(z) - torch.distributions.Normal(0.0, 1.0).log_prob(z)
     mc = _loss(Trace_ELBO(), m, x, seed=3)
     assert mc.item() == pytest.approx((_nll(m, z, x) + log_ratio.sum() + penalty).item(), rel=1e-9)
 
