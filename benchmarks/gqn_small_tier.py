@@ -10,8 +10,8 @@ images (target: at most a quarter of it), the KL per image, the foreground IoU a
 
 Writes benchmarks/results/gqn_small_tier.json and the figures (predictions, samples, loss curve) into
 benchmarks/results/gqn_small_tier/ (``--name`` renames both); checkpoints go to --out (resumable with --resume).
-``--rescore`` recomputes only the scene scores of a finished run (its last checkpoint in --out) with the scoring
-code on disk and updates them in its results JSON, keeping the training record.
+``--rescore`` recomputes only the scene scores and the figures of a finished run (its last checkpoint in --out)
+with the code on disk and updates them in its results JSON and folder, keeping the training record.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from pathlib import Path
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
+from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
-from probrep.experiments.gqn import TEST_START, TIERS, build_gqn, train_gqn
+from probrep.experiments.gqn import TEST_START, TIERS, build_gqn, draw_figures, train_gqn
 from probrep.experiments.gqn_scores import scene_scores
 from probrep.training import checkpoint as ckpt
+from probrep.training.rng import forked
 
 RESULTS = Path(__file__).parent / "results"
 #: the tiers with the small model and the CPU recipe
@@ -48,7 +50,8 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def rescore(args) -> None:
-    """Scene scores of the finished run in ``args.out``, written into ``results/<name>.json`` in place."""
+    """Scene scores of the finished run in ``args.out``, written into ``results/<name>.json`` in place, and its
+    predictions and samples figures redrawn into ``results/<name>/``."""
     path = RESULTS / f"{args.name}.json"
     result = json.loads(path.read_text())
     last = ckpt.latest(Path(args.out) / "checkpoints")
@@ -57,6 +60,7 @@ def rescore(args) -> None:
         raise SystemExit(f"{args.out} holds no checkpoint at the recorded step {result['steps']} of {path}")
     model = build_gqn(result["tier"], **result.get("model_options", {}))
     model.load_state_dict(state["module"])
+    model.eval()
     rooms = Rooms.from_config(result["rooms"])
     test = rooms.generate(result["test_scenes"], start=TEST_START)
     result["test_scenes_scores"] = scene_scores(
@@ -64,6 +68,10 @@ def rescore(args) -> None:
     )
     result["test_scenes_scores_rescored"] = {"checkpoint": str(last), "machine": f"{cpu_name()}"}
     path.write_text(json.dumps(result, indent=2) + "\n")
+    figures = RESULTS / args.name
+    figures.mkdir(parents=True, exist_ok=True)
+    with forked(result["seed"]):  # the samples drawn for the figures, as train_gqn draws them
+        draw_figures(model, GQNDataset(test, seed=result["seed"] + 1), rooms, test, figures)
     print(json.dumps(result["test_scenes_scores"], indent=2))
 
 

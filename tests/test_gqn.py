@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -15,8 +16,8 @@ from pyro.infer import TraceMeanField_ELBO
 
 from probrep import cli
 from probrep.data.rooms.dataset import GQNDataset
-from probrep.data.rooms.scene import Rooms
-from probrep.experiments.gqn import TIERS, build_gqn, train_gqn
+from probrep.data.rooms.scene import Rooms, RoomsBatch, SceneFactors
+from probrep.experiments.gqn import TIERS, build_gqn, hidden_object_scenes, train_gqn
 from probrep.inference import svi
 from probrep.models.gqn.model import GQN, PyramidRepresentation, TowerRepresentation
 from probrep.training import checkpoint as ckpt
@@ -275,6 +276,20 @@ def test_hidden_object_tier_hides_the_object_from_about_four_views_in_ten():
     # 0.38 over 1,000 scenes; over 100 scenes the share's standard error is 0.03: +-4 of them
     assert 0.26 <= float(missed.float().mean()) <= 0.50
     assert build_gqn("hidden_object").steps == GQN.small().steps
+
+
+def test_hidden_object_scenes_are_those_whose_query_shows_an_object_the_context_view_misses():
+    rooms = Rooms(**TIERS["hidden_object"]["rooms"], num_views=2, seed=0)
+    one = SceneFactors.make(["sphere"], ["red"], [0.4], [(2.5, 0.0)], max_objects=1)
+    factors = SceneFactors.concatenate([one, one])
+    # the camera at yaw 0 stands at (-3.4, 1.6, 0) facing +x: the sphere is ahead. At yaw pi/2 it faces +z from
+    # (0, 1.6, -3.4): the sphere is 36 degrees off its axis, outside the 15 degree half field of view
+    yaw = np.array([[math.pi / 2, 0.0], [0.0, math.pi / 2]], np.float32)
+    pitch = np.full_like(yaw, rooms.base_pitch)
+    batch = RoomsBatch(rooms.render(factors, yaw, pitch), rooms.viewpoints(yaw, pitch), factors, yaw, pitch)
+    _, ids = rooms.render(factors, yaw, pitch, return_ids=True)
+    assert (ids[0, 1] == 0).any() and not (ids[0, 0] == 0).any()  # the geometry the comment claims
+    assert hidden_object_scenes(rooms, batch).tolist() == [True, False]
 
 
 def test_max_context_caps_the_training_context_and_is_checked_before_any_work(tmp_path):

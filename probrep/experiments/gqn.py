@@ -249,7 +249,7 @@ def train_gqn(
 
     trained = run.training_summary(fit, min(batch_size, len(train)))
     with forked(seed, dev):  # the samples drawn for the figures
-        run.files.update(_figures(model, test, rooms, test_rooms, run.out))
+        run.files.update(draw_figures(model, test, rooms, test_rooms, run.out))
 
     summary = {
         "tier": tier,
@@ -286,9 +286,9 @@ def train_gqn(
 
 
 @torch.no_grad()
-def _figures(model: GQN, test: GQNDataset, rooms: Rooms, test_rooms: RoomsBatch, out: Path) -> dict[str, Path]:
+def draw_figures(model: GQN, test: GQNDataset, rooms: Rooms, test_rooms: RoomsBatch, out: Path) -> dict[str, Path]:
     """predictions.png (3 context views, truth, prediction, a sample for 8 scenes) and samples.png (see
-    :func:`_samples_figure`)."""
+    :func:`_samples_figure`) in ``out``."""
     files = {}
     cols = min(8, len(test))
     k = min(3, test.max_context)
@@ -307,23 +307,41 @@ def _figures(model: GQN, test: GQNDataset, rooms: Rooms, test_rooms: RoomsBatch,
     return files
 
 
+def hidden_object_scenes(rooms: Rooms, test_rooms: RoomsBatch, limit: int = 64) -> torch.Tensor:
+    """``[min(limit, N)]`` bool: the scenes among the first ``limit`` whose query view (the last) shows an object
+    that their first view shows in no pixel, i.e. one the single context view of the samples cannot know."""
+    n = min(limit, len(test_rooms))
+    yaw, pitch = test_rooms.camera_yaw[:n][:, [0, -1]], test_rooms.camera_pitch[:n][:, [0, -1]]
+    _, ids = rooms.render(test_rooms.factors[:n], yaw, pitch, return_ids=True)
+    slots = torch.arange(test_rooms.factors.shape.shape[1])[:, None, None]  # object slot ids
+    in_view = (ids[:, :, None] == slots).flatten(-2).any(-1)  # [n, 2 views, slots]
+    return (in_view[:, 1] & ~in_view[:, 0]).any(-1)
+
+
 def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path, scenes: int = 4) -> Path:
     """One row per held-out scene: its first view as the only context, the true last view, the prediction, five
     samples, the per-pixel standard deviation across 16 samples (white = 0.25 or more) and the pixels the context
-    camera cannot see (white)."""
-    n = min(scenes, len(test_rooms))
+    camera cannot see (white). The scenes are chosen by a rule fixed before any model is seen: the first
+    ``scenes // 2`` in which the query shows an object the context view misses (:func:`hidden_object_scenes`),
+    then the first others, so that the figure shows samples where the context leaves something to guess."""
+    hidden = hidden_object_scenes(rooms, test_rooms)
+    order = [i for i in range(len(hidden)) if hidden[i]][: scenes // 2]
+    order += [i for i in range(len(hidden)) if i not in order][: scenes - len(order)]
+    rows = torch.as_tensor(order)
     dev = next(model.parameters()).device
-    ctx, ctx_v, q_v, q = (t.to(dev) for t in context_and_query(test_rooms, slice(0, n), 1))
+    ctx, ctx_v, q_v, q = (t.to(dev) for t in context_and_query(test_rooms, rows, 1))
     draws = model.sample(ctx, ctx_v, q_v, num_samples=16)
     spread = (draws.std(dim=0).mean(dim=1, keepdim=True) / 0.25).clamp(0, 1).expand(-1, 3, -1, -1)
-    yaw, pitch = test_rooms.camera_yaw[:n], test_rooms.camera_pitch[:n]
-    seen, sky = visible_from(rooms, test_rooms.factors[:n], yaw[:, -1], pitch[:, -1], yaw[:, 0], pitch[:, 0], dev)
+    yaw, pitch = test_rooms.camera_yaw[order], test_rooms.camera_pitch[order]
+    factors = test_rooms.factors[order]
+    seen, sky = visible_from(rooms, factors, yaw[:, -1], pitch[:, -1], yaw[:, 0], pitch[:, 0], dev)
     unseen = (~seen & ~sky).float()[:, None].expand(-1, 3, -1, -1)
     columns = [ctx[:, 0], q, model.predict(ctx, ctx_v, q_v), *draws[:5], spread, unseen]
     grid = torch.stack(columns, dim=1)
+    labels = [f"scene {i + 1}" + (" (object unseen)" if hidden[i] else "") for i in order]
     return image_grid(
         grid.cpu().numpy(),
         path,
-        row_labels=[f"scene {i + 1}" for i in range(n)],
+        row_labels=labels,
         title="1 context view | true query | prediction | 5 samples | sample std | unseen by the context",
     )
