@@ -26,12 +26,9 @@ from pathlib import Path
 import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
-from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import Rooms
-from probrep.experiments.gqn import TEST_START, TIERS, build_gqn, draw_figures, train_gqn
-from probrep.experiments.gqn_scores import scene_scores
+from probrep.experiments.gqn import TEST_START, TIERS, build_gqn, score_and_draw, train_gqn
 from probrep.training import checkpoint as ckpt
-from probrep.training.rng import forked
 
 RESULTS = Path(__file__).parent / "results"
 #: the tiers with the small model and the CPU recipe
@@ -63,15 +60,11 @@ def rescore(args) -> None:
     model.eval()
     rooms = Rooms.from_config(result["rooms"])
     test = rooms.generate(result["test_scenes"], start=TEST_START)
-    result["test_scenes_scores"] = scene_scores(
-        model, rooms, test, num_context=min(3, result["num_views"] - 1), seed=result["seed"]
-    )
-    result["test_scenes_scores_rescored"] = {"checkpoint": str(last), "machine": f"{cpu_name()}"}
-    path.write_text(json.dumps(result, indent=2) + "\n")
     figures = RESULTS / args.name
     figures.mkdir(parents=True, exist_ok=True)
-    with forked(result["seed"]):  # the samples drawn for the figures, as train_gqn draws them
-        draw_figures(model, GQNDataset(test, seed=result["seed"] + 1), rooms, test, figures)
+    result["test_scenes_scores"], _ = score_and_draw(model, rooms, test, figures, result["seed"])
+    result["test_scenes_scores_rescored"] = {"checkpoint": str(last), "machine": f"{cpu_name()}"}
+    path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["test_scenes_scores"], indent=2))
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from probrep._checks import integer, one_of
-from probrep.data.rooms.dataset import GQNDataset
+from probrep.data.rooms.dataset import GQNDataset, checked_max_context
 from probrep.data.rooms.scene import Rooms, RoomsBatch
 from probrep.data.rooms.visibility import visible_from
 from probrep.device import resolve_device
@@ -168,8 +168,7 @@ def train_gqn(
     one_of(tier, "tier", TIERS)
     for arg, value in {"steps": steps, "train_scenes": train_scenes, "test_scenes": test_scenes}.items():
         integer(value, arg)
-    if max_context is not None and not 1 <= integer(max_context, "max_context") < num_views:
-        raise ValueError(f"max_context must be in 1..{num_views - 1} for {num_views} views, got {max_context}")
+    checked_max_context(max_context, num_views)  # before any rendering
     settings = TIERS[tier]
     batch_size = int(batch_size or settings["batch_size"])
     lr = float(lr or settings["lr"])
@@ -244,12 +243,11 @@ def train_gqn(
         str(k): evaluate_gqn(model, test, num_context=k, sigma=sigma_end, seed=seed)
         for k in sorted({1, test.max_context // 2 + 1, test.max_context})
     }
-    scenes = scene_scores(model, rooms, test_rooms, num_context=min(3, num_views - 1), seed=seed)
+    scenes, figures = score_and_draw(model, rooms, test_rooms, run.out, seed)
+    run.files.update(figures)
     logger.info("after training: %s; %s", after, scenes)
 
     trained = run.training_summary(fit, min(batch_size, len(train)))
-    with forked(seed, dev):  # the samples drawn for the figures
-        run.files.update(draw_figures(model, test, rooms, test_rooms, run.out))
 
     summary = {
         "tier": tier,
@@ -285,8 +283,21 @@ def train_gqn(
     return run.finish(summary, model)
 
 
+def score_and_draw(
+    model: GQN, rooms: Rooms, test_rooms: RoomsBatch, out: Path, seed: int
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The held-out scene scores (:func:`~probrep.experiments.gqn_scores.scene_scores`, 3 context views) and the
+    figures in ``out`` of a trained model: what a training run reports, and what a re-score of its checkpoint
+    recomputes, with the same random draws."""
+    scenes = scene_scores(model, rooms, test_rooms, num_context=min(3, rooms.num_views - 1), seed=seed)
+    device = next(model.parameters()).device
+    with forked(seed, device):  # the samples drawn for the figures
+        test = GQNDataset(test_rooms, seed=seed + 1, device=device)
+        return scenes, _figures(model, test, rooms, test_rooms, out)
+
+
 @torch.no_grad()
-def draw_figures(model: GQN, test: GQNDataset, rooms: Rooms, test_rooms: RoomsBatch, out: Path) -> dict[str, Path]:
+def _figures(model: GQN, test: GQNDataset, rooms: Rooms, test_rooms: RoomsBatch, out: Path) -> dict[str, Path]:
     """predictions.png (3 context views, truth, prediction, a sample for 8 scenes) and samples.png (see
     :func:`_samples_figure`) in ``out``."""
     files = {}
@@ -327,9 +338,8 @@ def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path
     hidden = hidden_object_scenes(rooms, test_rooms)
     order = [i for i in range(len(hidden)) if hidden[i]][: scenes // 2]
     order += [i for i in range(len(hidden)) if i not in order][: scenes - len(order)]
-    rows = torch.as_tensor(order)
     dev = next(model.parameters()).device
-    ctx, ctx_v, q_v, q = (t.to(dev) for t in context_and_query(test_rooms, rows, 1))
+    ctx, ctx_v, q_v, q = (t.to(dev) for t in context_and_query(test_rooms, order, 1))
     draws = model.sample(ctx, ctx_v, q_v, num_samples=16)
     spread = (draws.std(dim=0).mean(dim=1, keepdim=True) / 0.25).clamp(0, 1).expand(-1, 3, -1, -1)
     yaw, pitch = test_rooms.camera_yaw[order], test_rooms.camera_pitch[order]

@@ -33,7 +33,7 @@ from probrep.models.gqn.model import GQN
 from probrep.training.rng import forked
 
 
-def context_and_query(batch: RoomsBatch, rows: slice | torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+def context_and_query(batch: RoomsBatch, rows: slice | list[int], k: int) -> tuple[torch.Tensor, ...]:
     """The scenes ``rows`` of ``batch`` as ``(context [B, k, ...], context viewpoints, query viewpoint, query)``:
     the first ``k`` views as context, the last view as the query (float pixels in [0, 1])."""
     images = batch.images[rows]

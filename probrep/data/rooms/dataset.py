@@ -172,6 +172,16 @@ def _check_real(value: np.ndarray, shape: tuple[int, ...], name: str, bad: Any) 
 GQNBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def checked_max_context(max_context: int | None, views: int) -> int:
+    """The largest number of context views for scenes of ``views`` views: ``max_context`` checked to lie in
+    ``1..views - 1`` (one view is always left for the query), or ``views - 1`` when None."""
+    if max_context is None:
+        return views - 1
+    if not 1 <= _checks.integer(max_context, "max_context") <= views - 1:
+        raise ValueError(f"max_context must be in 1..{views - 1}, got {max_context}")
+    return int(max_context)
+
+
 class GQNDataset(Dataset):
     """Scenes as GQN training examples ``(context_images [k, 3, H, W], context_viewpoints [k, 7],
     query_viewpoint [7], query_image [3, H, W])``.
@@ -214,9 +224,7 @@ class GQNDataset(Dataset):
             raise TypeError(f"source must be Rooms, RoomsBatch or RoomsCache, got {type(source).__name__}")
         if self.views < 2:
             raise ValueError(f"GQN examples need at least 2 views per scene, the source has {self.views}")
-        self.max_context = self.views - 1 if max_context is None else _checks.integer(max_context, "max_context")
-        if not 1 <= self.max_context <= self.views - 1:
-            raise ValueError(f"max_context must be in 1..{self.views - 1}, got {max_context}")
+        self.max_context = checked_max_context(max_context, self.views)
         self.seed = _checks.seed(seed)
 
     def __len__(self) -> int:
