@@ -143,7 +143,10 @@ def main() -> None:
         f"  novel-view MSE {s['test']['mse']:.5f} vs context-mean {s['test']['baseline_mse']:.5f} "
         f"(ratio {s['test']['mse_ratio']:.3f})\n"
         f"  KL {sc['kl_per_image']:.1f} nats/image, foreground IoU {sc['foreground_iou']:.3f}, "
-        f"sample variance unseen/seen {sc['uncertainty_ratio']:.2f}\n"
+        f"sample variance unseen/seen {sc['uncertainty_ratio']:.2f} "
+        f"(95% {sc['uncertainty_ratio_95_interval'][0]:.2f}-{sc['uncertainty_ratio_95_interval'][1]:.2f}; "
+        f"scenes hiding an object from the context view "
+        f"{sc['uncertainty_ratio_by_scene']['object_hidden_from_context']['uncertainty_ratio']})\n"
         f"  foreground IoU by context views: {sc['foreground_iou_by_context_views']}"
     )
 

@@ -3,6 +3,7 @@ constructed scenes whose answer is known by geometry."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -133,3 +134,47 @@ def test_foreground_iou_is_one_for_the_truth_and_zero_for_the_empty_room_at_ever
     assert scores["mse"]["empty_room"] == pytest.approx(by_hand, rel=1e-5)
     assert scores["mse"]["context_mean"] == pytest.approx(context_mean, rel=1e-5)
     assert scores["mse_ratio_to_context_mean"]["empty_room"] == pytest.approx(by_hand / context_mean, rel=1e-5)
+
+
+def test_uncertainty_ratio_its_interval_and_its_split_by_scene_kind_match_a_sampler_of_known_variance():
+    from probrep.experiments.gqn import TIERS
+    from probrep.experiments.gqn_scores import hidden_object_scenes
+
+    rooms = Rooms(**TIERS["hidden_object"]["rooms"], num_views=4, seed=0)
+    test = rooms.generate(24)
+    hidden = hidden_object_scenes(rooms, test, limit=len(test))
+    assert 0 < int(hidden.sum()) < len(test)  # both kinds of scene are present
+    yaw, pitch = test.camera_yaw, test.camera_pitch
+    seen, _ = visible_from(rooms, test.factors, yaw[:, -1], pitch[:, -1], yaw[:, 0], pitch[:, 0])
+    # samples +-std alternate, so the variance across them is std^2 * S / (S - 1) exactly: std 1 on seen pixels,
+    # 3 on unseen ones of the hidden-object scenes and 2 on those of the others -> ratios 9 and 4 by hand
+    unseen_std = torch.where(hidden, 3.0, 2.0)[:, None, None]
+    std = torch.where(seen, torch.tensor(1.0), unseen_std)
+
+    def sample(ctx, ctx_v, q_v, num_samples=1):
+        signs = torch.tensor([1.0, -1.0]).repeat(num_samples // 2)
+        return signs[:, None, None, None, None] * std[None, :, None].expand(num_samples, -1, 3, -1, -1)
+
+    model = GQN.small(sigma=0.1)
+    model.sample = sample
+    approx = functools.partial(pytest.approx, rel=1e-6)  # the variances are float32
+    scores = scene_scores(model, rooms, test, num_context=2, samples=4, batch_size=len(test))
+    by_scene = scores["uncertainty_ratio_by_scene"]
+    # within a group every scene has the same ratio, so every resample does: intervals of no width
+    assert by_scene["object_hidden_from_context"] == {
+        "scenes": int(hidden.sum()),
+        "uncertainty_ratio": approx(9.0),
+        "uncertainty_ratio_95_interval": approx([9, 9]),
+    }
+    assert by_scene["other"] == {
+        "scenes": len(test) - int(hidden.sum()),
+        "uncertainty_ratio": approx(4.0),
+        "uncertainty_ratio_95_interval": approx([4, 4]),
+    }
+    lo, hi = scores["uncertainty_ratio_95_interval"]
+    assert 4.0 <= lo <= scores["uncertainty_ratio"] <= hi <= 9.0 and lo < hi
+    # every scene alike (``sample`` reads the new ``std``): each resample gives the same ratio, a zero-width interval
+    std = torch.where(seen, torch.tensor(1.0), torch.tensor(2.0))
+    scores = scene_scores(model, rooms, test, num_context=2, samples=4, batch_size=len(test))
+    assert scores["uncertainty_ratio"] == pytest.approx(4.0)
+    assert scores["uncertainty_ratio_95_interval"] == pytest.approx([4.0, 4.0])

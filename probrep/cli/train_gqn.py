@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
           f"{t['negative_elbo_per_image']:.1f} nats/image ({t['bits_per_dim']:.4f} bits/dim)")  # fmt: skip
     print(f"  novel-view MSE {t['mse']:.5f} vs context mean {t['baseline_mse']:.5f} (ratio {t['mse_ratio']:.3f})")
     sc = s["test_scenes_scores"]
+    lo, hi = sc["uncertainty_ratio_95_interval"]
     print(f"  KL {sc['kl_per_image']:.1f} nats/image; foreground IoU {sc['foreground_iou']:.3f}; sample variance "
-          f"unseen/seen by one context view {sc['uncertainty_ratio']:.2f}")  # fmt: skip
+          f"unseen/seen by one context view {sc['uncertainty_ratio']:.2f} (95% {lo:.2f}-{hi:.2f})")  # fmt: skip
     print_files(out.files)
     return 0

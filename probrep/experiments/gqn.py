@@ -29,7 +29,7 @@ from probrep.data.rooms.dataset import GQNDataset, checked_max_context
 from probrep.data.rooms.scene import Rooms, RoomsBatch
 from probrep.data.rooms.visibility import visible_from
 from probrep.device import resolve_device
-from probrep.experiments.gqn_scores import context_and_query, scene_scores
+from probrep.experiments.gqn_scores import context_and_query, hidden_object_scenes, scene_scores
 from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.inference import svi
 from probrep.io.figures import image_grid
@@ -316,17 +316,6 @@ def _figures(model: GQN, test: GQNDataset, rooms: Rooms, test_rooms: RoomsBatch,
     )
     files["samples"] = _samples_figure(model, rooms, test_rooms, out / "samples.png")
     return files
-
-
-def hidden_object_scenes(rooms: Rooms, test_rooms: RoomsBatch, limit: int = 64) -> torch.Tensor:
-    """``[min(limit, N)]`` bool: the scenes among the first ``limit`` whose query view (the last) shows an object
-    that their first view shows in no pixel, i.e. one the single context view of the samples cannot know."""
-    n = min(limit, len(test_rooms))
-    yaw, pitch = test_rooms.camera_yaw[:n][:, [0, -1]], test_rooms.camera_pitch[:n][:, [0, -1]]
-    _, ids = rooms.render(test_rooms.factors[:n], yaw, pitch, return_ids=True)
-    slots = torch.arange(test_rooms.factors.shape.shape[1])[:, None, None]  # object slot ids
-    in_view = (ids[:, :, None] == slots).flatten(-2).any(-1)  # [n, 2 views, slots]
-    return (in_view[:, 1] & ~in_view[:, 0]).any(-1)
 
 
 def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path, scenes: int = 4) -> Path:

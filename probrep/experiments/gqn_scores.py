@@ -13,7 +13,8 @@
 - **Uncertainty ratio**: from a single context view, ``samples`` renderings of the query view; the per-pixel
   variance across them (mean over channels), averaged over the query pixels the context camera cannot see,
   divided by its average over the pixels it sees (:func:`probrep.data.rooms.visibility.visible_from`; sky pixels
-  left out). Above 1 means the model is less sure where the context says nothing.
+  left out). Above 1 means the model is less sure where the context says nothing. It comes with a bootstrap
+  interval over the scenes and split by whether the query shows an object the context view misses.
 
 The query is always the scene's last view and the context its first ``k`` views, so the numbers are a pure
 function of the model, the scenes and ``seed``.
@@ -61,6 +62,17 @@ def foreground(image: torch.Tensor, empty: torch.Tensor, threshold: float) -> to
     return (image - empty).abs().amax(dim=-3) > threshold
 
 
+def hidden_object_scenes(rooms: Rooms, test_rooms: RoomsBatch, limit: int = 64) -> torch.Tensor:
+    """``[min(limit, N)]`` bool: the scenes among the first ``limit`` whose query view (the last) shows an object
+    that their first view shows in no pixel, i.e. one the single context view of the samples cannot know."""
+    n = min(limit, len(test_rooms))
+    yaw, pitch = test_rooms.camera_yaw[:n][:, [0, -1]], test_rooms.camera_pitch[:n][:, [0, -1]]
+    _, ids = rooms.render(test_rooms.factors[:n], yaw, pitch, return_ids=True)
+    slots = torch.arange(test_rooms.factors.shape.shape[1])[:, None, None]  # object slot ids
+    in_view = (ids[:, :, None] == slots).flatten(-2).any(-1)  # [n, 2 views, slots]
+    return (in_view[:, 1] & ~in_view[:, 0]).any(-1)
+
+
 @torch.no_grad()
 def scene_scores(
     model: GQN,
@@ -88,6 +100,7 @@ def scene_scores(
     device = next(model.parameters()).device
     yaw, pitch = test.camera_yaw, test.camera_pitch
     total = {"kl": 0.0, "var_seen": 0.0, "n_seen": 0, "var_unseen": 0.0, "n_unseen": 0}
+    per_scene: dict[str, list[torch.Tensor]] = {"seen": [], "n_seen": [], "unseen": [], "n_unseen": []}
     squared = {"prediction": 0.0, "context_mean": 0.0, "empty_room": 0.0}  # summed squared errors, num_context
     counts = sorted({1, num_context, views - 1})
     overlap = {k: [0, 0] for k in counts}  # k -> [intersection, union] of the foregrounds
@@ -119,6 +132,9 @@ def scene_scores(
                 total["n_seen"] += int(seen.sum())
                 total["var_unseen"] += float(variance[unseen].sum())
                 total["n_unseen"] += int(unseen.sum())
+                for mask, name in ((seen, "seen"), (unseen, "unseen")):
+                    per_scene[name].append((variance * mask).double().sum((1, 2)).cpu())
+                    per_scene["n_" + name].append(mask.sum((1, 2)).double().cpu())
     finally:
         model.train(was_training)
     mse = {name: value / test.images[:, -1].numel() for name, value in squared.items()}
@@ -140,4 +156,51 @@ def scene_scores(
         "uncertainty_ratio": unseen_var / seen_var if seen_var > 0 else float("nan"),
         "unseen_pixel_share": total["n_unseen"] / max(1, total["n_seen"] + total["n_unseen"]),
         "samples": int(samples),
+        **_uncertainty_ratio_spread({k: torch.cat(v) for k, v in per_scene.items()}, rooms, test, seed),
+    }
+
+
+def _pooled_ratio(sums: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+    """The uncertainty ratio pooled over the scenes ``rows`` (``[..., n]`` indices; one ratio per leading index)."""
+    unseen = sums["unseen"][rows].sum(-1) / sums["n_unseen"][rows].sum(-1)
+    return unseen / (sums["seen"][rows].sum(-1) / sums["n_seen"][rows].sum(-1))
+
+
+def _uncertainty_ratio_spread(
+    sums: dict[str, torch.Tensor], rooms: Rooms, test: RoomsBatch, seed: int, resamples: int = 2000
+) -> dict[str, Any]:
+    """How far the uncertainty ratio is from 1 beyond chance, and where it comes from.
+
+    - ``uncertainty_ratio_95_interval``: the 2.5% and 97.5% quantiles of the pooled ratio over ``resamples``
+      bootstrap resamples of the scenes (a generator of its own, seeded by ``seed``), so that "above 1" can be
+      told from the scatter of a finite set of scenes and samples.
+    - ``uncertainty_ratio_by_scene``: the same pooled ratio and interval over the scenes whose query shows an
+      object the context view misses (:func:`hidden_object_scenes`; there the unseen pixels hide something to
+      guess) and over the others (there the unseen pixels are walls and floor, which no sample should disagree
+      about); ``None`` for an empty group. The headline ``uncertainty_ratio`` pools both, as defined above.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def interval(rows: torch.Tensor) -> list[float] | None:
+        if len(rows) == 0:
+            return None
+        draws = rows[torch.randint(0, len(rows), (resamples, len(rows)), generator=generator)]
+        bounds = torch.quantile(_pooled_ratio(sums, draws), torch.tensor([0.025, 0.975], dtype=torch.float64))
+        return [float(b) for b in bounds]
+
+    n = len(sums["seen"])
+    hidden = hidden_object_scenes(rooms, test, limit=n)
+    everything = interval(torch.arange(n))
+    groups = {"object_hidden_from_context": hidden.nonzero()[:, 0], "other": (~hidden).nonzero()[:, 0]}
+    return {
+        "uncertainty_ratio_95_interval": everything,
+        "uncertainty_ratio_bootstrap_resamples": resamples,
+        "uncertainty_ratio_by_scene": {
+            name: {
+                "scenes": len(rows),
+                "uncertainty_ratio": float(_pooled_ratio(sums, rows)) if len(rows) else None,
+                "uncertainty_ratio_95_interval": interval(rows),
+            }
+            for name, rows in groups.items()
+        },
     }
