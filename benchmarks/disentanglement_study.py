@@ -7,7 +7,8 @@ Bernoulli pixels), Adam with learning rate 1e-3 (their 1e-4 is tuned for 300,000
 batch 64, ``STEPS`` steps, on batches rendered on the fly from all 737,280 factor combinations. Each model's
 weights are from Locatello et al.'s grid: beta 4 and 16 for the beta-VAE, 6 for beta-TCVAE, gamma 30 for
 FactorVAE, lambda_od 10 for DIP-VAE-I (lambda_d 100) and DIP-VAE-II (lambda_d 10), C_max 25 with gamma 1000 for
-the AnnealedVAE (C annealed linearly over the whole run).
+the AnnealedVAE (C annealed linearly over the whole run). ``beta_tcvae_mss`` is beta-TCVAE with Chen et al.'s other
+estimator of the total correlation, minibatch stratified sampling, in place of minibatch-weighted sampling.
 
 Every run lives in ``runs/disentanglement_study/<model>-seed<k>/``: ``train/`` (the resumable training folder)
 and ``snapshots/step-NNNNNN.pt`` (the module's weights at each evaluation step). Interrupt anything at any
@@ -45,6 +46,8 @@ CONFIGS = {
     "beta_vae_4": {"model": "vae", "beta": 4.0},
     "beta_vae_16": {"model": "vae", "beta": 16.0},
     "beta_tcvae": {"model": "betatcvae", "tc_weight": 6.0},
+    # the same with minibatch stratified sampling (unit weights) instead of the weighted sampling of the loss above
+    "beta_tcvae_mss": {"model": "betatcvae", "tc_weight": 6.0, "tc_estimator": "mss"},
     "factor_vae": {"model": "factorvae", "gamma": 30.0},
     "dip_vae_i": {"model": "dipvae_i", "lambda_od": 10.0},
     "dip_vae_ii": {"model": "dipvae_ii", "lambda_od": 10.0},

@@ -129,6 +129,16 @@ def test_beta_tcvae_weight_from_the_command_line_and_a_zero_weight_loads_back(tm
     assert load_run(tmp_path / "a")[0].tc_weight == 8.0
     assert cli.main(["train", "vae", "--beta", "0", "--out", str(tmp_path / "b"), *common]) == 0
     assert load_run(tmp_path / "b")[0].beta == 0.0  # a recorded 0 is not replaced by a default
+    # the TC estimator is recorded and loads back; a run that predates it loads with the default
+    summary_path = tmp_path / "a" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert summary["settings"].pop("tc_estimator") == "mws"
+    summary_path.write_text(json.dumps(summary))
+    assert load_run(tmp_path / "a")[0].estimator == "mws"
+    mss = ["train", "vae", "--model", "betatcvae", "--tc-estimator", "mss", "--out", str(tmp_path / "c"), *common]
+    assert cli.main(mss) == 0
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["settings"]["tc_estimator"] == "mss"
+    assert load_run(tmp_path / "c")[0].estimator == "mss"
 
 
 def test_every_option_has_a_help_line_and_shows_its_default():

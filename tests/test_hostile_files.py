@@ -63,6 +63,7 @@ def test_resuming_a_bernoulli_beta1_checkpoint_into_a_gaussian_beta4_vae_is_refu
         (VAE, {}, {"image_shape": (1, 4, 8)}, "image_shape"),
         (BetaTCVAE, {"tc_weight": 6.0}, {"tc_weight": 2.0}, "tc_weight"),
         (BetaTCVAE, {"dataset_size": 100}, {"dataset_size": 200}, "dataset_size"),
+        (BetaTCVAE, {"estimator": "mws"}, {"estimator": "mss"}, "estimator"),
         (FactorVAE, {"gamma": 10.0}, {"gamma": 40.0}, "gamma"),
         (FactorVAE, {"discriminator_hidden": (4,)}, {"discriminator_hidden": (8,)}, "discriminator_hidden"),
         (FactorVAE, {"discriminator_lr": 1e-4}, {"discriminator_lr": 1e-3}, "discriminator_lr"),

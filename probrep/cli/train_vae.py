@@ -19,6 +19,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=MODELS, default="vae", help="which member of the VAE family")
     p.add_argument("--beta", type=float, default=None, help="KL weight of the (beta-)VAE (default 4)")
     p.add_argument("--tc-weight", type=float, default=None, help="total-correlation weight of beta-TCVAE (default 6)")
+    p.add_argument("--tc-estimator", choices=["mws", "mss"], default="mws",
+                   help="beta-TCVAE's TC estimate: minibatch-weighted (default) or -stratified sampling")  # fmt: skip
     p.add_argument("--gamma", type=float, default=10.0, help="TC weight of FactorVAE")
     p.add_argument("--lambda-od", type=float, default=10.0, help="off-diagonal weight of DIP-VAE-I/II")
     p.add_argument("--c-max", type=float, default=25.0, help="final capacity (nats) of the AnnealedVAE")
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         beta=4.0 if beta is None else beta,
         tc_weight=6.0 if tc_weight is None else tc_weight,
+        tc_estimator=args.tc_estimator,
         lambda_od=args.lambda_od,
         c_max=args.c_max,
         capacity_weight=args.capacity_weight,

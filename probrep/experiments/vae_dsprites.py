@@ -31,6 +31,7 @@ def build_model(
     *,
     beta: float = 1.0,
     tc_weight: float = 6.0,
+    tc_estimator: str = "mws",
     gamma: float = 10.0,
     lambda_od: float = 10.0,
     c_max: float = 25.0,
@@ -39,13 +40,14 @@ def build_model(
     dataset_size: int | None = None,
 ) -> VAE:
     """One of the VAE family for 64x64 dSprites, each with its own weight: ``beta`` (the KL weight of the
-    (beta-)VAE), ``tc_weight`` (beta-TCVAE's total-correlation weight), ``gamma`` (FactorVAE's), ``lambda_od``
+    (beta-)VAE), ``tc_weight`` (beta-TCVAE's total-correlation weight; ``tc_estimator`` its estimate,
+    :data:`probrep.models.vae.TC_ESTIMATORS`), ``gamma`` (FactorVAE's), ``lambda_od``
     (DIP-VAE's off-diagonal weight), ``c_max`` and ``capacity_weight`` (the AnnealedVAE's capacity)."""
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}: expected one of {sorted(MODELS)}")
     common = {"image_shape": (1, 64, 64), "latent_dim": latent_dim, "arch": arch}
     if kind == "betatcvae":
-        return BetaTCVAE(**common, tc_weight=tc_weight, dataset_size=dataset_size)
+        return BetaTCVAE(**common, tc_weight=tc_weight, dataset_size=dataset_size, estimator=tc_estimator)
     if kind == "factorvae":
         return FactorVAE(**common, gamma=gamma)
     if kind in ("dipvae_i", "dipvae_ii"):
@@ -71,6 +73,7 @@ def train_vae_on_dsprites(
     model: str = "vae",
     beta: float = 4.0,
     tc_weight: float = 6.0,
+    tc_estimator: str = "mws",
     gamma: float = 10.0,
     lambda_od: float = 10.0,
     c_max: float = 25.0,
@@ -99,8 +102,8 @@ def train_vae_on_dsprites(
     run = RunFolder(out, resume, overwrite)
     sprites = DSprites()
     with forked(seed):  # the networks' initialisation
-        given = {"beta": beta, "tc_weight": tc_weight, "gamma": gamma, "lambda_od": lambda_od, "c_max": c_max,
-                 "capacity_weight": capacity_weight}  # fmt: skip
+        given = {"beta": beta, "tc_weight": tc_weight, "tc_estimator": tc_estimator, "gamma": gamma,
+                 "lambda_od": lambda_od, "c_max": c_max, "capacity_weight": capacity_weight}  # fmt: skip
         settings = {name: given[name] for name in SETTINGS[model]} if model in SETTINGS else {}
         vae = build_model(model, latent_dim, **settings, arch=arch, dataset_size=len(sprites))
     callbacks = []

@@ -5,7 +5,7 @@
 #: the first is the one it is known by
 SETTINGS = {
     "vae": ("beta",),
-    "betatcvae": ("tc_weight",),
+    "betatcvae": ("tc_weight", "tc_estimator"),
     "factorvae": ("gamma",),
     "dipvae_i": ("lambda_od",),
     "dipvae_ii": ("lambda_od",),
