@@ -95,38 +95,38 @@ def test_monte_carlo_elbo_uses_log_density_ratio():
     assert abs(loss.item() - (_bernoulli_nll(m, z, x) + 2.0 * (log_q - log_p)).item()) < 1e-5
 
 
-def test_minibatch_weighted_sampling_matches_brute_force():
+@pytest.mark.parametrize(
+    ("estimate", "weight"),
+    [
+        # minibatch-weighted sampling: 1 / (N M) for every member
+        (minibatch_weighted_sampling, lambda i, j, n, m: 1.0 / (n * m)),
+        # stratified: the sample's own posterior 1/N, each other member's (N - 1) / (N (M - 1)), summing to 1
+        (minibatch_stratified_sampling, lambda i, j, n, m: 1.0 / n if j == i else (n - 1) / (n * (m - 1))),
+    ],
+)
+def test_minibatch_estimates_of_log_q_match_brute_force(estimate, weight):
     g = torch.Generator().manual_seed(0)
     m, n_data = 6, 1000
     loc, scale = torch.randn(m, D, generator=g, dtype=torch.float64), torch.rand(m, D, generator=g).double() + 0.3
     z = loc + scale * torch.randn(m, D, generator=g, dtype=torch.float64)
-    log_qz, log_prod = minibatch_weighted_sampling(z, loc, scale, n_data)
+    log_qz, log_prod = estimate(z, loc, scale, n_data)
     for i in range(m):
-        per_j = [torch.distributions.Normal(loc[j], scale[j]).log_prob(z[i]) for j in range(m)]
-        joint = torch.logsumexp(torch.stack([p.sum() for p in per_j]), 0) - math.log(n_data * m)
-        marg = sum(torch.logsumexp(torch.stack([p[d] for p in per_j]), 0) - math.log(n_data * m) for d in range(D))
-        assert abs(log_qz[i].item() - joint.item()) < 1e-10
-        assert abs(log_prod[i].item() - marg.item()) < 1e-10
-
-
-def test_minibatch_stratified_sampling_matches_brute_force():
-    g = torch.Generator().manual_seed(0)
-    m, n_data = 6, 1000
-    loc, scale = torch.randn(m, D, generator=g, dtype=torch.float64), torch.rand(m, D, generator=g).double() + 0.3
-    z = loc + scale * torch.randn(m, D, generator=g, dtype=torch.float64)
-    log_qz, log_prod = minibatch_stratified_sampling(z, loc, scale, n_data)
-    for i in range(m):
-        # the sample's own posterior weighs 1/N, each other member's (N - 1) / (N (M - 1)): weights summing to 1
-        w = [1.0 / n_data if j == i else (n_data - 1) / (n_data * (m - 1)) for j in range(m)]
+        w = [weight(i, j, n_data, m) for j in range(m)]
         per_j = [torch.distributions.Normal(loc[j], scale[j]).log_prob(z[i]).exp() for j in range(m)]
         joint = math.log(sum(w[j] * per_j[j].prod() for j in range(m)))
         marg = sum(math.log(sum(w[j] * per_j[j][d] for j in range(m))) for d in range(D))
         assert log_qz[i].item() == pytest.approx(joint, abs=1e-10)
         assert log_prod[i].item() == pytest.approx(marg, abs=1e-10)
+
+
+def test_minibatch_stratified_sampling_refuses_a_batch_it_cannot_weigh():
+    g = torch.Generator().manual_seed(0)
+    loc, scale = torch.randn(6, D, generator=g, dtype=torch.float64), torch.ones(6, D, dtype=torch.float64)
+    z, n_data = loc + scale, 1000
     with pytest.raises(ValueError, match="batch of at least 2"):
         minibatch_stratified_sampling(z[:1], loc[:1], scale[:1], n_data)
     with pytest.raises(ValueError, match="dataset_size"):
-        minibatch_stratified_sampling(z, loc, scale, m - 1)
+        minibatch_stratified_sampling(z, loc, scale, 5)
 
 
 def test_where_every_posterior_is_the_same_stratified_sampling_reads_no_tc_and_weighted_sampling_d_minus_1_log_n():
@@ -183,37 +183,32 @@ def test_beta_tcvae_decompose_of_an_encoder_that_ignores_its_input_reads_no_mutu
         BetaTCVAE(SHAPE, latent_dim=D, arch="mlp", estimator="kde")
 
 
-def test_beta_tcvae_penalises_the_estimate_it_is_given():
+@pytest.mark.parametrize(
+    ("estimator", "estimate"), [("mws", minibatch_weighted_sampling), ("mss", minibatch_stratified_sampling)]
+)
+def test_beta_tcvae_loss_penalises_the_tc_estimate_it_is_given(estimator, estimate):
     torch.manual_seed(0)
-    m = BetaTCVAE(SHAPE, latent_dim=D, tc_weight=6.0, arch="mlp", dataset_size=500, estimator="mss").double()
-    assert m.run_config["estimator"] == "mss"
+    m = BetaTCVAE(SHAPE, latent_dim=D, tc_weight=6.0, arch="mlp", dataset_size=500, estimator=estimator).double()
+    assert m.run_config["estimator"] == estimator
     x = _images(16)
-    loss = _elbo_loss(Trace_ELBO(), m, x, seed=9)
-    z = _sampled_z(m, x, seed=9)
-    loc, scale = _hand_posterior(m, x)
-    log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
-    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-    log_qz, log_prod = minibatch_stratified_sampling(z, loc, scale, 500)
-    expected = _bernoulli_nll(m, z, x) + (log_q - log_p).sum() + 5.0 * (log_qz - log_prod).sum()
-    assert abs(loss.item() - expected.item()) < 1e-5
-
-
-def test_beta_tcvae_decomposition_sums_to_kl_and_loss_matches():
-    torch.manual_seed(0)
-    m = BetaTCVAE(SHAPE, latent_dim=D, tc_weight=6.0, arch="mlp", dataset_size=500).double()
-    x = _images(16)
-    parts = m.decompose(x)
-    total = parts["mutual_information"] + parts["total_correlation"] + parts["dimension_wise_kl"]
-    assert abs(total.item() - parts["kl"].item()) < 1e-9
     # loss = recon + [log q(z|x) - log p(z)] + (tc_weight - 1) * TC, all on the guide's draw of z
     loss = _elbo_loss(Trace_ELBO(), m, x, seed=9)
     z = _sampled_z(m, x, seed=9)
     loc, scale = _hand_posterior(m, x)
     log_q = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
     log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-    log_qz, log_prod = minibatch_weighted_sampling(z, loc, scale, 500)
+    log_qz, log_prod = estimate(z, loc, scale, 500)
     expected = _bernoulli_nll(m, z, x) + (log_q - log_p).sum() + 5.0 * (log_qz - log_prod).sum()
     assert abs(loss.item() - expected.item()) < 1e-5
+
+
+@pytest.mark.parametrize("estimator", ["mws", "mss"])
+def test_beta_tcvae_decomposition_sums_to_kl(estimator):
+    torch.manual_seed(0)
+    m = BetaTCVAE(SHAPE, latent_dim=D, tc_weight=6.0, arch="mlp", dataset_size=500).double()
+    parts = m.decompose(_images(16), estimator=estimator)
+    total = parts["mutual_information"] + parts["total_correlation"] + parts["dimension_wise_kl"]
+    assert abs(total.item() - parts["kl"].item()) < 1e-9
 
 
 def test_beta_tcvae_with_tc_weight_one_is_the_vae():
