@@ -276,7 +276,8 @@ def command_report(args) -> None:
     report = {
         "machine": f"{cpu_name()}, 2 cores, 1 torch thread per run; the first seeds ran two at a time, the second "
         "seeds one at a time beside other jobs (GQN and causal benchmarks), the third seeds (VAE, beta-TCVAE, "
-        "DIP-VAE-I) two at a time beside a test-suite run",
+        "DIP-VAE-I) two at a time beside a test-suite run; beta_tcvae_mss's three seeds two at a time beside one "
+        "or two GQN runs",
         "recipe": {
             "steps": args.steps,
             "batch_size": 64,
