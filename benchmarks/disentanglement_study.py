@@ -46,7 +46,7 @@ CONFIGS = {
     "beta_vae_4": {"model": "vae", "beta": 4.0},
     "beta_vae_16": {"model": "vae", "beta": 16.0},
     "beta_tcvae": {"model": "betatcvae", "tc_weight": 6.0},
-    # the same with minibatch stratified sampling (unit weights) instead of the weighted sampling of the loss above
+    # the same with minibatch stratified sampling (weights summing to 1) in place of minibatch-weighted sampling
     "beta_tcvae_mss": {"model": "betatcvae", "tc_weight": 6.0, "tc_estimator": "mss"},
     "factor_vae": {"model": "factorvae", "gamma": 30.0},
     "dip_vae_i": {"model": "dipvae_i", "lambda_od": 10.0},

@@ -148,6 +148,7 @@ def main() -> None:
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     s = run.summary
     sc = s["test_scenes_scores"]
+    hidden = sc["uncertainty_ratio_by_scene"]["object_hidden_from_context"]["uncertainty_ratio"]
     print(
         f"{s['tier']} tier, {s['steps']} steps of {s['batch_size']} on {s['device']}: "
         f"{s['train_seconds']:.0f} s wall, {s['train_cpu_seconds']:.0f} s CPU\n"
@@ -159,8 +160,7 @@ def main() -> None:
         f"  KL {sc['kl_per_image']:.1f} nats/image, foreground IoU {sc['foreground_iou']:.3f}, "
         f"sample variance unseen/seen {sc['uncertainty_ratio']:.2f} "
         f"(95% {sc['uncertainty_ratio_95_interval'][0]:.2f}-{sc['uncertainty_ratio_95_interval'][1]:.2f}; "
-        f"scenes hiding an object from the context view "
-        f"{sc['uncertainty_ratio_by_scene']['object_hidden_from_context']['uncertainty_ratio']})\n"
+        f"scenes hiding an object from the context view {'none' if hidden is None else f'{hidden:.2f}'})\n"
         f"  foreground IoU by context views: {sc['foreground_iou_by_context_views']}"
     )
 
