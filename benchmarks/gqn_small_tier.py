@@ -29,8 +29,7 @@ import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
 from probrep.data.rooms.scene import Rooms
-from probrep.experiments.gqn import TEST_START, TIERS, build_gqn, score_and_draw, train_gqn
-from probrep.experiments.gqn_scores import scene_scores
+from probrep.experiments.gqn import TEST_START, TIERS, build_gqn, held_out_scene_scores, score_and_draw, train_gqn
 from probrep.training import checkpoint as ckpt
 
 RESULTS = Path(__file__).parent / "results"
@@ -66,7 +65,7 @@ def rescore(args) -> None:
     if args.rescore_scenes not in (None, result["test_scenes"]):
         # more held-out scenes (the first test_scenes of them are the headline's): narrower intervals, kept apart
         test = rooms.generate(args.rescore_scenes, start=TEST_START)
-        scores = scene_scores(model, rooms, test, num_context=min(3, rooms.num_views - 1), seed=result["seed"])
+        scores = held_out_scene_scores(model, rooms, test, result["seed"])
         result[f"test_scenes_scores_{args.rescore_scenes}"] = {"scenes": args.rescore_scenes, **scores, **provenance}
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(scores, indent=2))

@@ -283,13 +283,18 @@ def train_gqn(
     return run.finish(summary, model)
 
 
+def held_out_scene_scores(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, seed: int) -> dict[str, Any]:
+    """The held-out scene scores of a run's protocol: :func:`~probrep.experiments.gqn_scores.scene_scores` with 3
+    context views (fewer where the scenes have fewer views) and the run's seed."""
+    return scene_scores(model, rooms, test_rooms, num_context=min(3, rooms.num_views - 1), seed=seed)
+
+
 def score_and_draw(
     model: GQN, rooms: Rooms, test_rooms: RoomsBatch, out: Path, seed: int
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """The held-out scene scores (:func:`~probrep.experiments.gqn_scores.scene_scores`, 3 context views) and the
-    figures in ``out`` of a trained model: what a training run reports, and what a re-score of its checkpoint
-    recomputes, with the same random draws."""
-    scenes = scene_scores(model, rooms, test_rooms, num_context=min(3, rooms.num_views - 1), seed=seed)
+    """The held-out scene scores (:func:`held_out_scene_scores`) and the figures in ``out`` of a trained model:
+    what a training run reports, and what a re-score of its checkpoint recomputes, with the same random draws."""
+    scenes = held_out_scene_scores(model, rooms, test_rooms, seed)
     device = next(model.parameters()).device
     with forked(seed, device):  # the samples drawn for the figures
         test = GQNDataset(test_rooms, seed=seed + 1, device=device)
