@@ -1,12 +1,12 @@
 """Scores and the report of the disentanglement study (``benchmarks/disentanglement_study.py evaluate|report``).
 
-Scoring. Every snapshot in ``CURVE_STEPS`` gets the cheap scores that show the trend: MIG (10,000 points),
-DCI (LightGBM estimator, 6,667/3,333 points), reconstruction and active latents. The last step gets every
+Scoring. Every snapshot of a run's recipe from step 500 on gets the cheap scores that show the trend: MIG (10,000
+points), DCI (LightGBM estimator, 6,667/3,333 points), reconstruction and active latents. The last step gets every
 metric: MIG, DCI, SAP, modularity, IRS (observational and under do(shape=heart)), and the BetaVAE and FactorVAE
 scores with ``--votes`` (default 1,000 training and 500 evaluation votes of 64 images: a tenth of
-disentanglement_lib's 10,000 / 5,000, so a score's sampling standard error is about
-sqrt(s (1 - s) / 500) <= 0.022). Reconstruction is E_q[-log p(x|z)] per image (nats, Bernoulli pixels, one draw
-of z) on 2,000 held-out images; a latent is active when its mean KL to the prior exceeds 0.1 nats.
+disentanglement_lib's 10,000 / 5,000, so a score's sampling standard error is about sqrt(s (1 - s) / 500) <= 0.022).
+Reconstruction is E_q[-log p(x|z)] per image (nats, Bernoulli pixels, one draw of z) on 2,000 held-out images; a
+latent is active when its mean KL to the prior exceeds 0.1 nats.
 
 Scores go to ``runs/disentanglement_study/<run>/scores.json`` (one entry per step, written atomically after each
 snapshot), so an interrupted ``evaluate`` redoes at most one snapshot.
@@ -25,11 +25,14 @@ from disentanglement_study import (
     CONFIGS,
     LONG_STEPS,
     LONG_SUFFIX,
+    RECIPES,
     RESULTS,
     SEEDS,
     all_runs,
     config_of,
+    final_step,
     my_runs,
+    recipe_of,
     run_dir,
     snapshot_path,
 )
@@ -40,7 +43,6 @@ from probrep.experiments.vae_dsprites import build_model, negative_elbo
 from probrep.io.json_file import write_json
 from probrep.training.rng import forked
 
-CURVE_STEPS = (500, 1000, 2000, 3000)
 CURVE_METRICS = ("mig", "dci")
 LONG_METRICS = ("mig", "dci", "factor_vae")  # the long run's scores at every snapshot: the two the targets name
 FINAL_METRICS = ("mig", "dci", "sap", "modularity", "irs", "irs_interventional", "factor_vae", "beta_vae")
@@ -54,7 +56,7 @@ logger = logging.getLogger("disentanglement_study")
 def load_snapshot(name: str, seed: int, step: int):
     """The model of one run at one step, from its snapshot (weights only: nothing in it can execute)."""
     config = {k: v for k, v in config_of(name).items() if k != "model"}
-    model = build_model(config_of(name)["model"], 10, **config, dataset_size=737_280)
+    model = build_model(config_of(name)["model"], 10, **config, arch=recipe_of(name)["arch"], dataset_size=737_280)
     state = torch.load(snapshot_path(name, seed, step), map_location="cpu", weights_only=True)
     model.load_state_dict(state["module"])
     return model.eval(), state
@@ -98,6 +100,11 @@ def read_scores(name: str, seed: int) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def curve_steps(name: str) -> list[int]:
+    """The snapshots of a run that are scored: its recipe's from step 500 on."""
+    return [s for s in recipe_of(name)["eval_steps"] if s >= 500]
+
+
 def command_evaluate(args) -> None:
     if args.only:
         name, seed = args.only.split(":")
@@ -107,8 +114,9 @@ def command_evaluate(args) -> None:
     for name, seed in runs:
         scores = read_scores(name, seed)
         long = name.endswith(LONG_SUFFIX)
-        for step in [s for s in (LONG_STEPS if long else CURVE_STEPS) if s <= args.steps]:
-            final = step == args.steps and not long
+        last = args.steps or final_step(name)
+        for step in [s for s in (LONG_STEPS if long else curve_steps(name)) if s <= last]:
+            final = step == last and not long
             done = scores.get(str(step))
             if not snapshot_path(name, seed, step).exists() or (done and (done["final"] or not final)):
                 continue
@@ -120,21 +128,25 @@ def command_evaluate(args) -> None:
 
 # ------------------------------------------------------------------------------------------------------ report
 
+#: what every recipe shares (RECIPES holds what differs)
+COMMON_RECIPE = {"optimizer": "Adam", "latent_dim": 10, "likelihood": "Bernoulli",
+                 "arch": "conv: Locatello et al.'s 4 conv + 256 fc; mlp: dense 4096-512-256 and back"}  # fmt: skip
 TABLE_METRICS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness", "sap", "modularity",
                  "irs", "reconstruction_nats", "active_latents")  # fmt: skip
 
 
-def collect(steps: int) -> dict:
-    """Every run's scores: the final entry (if scored) and the curve."""
+def collect(steps: int | None) -> dict:
+    """Every run's scores: the final entry (at ``steps``, default its recipe's last; if scored) and the curve."""
     runs = {}
     for name, seed in all_runs(SEEDS + tuple(s for s in range(2, 5) if run_dir("vae", s).exists())):
         scores = read_scores(name, seed)
-        final = scores.get(str(steps))
+        final = scores.get(str(steps or final_step(name)))
         if not scores:
             continue
         runs[f"{name}-seed{seed}"] = {
             "model": name,
             "seed": seed,
+            "batch_size": recipe_of(name)["batch_size"],
             "final": final if final and final.get("final") else None,
             "curve": {
                 int(k): {m: v.get(m) for m in ("mig", "dci_disentanglement", "reconstruction_nats")}
@@ -191,14 +203,17 @@ def curve_plot(runs: dict, path) -> None:
     panels = (("mig", "MIG"), ("dci_disentanglement", "DCI disentanglement (LightGBM)"),
               ("reconstruction_nats", "reconstruction (nats/image)"))  # fmt: skip
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2), layout="constrained")
-    colours = dict(zip(CONFIGS, plt.cm.tab10.colors))
+    colours = dict(zip(CONFIGS, plt.cm.tab20.colors))
     for ax, (metric, label) in zip(axes, panels):
         for run in runs.values():
             steps = sorted(run["curve"])
             values = [run["curve"][s][metric] for s in steps]
-            ax.plot(steps, values, "-o", ms=3, color=colours[run["model"]], alpha=0.8,
-                    label=run["model"] if run["seed"] == 0 else None)  # fmt: skip
-        ax.set_xlabel("training step (batch 64)")
+            # against images seen, so that recipes with other batch sizes share the axis
+            marker = "-o" if run["batch_size"] == 64 else "-s"
+            ax.plot([s * run["batch_size"] for s in steps], values, marker, ms=3, color=colours[run["model"]],
+                    alpha=0.8, label=run["model"] if run["seed"] == 0 else None)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("training images seen (steps x batch; log scale)")
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
@@ -264,7 +279,8 @@ def command_report(args) -> None:
         if done:
             top = max(done, key=lambda r: r["final"]["mig"])
             best[name] = f"{name}-seed{top['seed']}"
-            traversal_figure(name, top["seed"], args.steps, top["final"], RESULTS / f"traversals_{name}.png")
+            step = args.steps or final_step(name)
+            traversal_figure(name, top["seed"], step, top["final"], RESULTS / f"traversals_{name}.png")
     curve_plot(runs, RESULTS / "scores_against_steps.png")
     longs = long_runs()
     if longs:
@@ -277,17 +293,8 @@ def command_report(args) -> None:
         "machine": f"{cpu_name()}, 2 cores, 1 torch thread per run; the first seeds ran two at a time, the second "
         "seeds one at a time beside other jobs (GQN and causal benchmarks), the third seeds (VAE, beta-TCVAE, "
         "DIP-VAE-I) two at a time beside a test-suite run; beta_tcvae_mss's three seeds two at a time beside one "
-        "or two GQN runs",
-        "recipe": {
-            "steps": args.steps,
-            "batch_size": 64,
-            "lr": 1e-3,
-            "optimizer": "Adam",
-            "latent_dim": 10,
-            "arch": "conv (Locatello et al.)",
-            "likelihood": "Bernoulli",
-            "configs": CONFIGS,
-        },  # fmt: skip
+        "or two GQN runs; the mlp_b1024 recipe's four runs two at a time",
+        "recipe": {**COMMON_RECIPE, "recipes": RECIPES, "configs": CONFIGS},
         "protocol": __doc__,
         "table": rows,
         "best_run_by_mig": best,
@@ -329,11 +336,12 @@ def command_ship(args) -> None:
     models = {}
     for name in chosen:
         run = report["runs"][report["best_run_by_mig"][name]]
-        model, _ = load_snapshot(name, run["seed"], args.steps)
-        config = {k: v for k, v in CONFIGS[name].items() if k != "model"}
+        step, recipe = args.steps or final_step(name), recipe_of(name)
+        model, _ = load_snapshot(name, run["seed"], step)
+        config = {k: v for k, v in config_of(name).items() if k != "model"}
         models[name] = {
-            "model": CONFIGS[name]["model"], "settings": config, "latent_dim": 10, "arch": "conv",
-            "seed": run["seed"], "steps": args.steps, "recipe": report["recipe"],
+            "model": CONFIGS[name]["model"], "settings": config, "latent_dim": 10, "arch": recipe["arch"],
+            "seed": run["seed"], "steps": step, "recipe": {**COMMON_RECIPE, **recipe},
             "made_by": f"benchmarks/disentanglement_study.py train (started at commit {commit}), exported by its "
                        f"'ship' command at commit {head}",
             "scores_of_this_run": {k: run["final"].get(k) for k in TABLE_METRICS},
