@@ -207,6 +207,12 @@ def _markdown_table(rows: dict) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _base(name: str) -> str:
+    """A configuration's name without its recipe's suffix."""
+    recipe = CONFIGS[name].get("recipe")
+    return name.removesuffix(f"_{recipe}") if recipe else name
+
+
 def curve_plot(runs: dict, path) -> None:
     from probrep.io.figures import pyplot, save_figure
 
@@ -214,7 +220,9 @@ def curve_plot(runs: dict, path) -> None:
     panels = (("mig", "MIG"), ("dci_disentanglement", "DCI disentanglement (LightGBM)"),
               ("reconstruction_nats", "reconstruction (nats/image)"))  # fmt: skip
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2), layout="constrained")
-    colours = dict(zip(CONFIGS, plt.cm.tab20.colors))
+    # a model keeps its colour across recipes (the marker tells the recipe)
+    bases = list(dict.fromkeys(_base(name) for name in CONFIGS))
+    colours = {name: plt.cm.tab10.colors[bases.index(_base(name)) % 10] for name in CONFIGS}
     for ax, (metric, label) in zip(axes, panels):
         for run in runs.values():
             steps = sorted(run["curve"])
@@ -228,7 +236,8 @@ def curve_plot(runs: dict, path) -> None:
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle("disentanglement study on procedural dSprites: scores against steps (one line per run)")
+    fig.suptitle("disentanglement study on procedural dSprites: scores against training (one line per run; "
+                 "circles: conv networks, batch 64; squares: dense networks, batch 1024)")  # fmt: skip
     save_figure(fig, path)
 
 
