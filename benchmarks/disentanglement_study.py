@@ -12,8 +12,10 @@ estimator of the total correlation, minibatch stratified sampling, in place of m
 
 A second recipe, ``mlp_b1024`` (``RECIPES``), trains the VAE, beta-TCVAE (MSS), FactorVAE and the beta = 4 beta-VAE
 the way Chen et al. trained dSprites: dense networks and large batches (1024 here, 2048 theirs), 2,000 steps, so
-each run sees 2 million images (the conv recipe's see 192,000): 13 minutes on one core for the VAE, 50 for
-beta-TCVAE, whose estimate of the total correlation handles a 1024 x 1024 x 10 array each step.
+each run sees 2 million images (the conv recipe's see 192,000). On one core beside a second run that took 11-12
+minutes for the VAE and the beta-VAE, 39 for FactorVAE (its discriminator, six layers of 1,000, sees three batches
+of codes a step) and 44-48 for beta-TCVAE, whose estimate of the total correlation handles a 1024 x 1024 x 10 array
+each step.
 
 Every run lives in ``runs/disentanglement_study/<model>-seed<k>/``: ``train/`` (the resumable training folder)
 and ``snapshots/step-NNNNNN.pt`` (the module's weights at each evaluation step). Interrupt anything at any
