@@ -89,6 +89,7 @@ def config_of(name: str) -> dict:
 
 
 def recipe_of(name: str) -> dict:
+    """The recipe a run trains with (its configuration's "recipe", else "conv")."""
     return RECIPES[CONFIGS[name.removesuffix(LONG_SUFFIX)].get("recipe", "conv")]
 
 
