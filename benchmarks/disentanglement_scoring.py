@@ -313,7 +313,7 @@ def command_report(args) -> None:
         "machine": f"{cpu_name()}, 2 cores, 1 torch thread per run; the first seeds ran two at a time, the second "
         "seeds one at a time beside other jobs (GQN and causal benchmarks), the third seeds (VAE, beta-TCVAE, "
         "DIP-VAE-I) two at a time beside a test-suite run; beta_tcvae_mss's three seeds two at a time beside one "
-        "or two GQN runs; the mlp_b1024 recipe's seven runs two at a time on an otherwise idle machine",
+        "or two GQN runs; the mlp_b1024 recipe's nine runs two at a time on an otherwise idle machine",
         "recipe": {**COMMON_RECIPE, "recipes": RECIPES, "configs": CONFIGS},
         "protocol": __doc__,
         "table": rows,
