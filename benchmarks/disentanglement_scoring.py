@@ -32,6 +32,7 @@ from disentanglement_study import (
     config_of,
     final_step,
     my_runs,
+    recipe_name,
     recipe_of,
     run_dir,
     snapshot_path,
@@ -114,7 +115,7 @@ def command_evaluate(args) -> None:
     for name, seed in runs:
         scores = read_scores(name, seed)
         long = name.endswith(LONG_SUFFIX)
-        last = args.steps or final_step(name)
+        last = final_step(name, args.steps)
         for step in [s for s in (LONG_STEPS if long else curve_steps(name)) if s <= last]:
             final = step == last and not long
             done = scores.get(str(step))
@@ -140,12 +141,13 @@ def collect(steps: int | None) -> dict:
     runs = {}
     for name, seed in all_runs(SEEDS + tuple(s for s in range(2, 5) if run_dir("vae", s).exists())):
         scores = read_scores(name, seed)
-        final = scores.get(str(steps or final_step(name)))
+        final = scores.get(str(final_step(name, steps)))
         if not scores:
             continue
         runs[f"{name}-seed{seed}"] = {
             "model": name,
             "seed": seed,
+            "recipe": recipe_name(name),
             "batch_size": recipe_of(name)["batch_size"],
             "final": final if final and final.get("final") else None,
             "curve": {
@@ -179,8 +181,8 @@ def table(runs: dict) -> dict:
 def markdown(rows: dict) -> str:
     """One table per recipe, each with the ranges Locatello et al. report."""
     tables = []
-    for recipe in dict.fromkeys(CONFIGS[name].get("recipe", "conv") for name in rows):
-        mine = {name: row for name, row in rows.items() if CONFIGS[name].get("recipe", "conv") == recipe}
+    for recipe in dict.fromkeys(recipe_name(name) for name in rows):
+        mine = {name: row for name, row in rows.items() if recipe_name(name) == recipe}
         r = RECIPES[recipe]
         tables.append(f"recipe {recipe}: {r['arch']} networks, batch {r['batch_size']}, Adam {r['lr']:g}, "
                       f"{r['steps']:,} steps\n\n" + _markdown_table(mine))  # fmt: skip
@@ -209,8 +211,7 @@ def _markdown_table(rows: dict) -> str:
 
 def _base(name: str) -> str:
     """A configuration's name without its recipe's suffix."""
-    recipe = CONFIGS[name].get("recipe")
-    return name.removesuffix(f"_{recipe}") if recipe else name
+    return name.removesuffix(f"_{recipe_name(name)}")
 
 
 def curve_plot(runs: dict, path) -> None:
@@ -223,21 +224,24 @@ def curve_plot(runs: dict, path) -> None:
     # a model keeps its colour across recipes (the marker tells the recipe)
     bases = list(dict.fromkeys(_base(name) for name in CONFIGS))
     colours = {name: plt.cm.tab10.colors[bases.index(_base(name)) % 10] for name in CONFIGS}
+    # a recipe's marker and what the title calls it
+    markers = dict(zip(RECIPES, (("o", "circles"), ("s", "squares"), ("^", "triangles"), ("D", "diamonds"))))
     for ax, (metric, label) in zip(axes, panels):
         for run in runs.values():
             steps = sorted(run["curve"])
             values = [run["curve"][s][metric] for s in steps]
             # against images seen, so that recipes with other batch sizes share the axis
-            marker = "-o" if run["batch_size"] == 64 else "-s"
-            ax.plot([s * run["batch_size"] for s in steps], values, marker, ms=3, color=colours[run["model"]],
+            ax.plot([s * run["batch_size"] for s in steps], values, "-" + markers[run["recipe"]][0], ms=3,
+                    color=colours[run["model"]],
                     alpha=0.8, label=run["model"] if run["seed"] == 0 else None)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("training images seen (steps x batch; log scale)")
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle("disentanglement study on procedural dSprites: scores against training (one line per run; "
-                 "circles: conv networks, batch 64; squares: dense networks, batch 1024)")  # fmt: skip
+    shapes = "; ".join(f"{markers[name][1]}: {r['arch']} networks, batch {r['batch_size']}"
+                       for name, r in RECIPES.items())  # fmt: skip
+    fig.suptitle(f"disentanglement study on procedural dSprites: scores against training (one line per run; {shapes})")
     save_figure(fig, path)
 
 
@@ -299,7 +303,7 @@ def command_report(args) -> None:
         if done:
             top = max(done, key=lambda r: r["final"]["mig"])
             best[name] = f"{name}-seed{top['seed']}"
-            step = args.steps or final_step(name)
+            step = final_step(name, args.steps)
             traversal_figure(name, top["seed"], step, top["final"], RESULTS / f"traversals_{name}.png")
     curve_plot(runs, RESULTS / "scores_against_steps.png")
     longs = long_runs()
@@ -345,7 +349,7 @@ def command_ship(args) -> None:
 
     report = json.loads((RESULTS / "study.json").read_text())
     rows = report["table"]
-    shippable = [n for n in rows if CONFIGS[n].get("recipe", "conv") == SHIP_RECIPE]
+    shippable = [n for n in rows if recipe_name(n) == SHIP_RECIPE]
     ranked = sorted((n for n in shippable if n != "vae"), key=lambda n: -rows[n]["mig"]["mean"])
     chosen = (["vae"] if "vae" in rows else []) + ranked[: SHIP - 1]
     root = RESULTS.parent.parent.parent  # the repository
@@ -360,7 +364,7 @@ def command_ship(args) -> None:
     models = {}
     for name in chosen:
         run = report["runs"][report["best_run_by_mig"][name]]
-        step, recipe = args.steps or final_step(name), recipe_of(name)
+        step, recipe = final_step(name, args.steps), recipe_of(name)
         model, _ = load_snapshot(name, run["seed"], step)
         config = {k: v for k, v in config_of(name).items() if k != "model"}
         models[name] = {

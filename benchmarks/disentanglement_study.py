@@ -88,14 +88,19 @@ def config_of(name: str) -> dict:
     return {k: v for k, v in CONFIGS[name.removesuffix(LONG_SUFFIX)].items() if k != "recipe"}
 
 
+def recipe_name(name: str) -> str:
+    """The name of the recipe a run trains with: its configuration's "recipe", else "conv"."""
+    return CONFIGS[name.removesuffix(LONG_SUFFIX)].get("recipe", "conv")
+
+
 def recipe_of(name: str) -> dict:
-    """The recipe a run trains with (its configuration's "recipe", else "conv")."""
-    return RECIPES[CONFIGS[name.removesuffix(LONG_SUFFIX)].get("recipe", "conv")]
+    """The recipe a run trains with."""
+    return RECIPES[recipe_name(name)]
 
 
-def final_step(name: str) -> int:
-    """The step a run's table entry is scored at: its recipe's last."""
-    return recipe_of(name)["steps"]
+def final_step(name: str, steps: int | None = None) -> int:
+    """The step a run trains to and its table entry is scored at: ``steps`` where given, else its recipe's last."""
+    return steps or recipe_of(name)["steps"]
 
 
 def run_dir(name: str, seed: int) -> Path:
@@ -126,8 +131,8 @@ def train_one(name: str, seed: int, steps: int | None = None) -> None:
     from probrep.experiments.vae_dsprites import train_vae_on_dsprites
     from probrep.io.files import atomic_open
 
-    config, recipe = dict(config_of(name)), recipe_of(name)
-    steps = steps or recipe["steps"]
+    config, recipe = config_of(name), recipe_of(name)
+    steps = final_step(name, steps)
     if config["model"] == "annealedvae":
         config["capacity_steps"] = steps  # C reaches C_max at the end of the run, whatever segment we are in
     schedule = LONG_STEPS if name.endswith(LONG_SUFFIX) else recipe["eval_steps"]
