@@ -298,3 +298,19 @@ def test_bad_inputs_raise_clear_errors():
         m.guide(torch.zeros(2, 1, 64, 64))
     with pytest.raises(ValueError, match="dim"):
         m.traverse(torch.zeros(1, *SHAPE), dim=D, values=[0.0])
+
+
+@pytest.mark.parametrize("estimate", [minibatch_weighted_sampling, minibatch_stratified_sampling])
+def test_minibatch_estimates_have_the_gradients_of_their_values(estimate):
+    # the stratified estimate adds its weights in place on the matrix's diagonal: autograd must see through it
+    g = torch.Generator().manual_seed(1)
+    m, n_data = 5, 100
+    loc = torch.randn(m, D, generator=g, dtype=torch.float64).requires_grad_()
+    scale = (torch.rand(m, D, generator=g, dtype=torch.float64) + 0.3).requires_grad_()
+    eps = torch.randn(m, D, generator=g, dtype=torch.float64)
+
+    def tc(loc, scale):
+        log_qz, log_prod = estimate(loc + scale * eps, loc, scale, n_data)
+        return log_qz - log_prod
+
+    assert torch.autograd.gradcheck(tc, (loc, scale))

