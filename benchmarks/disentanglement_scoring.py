@@ -23,11 +23,9 @@ import torch
 from _machine import cpu_name
 from disentanglement_study import (
     CONFIGS,
-    LONG_STEPS,
     LONG_SUFFIX,
     RECIPES,
     RESULTS,
-    SEEDS,
     all_runs,
     config_of,
     final_step,
@@ -36,6 +34,7 @@ from disentanglement_study import (
     recipe_of,
     run_dir,
     snapshot_path,
+    snapshot_steps,
 )
 
 from probrep.data import DSprites
@@ -85,7 +84,8 @@ def score_snapshot(name: str, seed: int, step: int, final: bool, votes, threads:
                       dci_estimator="lightgbm", n_jobs=threads)  # fmt: skip
     entry = {"step": step, "final": final, "train_seconds_segment": state.get("train_seconds"),
              **headline(result.scores), **reconstruction_and_activity(model, seed),
-             "metric_seconds": result.seconds, "score_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+             "metric_seconds": result.seconds, "score_seconds": round(time.perf_counter() - started, 1),
+             "machine": cpu_name()}  # fmt: skip
     if final:
         entry["votes"] = list(votes)
         entry["irs_matrix"] = np.nan_to_num(result.irs_matrix).tolist() if result.irs_matrix is not None else None
@@ -116,7 +116,7 @@ def command_evaluate(args) -> None:
         scores = read_scores(name, seed)
         long = name.endswith(LONG_SUFFIX)
         last = final_step(name, args.steps)
-        for step in [s for s in (LONG_STEPS if long else curve_steps(name)) if s <= last]:
+        for step in [s for s in (snapshot_steps(name) if long else curve_steps(name)) if s >= 500 and s <= last]:
             final = step == last and not long
             done = scores.get(str(step))
             if not snapshot_path(name, seed, step).exists() or (done and (done["final"] or not final)):
@@ -136,13 +136,37 @@ TABLE_METRICS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_co
                  "irs", "reconstruction_nats", "active_latents")  # fmt: skip
 
 
-def collect(steps: int | None) -> dict:
-    """Every run's scores: the final entry (at ``steps``, default its recipe's last; if scored) and the curve."""
+def recorded_study() -> dict:
+    """What the last report wrote (study.json): it stands in for the runs whose folders this checkout lacks (run
+    folders are not committed), so that a report in a fresh clone keeps the study instead of overwriting it with
+    the few runs trained there."""
+    path = RESULTS / "study.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _recorded_run(recorded: dict, key: str, name: str, steps: int | None) -> dict | None:
+    """The recorded entry of a run, where its final scores are at the step this report scores (or it has none)."""
+    run = recorded.get("runs", {}).get(key)
+    if run is None or (run["final"] is not None and run["final"]["step"] != final_step(name, steps)):
+        return None
+    return {**run, "curve": _int_keys(run["curve"]), "recorded": True}
+
+
+def _int_keys(curve: dict) -> dict:
+    """A curve read back from JSON, keyed by step again."""
+    return {int(step): scores for step, scores in curve.items()}
+
+
+def collect(steps: int | None, recorded: dict) -> dict:
+    """Every run's scores: the final entry (at ``steps``, default its recipe's last; if scored) and the curve.
+    A run without a folder here keeps its entry in ``recorded``."""
     runs = {}
-    for name, seed in all_runs(SEEDS + tuple(s for s in range(2, 5) if run_dir("vae", s).exists())):
+    for name, seed in all_runs(range(5)):
         scores = read_scores(name, seed)
         final = scores.get(str(final_step(name, steps)))
         if not scores:
+            if (run := _recorded_run(recorded, f"{name}-seed{seed}", name, steps)) is not None:
+                runs[f"{name}-seed{seed}"] = run
             continue
         runs[f"{name}-seed{seed}"] = {
             "model": name,
@@ -150,6 +174,7 @@ def collect(steps: int | None) -> dict:
             "recipe": recipe_name(name),
             "batch_size": recipe_of(name)["batch_size"],
             "final": final if final and final.get("final") else None,
+            "machine": scores[max(scores, key=int)].get("machine"),
             "curve": {
                 int(k): {m: v.get(m) for m in ("mig", "dci_disentanglement", "reconstruction_nats")}
                 for k, v in sorted(scores.items(), key=lambda kv: int(kv[0]))
@@ -245,17 +270,22 @@ def curve_plot(runs: dict, path) -> None:
     save_figure(fig, path)
 
 
-def long_runs() -> dict:
-    """Each long run's curve: its base run's scores up to STEPS, then its own (MIG, DCI, FactorVAE score, ...)."""
+def long_runs(recorded: dict) -> dict:
+    """Each long run's curve: its base run's scores up to its recipe's steps (where it continued a base run), then
+    its own (MIG, DCI, FactorVAE score, ...). A long run without a folder here keeps its entry in ``recorded``."""
     out = {}
     for name in CONFIGS:
         for seed in range(5):
+            key = f"{name}{LONG_SUFFIX}-seed{seed}"
             own = read_scores(name + LONG_SUFFIX, seed)
             if not own:
+                if (run := recorded.get("long_runs", {}).get(key)) is not None:
+                    out[key] = {**run, "curve": _int_keys(run["curve"]), "recorded": True}
                 continue
             scores = {**read_scores(name, seed), **own}
-            out[f"{name}{LONG_SUFFIX}-seed{seed}"] = {
-                "model": name, "seed": seed,
+            out[key] = {
+                "model": name, "seed": seed, "recipe": recipe_name(name), "batch_size": recipe_of(name)["batch_size"],
+                "machine": own[max(own, key=int)].get("machine"),
                 "curve": {int(k): {m: v.get(m) for m in ("mig", "dci_disentanglement", "factor_vae",
                                                           "reconstruction_nats", "active_latents")}
                           for k, v in sorted(scores.items(), key=lambda kv: int(kv[0]))},
@@ -275,27 +305,44 @@ def long_run_plot(runs: dict, path) -> None:
     for ax, (metric, label, target) in zip(axes, panels):
         for key, run in runs.items():
             steps = [s for s in sorted(run["curve"]) if run["curve"][s].get(metric) is not None]
-            ax.plot(steps, [run["curve"][s][metric] for s in steps], "-o", ms=3, label=key)
+            batch = run.get("batch_size") or recipe_of(run["model"])["batch_size"]
+            ax.plot([s * batch for s in steps], [run["curve"][s][metric] for s in steps], "-o", ms=3,
+                    label=f"{key} (batch {batch})")  # fmt: skip
         if target is not None:
             ax.axhline(target, color="grey", ls="--", lw=1, label=f"issue 22 target {target}")
         ax.set_xscale("log")
-        ax.set_xlabel("training step (batch 64, log scale)")
+        ax.set_xlabel("training images seen (steps x batch; log scale)")
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("the longest runs: scores against steps (the base run's up to 3,000 steps, then the continuation)")
+    fig.suptitle(
+        "the longest runs: scores against training (a continued run's base run up to its recipe's steps, "
+        "then the continuation)"
+    )
     save_figure(fig, path)
 
 
 def traversal_figure(name: str, seed: int, step: int, final: dict, path) -> None:
+    if not snapshot_path(name, seed, step).exists():
+        logger.info("no snapshot of %s seed %d at step %d here: %s kept as it is", name, seed, step, path.name)
+        return
     model, _ = load_snapshot(name, seed, step)
     title = f"{name} (seed {seed}, step {step}): traversals -2.5..2.5, MIG {final['mig']:.2f}"
     labelled_traversals(model, path, title, seed=seed)
 
 
+def machine_note(recorded: dict, runs: dict) -> str:
+    """Where the runs ran: the recorded note where runs are kept from it (a run scored since carries its own
+    "machine"), else this machine."""
+    if any(run.get("recorded") for run in runs.values()):
+        return recorded["machine"]
+    return f"{cpu_name()}, 2 cores, 1 torch thread per run"
+
+
 def command_report(args) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    runs = collect(args.steps)
+    recorded = recorded_study()
+    runs = collect(args.steps, recorded)
     rows = table(runs)
     best = {}
     for name in CONFIGS:
@@ -306,7 +353,7 @@ def command_report(args) -> None:
             step = final_step(name, args.steps)
             traversal_figure(name, top["seed"], step, top["final"], RESULTS / f"traversals_{name}.png")
     curve_plot(runs, RESULTS / "scores_against_steps.png")
-    longs = long_runs()
+    longs = long_runs(recorded)
     if longs:
         long_run_plot(longs, RESULTS / "long_run_scores_against_steps.png")
         for run in longs.values():
@@ -314,10 +361,7 @@ def command_report(args) -> None:
             name = run["model"] + LONG_SUFFIX
             traversal_figure(name, run["seed"], last, run["curve"][last], RESULTS / f"traversals_{name}.png")
     report = {
-        "machine": f"{cpu_name()}, 2 cores, 1 torch thread per run; the first seeds ran two at a time, the second "
-        "seeds one at a time beside other jobs (GQN and causal benchmarks), the third seeds (VAE, beta-TCVAE, "
-        "DIP-VAE-I) two at a time beside a test-suite run; beta_tcvae_mss's three seeds two at a time beside one "
-        "or two GQN runs; the mlp_b1024 recipe's nine runs two at a time on an otherwise idle machine",
+        "machine": machine_note(recorded, {**runs, **longs}),
         "recipe": {**COMMON_RECIPE, "recipes": RECIPES, "configs": CONFIGS},
         "protocol": __doc__,
         "table": rows,
@@ -369,7 +413,8 @@ def command_ship(args) -> None:
         config = {k: v for k, v in config_of(name).items() if k != "model"}
         models[name] = {
             "model": CONFIGS[name]["model"], "settings": config, "latent_dim": 10, "arch": recipe["arch"],
-            "seed": run["seed"], "steps": step, "recipe": {**COMMON_RECIPE, **recipe},
+            "seed": run["seed"], "steps": step,
+            "recipe": {**COMMON_RECIPE, **{k: v for k, v in recipe.items() if k != "long_steps"}},
             "made_by": f"benchmarks/disentanglement_study.py train (started at commit {commit}), exported by its "
                        f"'ship' command at commit {head}",
             "scores_of_this_run": {k: run["final"].get(k) for k in TABLE_METRICS},

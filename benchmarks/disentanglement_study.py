@@ -4,7 +4,7 @@ scored with every metric probrep has, against steps, beside the ranges Locatello
 Recipe (the same for every model; chosen for a CPU budget of about 15-25 minutes per run on one core of a
 2-core machine, see the README): the conv architecture of Locatello et al. (4 conv + 256 fc, 10 latents,
 Bernoulli pixels), Adam with learning rate 1e-3 (their 1e-4 is tuned for 300,000 steps; ours are far fewer),
-batch 64, ``STEPS`` steps, on batches rendered on the fly from all 737,280 factor combinations. Each model's
+batch 64, 3,000 steps, on batches rendered on the fly from all 737,280 factor combinations. Each model's
 weights are from Locatello et al.'s grid: beta 4 and 16 for the beta-VAE, 6 for beta-TCVAE, gamma 30 for
 FactorVAE, lambda_od 10 for DIP-VAE-I (lambda_d 100) and DIP-VAE-II (lambda_d 10), C_max 25 with gamma 1000 for
 the AnnealedVAE (C annealed linearly over the whole run). ``beta_tcvae_mss`` is beta-TCVAE with Chen et al.'s other
@@ -24,6 +24,7 @@ time: ``train`` continues each run from its last checkpoint, and ``evaluate`` sc
     python benchmarks/disentanglement_study.py train    [--worker 0/2] [--steps 3000] [--seeds 0 1]
     python benchmarks/disentanglement_study.py evaluate [--worker 0/2] [--votes 1000 500]
     python benchmarks/disentanglement_study.py train --only beta_tcvae_long:0 --steps 20000   # the trend
+    python benchmarks/disentanglement_study.py train --only beta_tcvae_mlp_b1024_long:1 --steps 12000
     python benchmarks/disentanglement_study.py report   # table, plots: benchmarks/results/disentanglement_study/
     python benchmarks/disentanglement_study.py ship     # the best runs' weights into probrep/pretrained/
 
@@ -49,13 +50,14 @@ SEEDS = (0, 1)
 #: how a run trains: the networks, Adam's batch and learning rate, the steps, and the steps that keep a snapshot.
 #: A configuration trains with "conv" unless it names another recipe.
 RECIPES = {
-    "conv": {"arch": "conv", "batch_size": 64, "lr": 1e-3, "steps": 3000, "eval_steps": (250, 500, 1000, 2000, 3000)},
+    "conv": {"arch": "conv", "batch_size": 64, "lr": 1e-3, "steps": 3000, "eval_steps": (250, 500, 1000, 2000, 3000),
+             "long_steps": (4000, 6000, 8000, 11000, 14000, 17000, 20000)},
     # Chen et al.'s dSprites setting (dense networks, large batches: the total-correlation estimate sees many
     # posteriors), scaled to the CPU: probrep's default dense networks, batch 1024 instead of 2048
     "mlp_b1024": {"arch": "mlp", "batch_size": 1024, "lr": 1e-3, "steps": 2000,
-                  "eval_steps": (250, 500, 1000, 1500, 2000)},
+                  "eval_steps": (250, 500, 1000, 1500, 2000),
+                  "long_steps": (3000, 4000, 5000, 6000, 8000, 10000, 12000)},
 }  # fmt: skip
-STEPS = RECIPES["conv"]["steps"]
 #: name -> the keywords of train_vae_on_dsprites that define the model (and "recipe", when not "conv")
 CONFIGS = {
     "vae": {"model": "vae", "beta": 1.0},
@@ -74,10 +76,13 @@ CONFIGS = {
     "beta_tcvae_mlp_b1024": {"model": "betatcvae", "tc_weight": 6.0, "tc_estimator": "mss", "recipe": "mlp_b1024"},
     "factor_vae_mlp_b1024": {"model": "factorvae", "gamma": 30.0, "recipe": "mlp_b1024"},
     "beta_vae_4_mlp_b1024": {"model": "vae", "beta": 4.0, "recipe": "mlp_b1024"},
+    # the top of Locatello et al.'s beta-TCVAE grid (1-10): does a stronger pull on the total correlation split the
+    # position between two latents sooner than 6 does?
+    "beta_tcvae_10_mlp_b1024": {"model": "betatcvae", "tc_weight": 10.0, "tc_estimator": "mss", "recipe": "mlp_b1024"},
 }
 
-#: the longest run, continued past STEPS from the 3,000-step checkpoint of its configuration, to show the trend
-LONG_STEPS = (4000, 6000, 8000, 11000, 14000, 17000, 20000)
+#: a long run (``<config>_long``) continues its configuration past the recipe's steps, to show the trend; it keeps
+#: a snapshot at each of the recipe's "long_steps"
 LONG_SUFFIX = "_long"
 
 logger = logging.getLogger("disentanglement_study")
@@ -96,6 +101,12 @@ def recipe_name(name: str) -> str:
 def recipe_of(name: str) -> dict:
     """The recipe a run trains with."""
     return RECIPES[recipe_name(name)]
+
+
+def snapshot_steps(name: str) -> list[int]:
+    """The steps a run keeps a snapshot at: its recipe's evaluation steps, and for a long run its long steps."""
+    recipe = recipe_of(name)
+    return sorted({*recipe["eval_steps"], *(recipe["long_steps"] if name.endswith(LONG_SUFFIX) else ())})
 
 
 def final_step(name: str, steps: int | None = None) -> int:
@@ -135,8 +146,7 @@ def train_one(name: str, seed: int, steps: int | None = None) -> None:
     steps = final_step(name, steps)
     if config["model"] == "annealedvae":
         config["capacity_steps"] = steps  # C reaches C_max at the end of the run, whatever segment we are in
-    schedule = LONG_STEPS if name.endswith(LONG_SUFFIX) else recipe["eval_steps"]
-    for step in [s for s in schedule if s <= steps]:
+    for step in [s for s in snapshot_steps(name) if s <= steps]:
         snap = snapshot_path(name, seed, step)
         if snap.exists():
             continue
@@ -154,14 +164,18 @@ def train_one(name: str, seed: int, steps: int | None = None) -> None:
 
 
 def start_long_run(name: str, seed: int) -> None:
-    """Seed the long run's folder with a copy of its base run's folder at STEPS (checkpoints and snapshots)."""
+    """Seed the long run's folder with a copy of its base run's folder (checkpoints and snapshots) where the base
+    run has reached its recipe's steps; otherwise the long run trains from step 0 in its own folder."""
     import shutil
 
-    base, long = run_dir(name.removesuffix(LONG_SUFFIX), seed), run_dir(name, seed)
+    base_name = name.removesuffix(LONG_SUFFIX)
+    base, long = run_dir(base_name, seed), run_dir(name, seed)
     if long.exists():
         return
-    if not snapshot_path(name.removesuffix(LONG_SUFFIX), seed, STEPS).exists():
-        raise SystemExit(f"{base} has not reached step {STEPS} yet: train it first")
+    if not snapshot_path(base_name, seed, final_step(base_name)).exists():
+        logger.info("%s has not reached step %d: %s seed %d trains from step 0", base, final_step(base_name), name,
+                    seed)  # fmt: skip
+        return
     tmp = long.with_name(long.name + ".copying")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("scores.json"))
