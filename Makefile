@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/score_matching_cost.py
 	$(BIN)/python benchmarks/mcmc_nuts.py
 	$(BIN)/python benchmarks/air_step.py
+	$(BIN)/python benchmarks/tc_estimator.py
 
 # probrep's SCM.from_graph beside DoWhy's gcm. dowhy 0.14 needs scipy<=1.15.3, below constraints.txt's pin, so it
 # gets its own environment (.venv-dowhy, versions in constraints-dowhy.txt) and never touches .venv; the benchmark
