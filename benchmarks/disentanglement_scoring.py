@@ -102,8 +102,8 @@ def read_scores(name: str, seed: int) -> dict:
 
 
 def curve_steps(name: str) -> list[int]:
-    """The snapshots of a run that are scored: its recipe's from step 500 on."""
-    return [s for s in recipe_of(name)["eval_steps"] if s >= 500]
+    """The snapshots of a run that are scored: those from step 500 on."""
+    return [s for s in snapshot_steps(name) if s >= 500]
 
 
 def command_evaluate(args) -> None:
@@ -116,7 +116,9 @@ def command_evaluate(args) -> None:
         scores = read_scores(name, seed)
         long = name.endswith(LONG_SUFFIX)
         last = final_step(name, args.steps)
-        for step in [s for s in (snapshot_steps(name) if long else curve_steps(name)) if s >= 500 and s <= last]:
+        # a long run that continued its base run shares the base run's scores up to there
+        base = read_scores(name.removesuffix(LONG_SUFFIX), seed) if long else {}
+        for step in [s for s in curve_steps(name) if s <= last and str(s) not in base]:
             final = step == last and not long
             done = scores.get(str(step))
             if not snapshot_path(name, seed, step).exists() or (done and (done["final"] or not final)):
@@ -159,21 +161,24 @@ def _int_keys(curve: dict) -> dict:
 
 def collect(steps: int | None, recorded: dict) -> dict:
     """Every run's scores: the final entry (at ``steps``, default its recipe's last; if scored) and the curve.
-    A run without a folder here keeps its entry in ``recorded``."""
+    A run whose folder here holds no final scores (none at all, or a run still training) keeps its entry in
+    ``recorded``, where it has one."""
     runs = {}
     for name, seed in all_runs(range(5)):
         scores = read_scores(name, seed)
         final = scores.get(str(final_step(name, steps)))
+        final = final if final and final.get("final") else None
+        if final is None and (run := _recorded_run(recorded, f"{name}-seed{seed}", name, steps)) is not None:
+            runs[f"{name}-seed{seed}"] = run
+            continue
         if not scores:
-            if (run := _recorded_run(recorded, f"{name}-seed{seed}", name, steps)) is not None:
-                runs[f"{name}-seed{seed}"] = run
             continue
         runs[f"{name}-seed{seed}"] = {
             "model": name,
             "seed": seed,
             "recipe": recipe_name(name),
             "batch_size": recipe_of(name)["batch_size"],
-            "final": final if final and final.get("final") else None,
+            "final": final,
             "machine": scores[max(scores, key=int)].get("machine"),
             "curve": {
                 int(k): {m: v.get(m) for m in ("mig", "dci_disentanglement", "reconstruction_nats")}
@@ -271,16 +276,19 @@ def curve_plot(runs: dict, path) -> None:
 
 
 def long_runs(recorded: dict) -> dict:
-    """Each long run's curve: its base run's scores up to its recipe's steps (where it continued a base run), then
-    its own (MIG, DCI, FactorVAE score, ...). A long run without a folder here keeps its entry in ``recorded``."""
+    """Each long run's curve: its base run's scores where that run's folder is here (the same configuration and seed,
+    so the same training up to the base run's steps), then its own (MIG, DCI, FactorVAE score, ...). A long run
+    keeps its entry in ``recorded`` unless its folder here holds scores as far as the record's."""
     out = {}
     for name in CONFIGS:
         for seed in range(5):
             key = f"{name}{LONG_SUFFIX}-seed{seed}"
             own = read_scores(name + LONG_SUFFIX, seed)
+            run = recorded.get("long_runs", {}).get(key)
+            if run is not None and max(map(int, own), default=0) < max(map(int, run["curve"])):
+                out[key] = {**run, "curve": _int_keys(run["curve"]), "recorded": True}
+                continue
             if not own:
-                if (run := recorded.get("long_runs", {}).get(key)) is not None:
-                    out[key] = {**run, "curve": _int_keys(run["curve"]), "recorded": True}
                 continue
             scores = {**read_scores(name, seed), **own}
             out[key] = {
@@ -331,11 +339,23 @@ def traversal_figure(name: str, seed: int, step: int, final: dict, path) -> None
     labelled_traversals(model, path, title, seed=seed)
 
 
+def refuse_to_drop(recorded: dict, runs: dict) -> None:
+    """Stop before study.json loses a recorded run that this checkout cannot score again."""
+    dropped = sorted(set(recorded.get("runs", {})) - set(runs))
+    if dropped:
+        raise SystemExit(
+            f"report would drop {len(dropped)} recorded run(s) ({', '.join(dropped[:4])}, ...) from study.json: their "
+            "folders are not here and their final scores are not at the step asked for, or their configuration has "
+            "left CONFIGS. Run the report without --steps, or where their run folders are."
+        )
+
+
 def machine_note(recorded: dict, runs: dict) -> str:
     """Where the runs ran: the recorded note where runs are kept from it (a run scored since carries its own
     "machine"), else this machine."""
-    if any(run.get("recorded") for run in runs.values()):
-        return recorded["machine"]
+    if any(run.get("recorded") for run in runs.values()) and recorded.get("machine"):
+        since = "; a run scored since carries its own machine"
+        return recorded["machine"] if since in recorded["machine"] else recorded["machine"] + since
     return f"{cpu_name()}, 2 cores, 1 torch thread per run"
 
 
@@ -343,6 +363,7 @@ def command_report(args) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     recorded = recorded_study()
     runs = collect(args.steps, recorded)
+    refuse_to_drop(recorded, runs)
     rows = table(runs)
     best = {}
     for name in CONFIGS:
@@ -409,6 +430,9 @@ def command_ship(args) -> None:
     for name in chosen:
         run = report["runs"][report["best_run_by_mig"][name]]
         step, recipe = final_step(name, args.steps), recipe_of(name)
+        if not snapshot_path(name, run["seed"], step).exists():
+            raise SystemExit(f"ship needs the weights of {name} seed {run['seed']} at step {step} "
+                             f"({snapshot_path(name, run['seed'], step)}): train that run here first")  # fmt: skip
         model, _ = load_snapshot(name, run["seed"], step)
         config = {k: v for k, v in config_of(name).items() if k != "model"}
         models[name] = {

@@ -110,8 +110,12 @@ def snapshot_steps(name: str) -> list[int]:
 
 
 def final_step(name: str, steps: int | None = None) -> int:
-    """The step a run trains to and its table entry is scored at: ``steps`` where given, else its recipe's last."""
-    return steps or recipe_of(name)["steps"]
+    """The step a run trains to and its table entry is scored at: ``steps`` where given, else its recipe's last
+    (a long run's: the last of the recipe's long steps)."""
+    if steps:
+        return steps
+    recipe = recipe_of(name)
+    return max(recipe["long_steps"]) if name.endswith(LONG_SUFFIX) else recipe["steps"]
 
 
 def run_dir(name: str, seed: int) -> Path:

@@ -46,10 +46,12 @@ def test_report_keeps_recorded_runs_and_adds_the_runs_on_disk(study):
         "long_runs": {"beta_tcvae_long-seed0": {"model": "beta_tcvae", "seed": 0,
                                                 "curve": {"3000": {"mig": 0.16}, "20000": {"mig": 0.15}}}},
     }  # fmt: skip
-    # one run trained and scored in this checkout
+    # one run trained and scored in this checkout, and one retrained here that has not reached its last step
     (study.run_dir("vae", 1)).mkdir(parents=True)
     scores = {"500": _entry(500, 0.02), "3000": _entry(3000, 0.04, final=True)}
     (study.run_dir("vae", 1) / "scores.json").write_text(json.dumps(scores))
+    study.run_dir("vae", 2).mkdir(parents=True)
+    (study.run_dir("vae", 2) / "scores.json").write_text(json.dumps({"500": _entry(500, 0.03)}))
 
     runs = scoring.collect(None, recorded)
     assert set(runs) == {"vae-seed0", "vae-seed1", "vae-seed2"}
@@ -58,12 +60,23 @@ def test_report_keeps_recorded_runs_and_adds_the_runs_on_disk(study):
     assert runs["vae-seed1"]["machine"] == "the test box"
     row = scoring.table(runs)["vae"]
     assert row["seeds"] == 3 and row["mig"]["values"] == [0.05, 0.04, 0.07]
-    assert scoring.machine_note(recorded, runs) == "the recorded box, 2 cores"
+    assert runs["vae-seed2"]["recorded"]  # the unfinished retraining does not replace it
+    note = scoring.machine_note(recorded, runs)
+    assert note.startswith("the recorded box, 2 cores; ")
+    assert scoring.machine_note({**recorded, "machine": note}, runs) == note  # a second report adds nothing
+    scoring.refuse_to_drop(recorded, runs)
 
-    assert set(scoring.collect(2000, recorded)) == {"vae-seed1"}  # no recorded run is scored at 2,000
+    # no recorded run is scored at 2,000: a report at that step would lose them all, so it stops first
+    assert set(scoring.collect(2000, recorded)) == {"vae-seed1", "vae-seed2"}  # the folders, with no final
+    with pytest.raises(SystemExit, match=r"would drop 1 recorded run\(s\) \(vae-seed0"):
+        scoring.refuse_to_drop(recorded, scoring.collect(2000, recorded))
 
     longs = scoring.long_runs(recorded)
     assert max(longs["beta_tcvae_long-seed0"]["curve"]) == 20000  # not "3000", the larger string
+    # a long run retrained here keeps the record until it has come as far
+    study.run_dir("beta_tcvae_long", 0).mkdir(parents=True)
+    (study.run_dir("beta_tcvae_long", 0) / "scores.json").write_text(json.dumps({"4000": _entry(4000, 0.1)}))
+    assert scoring.long_runs(recorded)["beta_tcvae_long-seed0"]["recorded"]
 
 
 def test_report_without_a_record_names_this_machine(study):
