@@ -194,6 +194,9 @@ def test_held_out_split_and_a_run_folder_round_trip(tmp_path):
 
 def test_placed_decoder_translates_exactly(deep):
     classes = np.array([[2, 3, 7, 5, 9], [2, 3, 7, 6, 11]])  # the second one pixel right and two down
-    img = deep.render(classes, torch.randn(1, 4).repeat(2, 1))
+    z = torch.randn(1, 4, generator=torch.Generator().manual_seed(0))
+    # one call each: rows of one batched matrix product need not be bit-identical (on an AMD EPYC they are not),
+    # so the exact claim is about the paste, made on windows computed alike
+    img = torch.cat([deep.render(classes[i : i + 1], z) for i in range(2)])
     assert torch.equal(img[1, 0, 2:, 1:], img[0, 0, :62, :63])
     assert not torch.equal(img[1], img[0])
