@@ -320,6 +320,7 @@ def long_run_plot(runs: dict, path) -> None:
             ax.axhline(target, color="grey", ls="--", lw=1, label=f"issue 22 target {target}")
         ax.set_xscale("log")
         ax.set_xlabel("training images seen (steps x batch; log scale)")
+        ax.tick_params(axis="x", which="minor", labelbottom=False)  # matplotlib labels minor ticks on short spans
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
