@@ -151,12 +151,21 @@ def _recorded_run(recorded: dict, key: str, name: str, steps: int | None) -> dic
     run = recorded.get("runs", {}).get(key)
     if run is None or (run["final"] is not None and run["final"]["step"] != final_step(name, steps)):
         return None
-    return {**run, "curve": _int_keys(run["curve"]), "recorded": True}
+    return _kept(run)
 
 
-def _int_keys(curve: dict) -> dict:
-    """A curve read back from JSON, keyed by step again."""
-    return {int(step): scores for step, scores in curve.items()}
+def _kept(run: dict) -> dict:
+    """A run's entry read back from study.json: its curve keyed by step again, and marked as recorded."""
+    return {**run, "curve": {int(step): scores for step, scores in run["curve"].items()}, "recorded": True}
+
+
+def _run_entry(name: str, seed: int, scores: dict, metrics: tuple[str, ...]) -> dict:
+    """What a report keeps of a run scored here: its configuration, recipe, the machine of its last score, and its
+    curve (``metrics`` at every scored step)."""
+    steps = sorted(scores, key=int)
+    return {"model": name, "seed": seed, "recipe": recipe_name(name), "batch_size": recipe_of(name)["batch_size"],
+            "machine": scores[steps[-1]].get("machine"),
+            "curve": {int(k): {m: scores[k].get(m) for m in metrics} for k in steps}}  # fmt: skip
 
 
 def collect(steps: int | None, recorded: dict) -> dict:
@@ -174,16 +183,8 @@ def collect(steps: int | None, recorded: dict) -> dict:
         if not scores:
             continue
         runs[f"{name}-seed{seed}"] = {
-            "model": name,
-            "seed": seed,
-            "recipe": recipe_name(name),
-            "batch_size": recipe_of(name)["batch_size"],
+            **_run_entry(name, seed, scores, ("mig", "dci_disentanglement", "reconstruction_nats")),
             "final": final,
-            "machine": scores[max(scores, key=int)].get("machine"),
-            "curve": {
-                int(k): {m: v.get(m) for m in ("mig", "dci_disentanglement", "reconstruction_nats")}
-                for k, v in sorted(scores.items(), key=lambda kv: int(kv[0]))
-            },  # fmt: skip
             "train_seconds": sum(
                 (torch.load(p, map_location="cpu", weights_only=True).get("train_seconds") or 0.0)
                 for p in sorted((run_dir(name, seed) / "snapshots").glob("step-*.pt"))
@@ -286,18 +287,13 @@ def long_runs(recorded: dict) -> dict:
             own = read_scores(name + LONG_SUFFIX, seed)
             run = recorded.get("long_runs", {}).get(key)
             if run is not None and max(map(int, own), default=0) < max(map(int, run["curve"])):
-                out[key] = {**run, "curve": _int_keys(run["curve"]), "recorded": True}
+                out[key] = _kept(run)
                 continue
             if not own:
                 continue
             scores = {**read_scores(name, seed), **own}
-            out[key] = {
-                "model": name, "seed": seed, "recipe": recipe_name(name), "batch_size": recipe_of(name)["batch_size"],
-                "machine": own[max(own, key=int)].get("machine"),
-                "curve": {int(k): {m: v.get(m) for m in ("mig", "dci_disentanglement", "factor_vae",
-                                                          "reconstruction_nats", "active_latents")}
-                          for k, v in sorted(scores.items(), key=lambda kv: int(kv[0]))},
-            }  # fmt: skip
+            out[key] = _run_entry(name, seed, scores, ("mig", "dci_disentanglement", "factor_vae",
+                                                       "reconstruction_nats", "active_latents"))  # fmt: skip
     return out
 
 
