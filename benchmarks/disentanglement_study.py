@@ -17,6 +17,12 @@ minutes for the VAE and the beta-VAE, 39 for FactorVAE (its discriminator, six l
 of codes a step) and 44-48 for beta-TCVAE, whose estimate of the total correlation handles a 1024 x 1024 x 10 array
 each step.
 
+A third recipe, ``locatello``, is the conv recipe at Locatello et al.'s learning rate (1e-4) with snapshots out to
+their 300,000 steps, for beta-TCVAE and FactorVAE: it tests whether the learning rate and the length are what the
+first two recipes lack. At 0.13 (beta-TCVAE) and 0.24 s (FactorVAE) a step on one core, a run spans sessions:
+``train --only beta_tcvae_locatello_long:0`` resumes it from its last checkpoint, and ``evaluate --only ... --steps
+N`` scores its snapshots as far as N.
+
 Every run lives in ``runs/disentanglement_study/<model>-seed<k>/``: ``train/`` (the resumable training folder)
 and ``snapshots/step-NNNNNN.pt`` (the module's weights at each evaluation step). Interrupt anything at any
 time: ``train`` continues each run from its last checkpoint, and ``evaluate`` scores only what is not scored.
@@ -57,6 +63,11 @@ RECIPES = {
     "mlp_b1024": {"arch": "mlp", "batch_size": 1024, "lr": 1e-3, "steps": 2000,
                   "eval_steps": (250, 500, 1000, 1500, 2000),
                   "long_steps": (3000, 4000, 5000, 6000, 8000, 10000, 12000)},
+    # Locatello et al.'s own recipe: the conv recipe at their learning rate, 1e-4, over their 300,000 steps (about
+    # 0.13-0.2 s a step on one core: 11-17 hours a run, so a long run spans sessions, resumed from its checkpoint)
+    "locatello": {"arch": "conv", "batch_size": 64, "lr": 1e-4, "steps": 3000, "eval_steps": (500, 1000, 2000, 3000),
+                  "long_steps": (5000, 10000, 20000, 30000, 45000, 60000, 80000, 100000, 130000, 160000, 200000,
+                                 250000, 300000)},
 }  # fmt: skip
 #: name -> the keywords of train_vae_on_dsprites that define the model (and "recipe", when not "conv")
 CONFIGS = {
@@ -79,6 +90,10 @@ CONFIGS = {
     # the top of Locatello et al.'s beta-TCVAE grid (1-10): does a stronger pull on the total correlation split the
     # position between two latents sooner than 6 does?
     "beta_tcvae_10_mlp_b1024": {"model": "betatcvae", "tc_weight": 10.0, "tc_estimator": "mss", "recipe": "mlp_b1024"},
+    # the third recipe: is it the learning rate and the steps? beta-TCVAE (the study's best MIG) and FactorVAE (Kim &
+    # Mnih's best FactorVAE score) trained as Locatello et al. trained them
+    "beta_tcvae_locatello": {"model": "betatcvae", "tc_weight": 6.0, "recipe": "locatello"},
+    "factor_vae_locatello": {"model": "factorvae", "gamma": 30.0, "recipe": "locatello"},
 }
 
 #: a long run (``<config>_long``) continues its configuration past the recipe's steps, to show the trend; it keeps
