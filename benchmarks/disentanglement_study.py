@@ -18,10 +18,10 @@ of codes a step) and 44-48 for beta-TCVAE, whose estimate of the total correlati
 each step.
 
 A third recipe, ``locatello``, is the conv recipe at Locatello et al.'s learning rate (1e-4) with snapshots out to
-their 300,000 steps, for beta-TCVAE and FactorVAE: it tests whether the learning rate and the length are what the
-first two recipes lack. At 0.13 (beta-TCVAE) and 0.24 s (FactorVAE) a step on one core, a run spans sessions:
-``train --only beta_tcvae_locatello_long:0`` resumes it from its last checkpoint, and ``evaluate --only ... --steps
-N`` scores its snapshots as far as N.
+their 300,000 steps, for the VAE, beta-TCVAE and FactorVAE: it tests whether the learning rate and the length are
+what the first two recipes lack. At 0.11 (VAE), 0.13 (beta-TCVAE) and 0.24 s (FactorVAE) a step on one core, a run
+spans sessions: ``train --only beta_tcvae_locatello_long:0`` resumes it from its last checkpoint, and ``evaluate
+--only ... --steps N`` scores its snapshots as far as N.
 
 Every run lives in ``runs/disentanglement_study/<model>-seed<k>/``: ``train/`` (the resumable training folder)
 and ``snapshots/step-NNNNNN.pt`` (the module's weights at each evaluation step). Interrupt anything at any
@@ -91,7 +91,8 @@ CONFIGS = {
     # position between two latents sooner than 6 does?
     "beta_tcvae_10_mlp_b1024": {"model": "betatcvae", "tc_weight": 10.0, "tc_estimator": "mss", "recipe": "mlp_b1024"},
     # the third recipe: is it the learning rate and the steps? beta-TCVAE (the study's best MIG) and FactorVAE (Kim &
-    # Mnih's best FactorVAE score) trained as Locatello et al. trained them
+    # Mnih's best FactorVAE score) trained as Locatello et al. trained them, and the VAE to compare them with
+    "vae_locatello": {"model": "vae", "beta": 1.0, "recipe": "locatello"},
     "beta_tcvae_locatello": {"model": "betatcvae", "tc_weight": 6.0, "recipe": "locatello"},
     "factor_vae_locatello": {"model": "factorvae", "gamma": 30.0, "recipe": "locatello"},
 }
