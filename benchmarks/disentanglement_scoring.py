@@ -86,6 +86,8 @@ def score_snapshot(name: str, seed: int, step: int, final: bool, votes, threads:
              **headline(result.scores), **reconstruction_and_activity(model, seed),
              "metric_seconds": result.seconds, "score_seconds": round(time.perf_counter() - started, 1),
              "machine": cpu_name()}  # fmt: skip
+    if "factor_vae" in result.scores:  # which factors it finds: a code without a shape latent scores 0 on shape
+        entry["factor_vae_per_factor"] = result.scores["factor_vae"]["per_factor"]
     if final:
         entry["votes"] = list(votes)
         entry["irs_matrix"] = np.nan_to_num(result.irs_matrix).tolist() if result.irs_matrix is not None else None

@@ -140,6 +140,11 @@ def test_dsprites_numbers_are_those_of_the_per_vote_code():
     assert fv.votes_eval.tolist() == [[0, 0, 0, 0], [5, 2, 11, 11], [0, 0, 17, 1], [2, 3, 5, 4], [21, 0, 0, 0],
                                       [0, 18, 0, 0]]  # fmt: skip
     assert (fv.score, fv.train_accuracy) == (0.6, 0.57)
+    # by hand from the votes: dims 0-3 go to posX, posY, scale, orientation (the train votes' column maxima), so
+    # shape finds no dimension (0 of 29), scale 17 of 18, orientation 4 of 14, posX 21 of 21, posY 18 of 18
+    np.testing.assert_allclose(fv.factor_accuracy, [np.nan, 0.0, 17 / 18, 4 / 14, 1.0, 1.0])
+    weights = fv.votes_eval.sum(axis=1) / fv.votes_eval.sum()
+    assert weights @ np.nan_to_num(fv.factor_accuracy) == pytest.approx(fv.score)
     _, (v_train, _) = loop_factor_vae(ds, centre_of_mass, 16, 200, 100, 500, seed=1)
     np.testing.assert_array_equal(fv.votes_train, v_train)
     bv = M.beta_vae_score(ds, centre_of_mass, cache=cache, **kw)

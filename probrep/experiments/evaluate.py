@@ -127,6 +127,10 @@ def evaluate(
             r = fn(ds, encode, num_train=vote_sizes[0], num_eval=vote_sizes[1], seed=seed, progress=progress,
                    cache=cache)  # fmt: skip
             result.scores[name] = {"score": r.score}
+            if name == "factor_vae":  # which factors the score finds (NaN: the constant colour, never voted on)
+                result.scores[name]["per_factor"] = {
+                    f: float(a) for f, a in zip(ds.factor_names, r.factor_accuracy) if not np.isnan(a)
+                }
         result.seconds[name] = round(time.perf_counter() - start, 2)
         logger.info("%s: %s (%.1f s)", name, result.scores[name], result.seconds[name])
     return result

@@ -51,6 +51,18 @@ class FactorVAEResult:
     votes_train: np.ndarray
     votes_eval: np.ndarray
 
+    @property
+    def factor_accuracy(self) -> np.ndarray:
+        """``[K]``: the share of each factor's eval votes that land on a dimension the classifier gives that factor
+        (NaN for a factor never voted on, such as a constant one). ``score`` is their vote-weighted mean, so this
+        says which factors a score finds: a code with no dimension for a factor scores 0 on it, which caps the score
+        at the share of the factors it has (3 of 5 on dSprites: 0.6)."""
+        owned = self.classifier[None, :] == np.arange(self.votes_eval.shape[0])[:, None]
+        hits = (self.votes_eval * owned).sum(axis=1)
+        total = self.votes_eval.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, hits / np.maximum(total, 1), np.nan)
+
 
 @dataclass(frozen=True)
 class BetaVAEResult:
