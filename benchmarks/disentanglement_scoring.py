@@ -404,45 +404,77 @@ SHIP = 4  # the VAE and the three regularised configurations with the highest me
 SHIP_RECIPE = "conv"
 
 
-def command_ship(args) -> None:
-    """Export the best run (by MIG at the last step) of the VAE and of the best regularised configurations to
-    probrep/pretrained/ as float16 weights, with a manifest that states the recipe, the commit and the scores."""
-    import subprocess
-
-    from probrep.experiments import pretrained
-
+def _best_of_table(steps: int | None) -> list[tuple[str, int, int, dict, dict]]:
+    """(run name, seed, step, scores of that run, scores over its seeds) of the VAE and the regularised configurations
+    of SHIP_RECIPE with the highest mean MIG, each at its best seed, from the last report."""
     report = json.loads((RESULTS / "study.json").read_text())
     rows = report["table"]
     shippable = [n for n in rows if recipe_name(n) == SHIP_RECIPE]
     ranked = sorted((n for n in shippable if n != "vae"), key=lambda n: -rows[n]["mig"]["mean"])
     chosen = (["vae"] if "vae" in rows else []) + ranked[: SHIP - 1]
+    out = []
+    for name in chosen:
+        run = report["runs"][report["best_run_by_mig"][name]]
+        out.append((name, run["seed"], final_step(name, steps), run["final"], rows[name]))
+    return out
+
+
+def _snapshots(specs: list[str]) -> list[tuple[str, int, int, dict, dict]]:
+    """The same for snapshots named ``NAME:SEED:STEP`` (a long run's, say), from their runs' scores: one seed each."""
+    out = []
+    for spec in specs:
+        try:
+            name, seed, step = spec.split(":")
+            seed, step = int(seed), int(step)
+        except ValueError:
+            raise SystemExit(f"--snapshots {spec!r}: expected NAME:SEED:STEP, e.g. vae_long:0:20000") from None
+        if name.removesuffix(LONG_SUFFIX) not in CONFIGS:
+            raise SystemExit(f"--snapshots {spec!r}: no configuration {name.removesuffix(LONG_SUFFIX)!r}")
+        scores = read_scores(name, seed).get(str(step))
+        if scores is None:
+            raise SystemExit(f"--snapshots {spec!r}: not scored; run 'evaluate --only {name}:{seed} --steps {step}'")
+        one_seed = {k: {"mean": scores[k], "sd": None, "values": [scores[k]]} for k in TABLE_METRICS if k in scores}
+        out.append((name, seed, step, scores, one_seed))
+    return out
+
+
+def command_ship(args) -> None:
+    """Export the best run (by MIG at the last step) of the VAE and of the best regularised configurations, or the
+    snapshots ``--snapshots`` names, to probrep/pretrained/ as float16 weights, with a manifest that states the
+    recipe, the commit and the scores."""
+    import subprocess
+
+    from probrep.experiments import pretrained
+
+    chosen = _snapshots(args.snapshots) if args.snapshots else _best_of_table(args.steps)
     root = RESULTS.parent.parent.parent  # the repository
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root).stdout.strip()
 
-    # the runs' training code is the commit that first added the study script (its training has not changed
-    # since); the weights were exported at HEAD
-    commit = git("log", "--diff-filter=A", "--format=%h", "--", "benchmarks/disentanglement_study.py")
     head = git("rev-parse", "--short", "HEAD")
     models = {}
-    for name in chosen:
-        run = report["runs"][report["best_run_by_mig"][name]]
-        step, recipe = final_step(name, args.steps), recipe_of(name)
-        if not snapshot_path(name, run["seed"], step).exists():
-            raise SystemExit(f"ship needs the weights of {name} seed {run['seed']} at step {step} "
-                             f"({snapshot_path(name, run['seed'], step)}): train that run here first")  # fmt: skip
-        model, _ = load_snapshot(name, run["seed"], step)
+    for name, seed, step, scores, over_seeds in chosen:
+        if not snapshot_path(name, seed, step).exists():
+            raise SystemExit(f"ship needs the weights of {name} seed {seed} at step {step} "
+                             f"({snapshot_path(name, seed, step)}): train that run here first")  # fmt: skip
+        # the commit that added the run's configuration: its training code has not changed since
+        config_line = f'"{name.removesuffix(LONG_SUFFIX)}": {{'
+        commit = git("log", "-S", config_line, "--reverse", "--format=%h", "--", "benchmarks/disentanglement_study.py")
+        model, _ = load_snapshot(name, seed, step)
         config = {k: v for k, v in config_of(name).items() if k != "model"}
-        models[name] = {
-            "model": CONFIGS[name]["model"], "settings": config, "latent_dim": 10, "arch": recipe["arch"],
-            "seed": run["seed"], "steps": step,
-            "recipe": {**COMMON_RECIPE, **{k: v for k, v in recipe.items() if k != "long_steps"}},
-            "made_by": f"benchmarks/disentanglement_study.py train (started at commit {commit}), exported by its "
-                       f"'ship' command at commit {head}",
-            "scores_of_this_run": {k: run["final"].get(k) for k in TABLE_METRICS},
-            "scores_over_seeds": {k: v for k, v in rows[name].items()},
-            **pretrained.export(model, pretrained.WEIGHTS / f"{name}.pt"),
+        recipe = recipe_of(name)
+        models[name.removesuffix(LONG_SUFFIX)] = {
+            "model": config_of(name)["model"], "settings": config, "latent_dim": 10, "arch": recipe["arch"],
+            "seed": seed, "steps": step,
+            "recipe": {**COMMON_RECIPE, **{k: v for k, v in recipe.items() if k not in ("steps", "eval_steps",
+                                                                                          "long_steps")}},
+            "made_by": f"benchmarks/disentanglement_study.py train --only {name}:{seed} (configuration added at "
+                       f"commit {commit.splitlines()[0] if commit else 'unknown'}), exported by its 'ship' command "
+                       f"at commit {head}",
+            "scores_of_this_run": {k: scores.get(k) for k in TABLE_METRICS if k in scores},
+            "scores_over_seeds": over_seeds,
+            **pretrained.export(model, pretrained.WEIGHTS / f"{name.removesuffix(LONG_SUFFIX)}.pt"),
         }  # fmt: skip
     write_json({"format": 1, "models": models}, pretrained.MANIFEST)
     print(f"shipped {list(models)} to {pretrained.WEIGHTS} ({sum(m['bytes'] for m in models.values()) / 1e6:.1f} MB)")

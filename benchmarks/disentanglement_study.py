@@ -33,6 +33,7 @@ time: ``train`` continues each run from its last checkpoint, and ``evaluate`` sc
     python benchmarks/disentanglement_study.py train --only beta_tcvae_mlp_b1024_long:1 --steps 12000
     python benchmarks/disentanglement_study.py report   # table, plots: benchmarks/results/disentanglement_study/
     python benchmarks/disentanglement_study.py ship     # the best runs' weights into probrep/pretrained/
+    python benchmarks/disentanglement_study.py ship --snapshots vae_locatello_long:0:20000 ...  # chosen snapshots
 
 ``train`` also evaluates each run when its training ends (in a subprocess, so that a long-lived worker uses the
 evaluation code on disk). Set ``--threads`` (default 1) per worker; two workers use both cores of a 2-core box.
@@ -227,6 +228,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--votes", type=int, nargs=2, default=(1000, 500),
                         help="(train, eval) votes of the BetaVAE and FactorVAE scores")  # fmt: skip
+    parser.add_argument("--snapshots", nargs="+", default=None, metavar="NAME:SEED:STEP",
+                        help="ship: these scored snapshots (a long run's) instead of the table's best")  # fmt: skip
     parser.add_argument("--only", default=None,
                         help="name:seed, one run; <name>_long:seed continues <name> past its steps")  # fmt: skip
     args = parser.parse_args(argv)

@@ -83,3 +83,41 @@ def test_report_without_a_record_names_this_machine(study):
     _, scoring = study
     assert scoring.collect(None, {}) == {}
     assert scoring.machine_note({}, {}).endswith("2 cores, 1 torch thread per run")
+
+
+def test_ship_exports_chosen_snapshots_that_load_back(study, tmp_path, monkeypatch):
+    """``ship --snapshots``: a long run's scored snapshot becomes a shipped model under its configuration's name, with
+    its own scores as a one-seed row, and pretrained.load gives back the same encoder (float16 weights)."""
+    import argparse
+
+    import torch
+
+    from probrep.experiments import pretrained
+    from probrep.experiments.vae_dsprites import build_model
+
+    study, scoring = study
+    monkeypatch.setattr(pretrained, "WEIGHTS", tmp_path / "weights")
+    monkeypatch.setattr(pretrained, "MANIFEST", tmp_path / "weights" / "manifest.json")
+    name, seed, step = "beta_tcvae_locatello_long", 0, 20000
+    torch.manual_seed(0)
+    model = build_model("betatcvae", 10, tc_weight=6.0, arch="conv", dataset_size=737_280)
+    study.snapshot_path(name, seed, step).parent.mkdir(parents=True)
+    torch.save({"module": model.state_dict(), "step": step}, study.snapshot_path(name, seed, step))
+    (study.run_dir(name, seed) / "scores.json").write_text(json.dumps({str(step): _entry(step, 0.26)}))
+
+    with pytest.raises(SystemExit, match="not scored; run 'evaluate --only beta_tcvae_locatello_long:0 --steps 30000'"):
+        scoring.command_ship(argparse.Namespace(snapshots=[f"{name}:{seed}:30000"], steps=None))
+    with pytest.raises(SystemExit, match="expected NAME:SEED:STEP"):
+        scoring.command_ship(argparse.Namespace(snapshots=[f"{name}:{seed}"], steps=None))
+    scoring.command_ship(argparse.Namespace(snapshots=[f"{name}:{seed}:{step}"], steps=None))
+
+    shipped, info = pretrained.load("beta_tcvae_locatello")
+    assert (info["steps"], info["seed"], info["model"]) == (step, seed, "betatcvae")
+    assert info["settings"] == {"tc_weight": 6.0}
+    assert info["recipe"]["lr"] == 1e-4 and "long_steps" not in info["recipe"]
+    assert info["scores_of_this_run"]["mig"] == 0.26
+    assert info["scores_over_seeds"]["mig"] == {"mean": 0.26, "sd": None, "values": [0.26]}
+    assert f"train --only {name}:{seed}" in info["made_by"]
+    x = torch.rand(4, 1, 64, 64).round()
+    with torch.no_grad():
+        torch.testing.assert_close(shipped.encode(x), model.eval().encode(x), atol=2e-2, rtol=2e-2)  # float16 weights

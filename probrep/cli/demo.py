@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 COLUMNS = ("mig", "dci_disentanglement", "irs", "irs_interventional")
+NAME_WIDTH = 32  # "beta_tcvae_locatello (shipped)" and the like fit
 STUDY_COLUMNS = ("factor_vae", "beta_vae", "mig")
 
 
@@ -44,22 +45,23 @@ def _study(row: dict, metric: str) -> str:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    head = f"{'model':28s}" + "".join(f"{c:>20s}" for c in COLUMNS)
+    head = f"{'model':{NAME_WIDTH}s}" + "".join(f"{c:>20s}" for c in COLUMNS)
     print("\nScored now, on the shipped weights and on the fresh run (" + f"{report['num_points']} images):")
     print(head)
     for name, entry in report["shipped"].items():
-        print(f"{name + ' (shipped)':28s}" + "".join(f"{entry['measured_now'][c]:20.3f}" for c in COLUMNS))
+        print(f"{name + ' (shipped)':{NAME_WIDTH}s}" + "".join(f"{entry['measured_now'][c]:20.3f}" for c in COLUMNS))
     fresh = report["fresh"]
     label = f"beta-VAE fresh, {fresh['training']['steps']} steps"
-    print(f"{label:28s}" + "".join(f"{fresh['measured_now'][c]:20.3f}" for c in COLUMNS))
+    print(f"{label:{NAME_WIDTH}s}" + "".join(f"{fresh['measured_now'][c]:20.3f}" for c in COLUMNS))
     if report["shipped"]:
         print(
             "\nFrom the disentanglement study, as the shipped manifest recorded it at export (mean ± sd over the "
             "seeds run by then; the study's latest table: benchmarks/results/disentanglement_study/table.md):"
         )
-        print(f"{'model':28s}" + "".join(f"{c:>20s}" for c in STUDY_COLUMNS))
+        print(f"{'model':{NAME_WIDTH}s}" + "".join(f"{c:>20s}" for c in STUDY_COLUMNS))
         for name, entry in report["shipped"].items():
-            print(f"{name:28s}" + "".join(f"{_study(entry['study_over_seeds'], c):>20s}" for c in STUDY_COLUMNS))
+            cells = "".join(f"{_study(entry['study_over_seeds'], c):>20s}" for c in STUDY_COLUMNS)
+            print(f"{name:{NAME_WIDTH}s}{cells}")
     _print_downstream(report)
     t = fresh["training"]
     print(f"\nfresh beta-VAE: held-out negative ELBO {t['held_out_negative_elbo_per_image']:.1f} nats/image, "
@@ -83,8 +85,8 @@ def _print_downstream(report: dict[str, Any]) -> None:
     sizes = [str(n) for n in first["sizes"]]
     print(f"\nDownstream utility now ({model} classifiers per factor, mean test accuracy over factors, "
           f"by number of labels; efficiency = accuracy at 100 / at {sizes[-1]}):")  # fmt: skip
-    print(f"{'model':28s}" + "".join(f"{n + ' labels':>14s}" for n in sizes) + f"{'efficiency':>14s}")
+    print(f"{'model':{NAME_WIDTH}s}" + "".join(f"{n + ' labels':>14s}" for n in sizes) + f"{'efficiency':>14s}")
     for name, summary in rows.items():
         eff = summary[model]["efficiency"]
         cells = "".join(f"{summary[model]['accuracy'][n]:14.3f}" for n in sizes)
-        print(f"{name + ' (shipped)':28s}{cells}" + (f"{eff:14.2f}" if eff is not None else f"{'-':>14s}"))
+        print(f"{name + ' (shipped)':{NAME_WIDTH}s}{cells}" + (f"{eff:14.2f}" if eff is not None else f"{'-':>14s}"))
