@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -272,7 +273,7 @@ def curve_plot(runs: dict, path) -> None:
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
-    shapes = "; ".join(f"{markers[name][1]}: {r['arch']} networks, batch {r['batch_size']}"
+    shapes = "; ".join(f"{markers[name][1]}: {r['arch']} networks, batch {r['batch_size']}, lr {r['lr']:g}"
                        for name, r in RECIPES.items())  # fmt: skip
     fig.suptitle(f"disentanglement study on procedural dSprites: scores against training (one line per run; {shapes})")
     save_figure(fig, path)
@@ -295,7 +296,8 @@ def long_runs(recorded: dict) -> dict:
                 continue
             scores = {**read_scores(name, seed), **own}
             out[key] = _run_entry(name, seed, scores, ("mig", "dci_disentanglement", "factor_vae",
-                                                       "reconstruction_nats", "active_latents"))  # fmt: skip
+                                                       "factor_vae_per_factor", "reconstruction_nats",
+                                                       "active_latents"))  # fmt: skip
     return out
 
 
@@ -415,7 +417,10 @@ def _best_of_table(steps: int | None) -> list[tuple[str, int, int, dict, dict]]:
     out = []
     for name in chosen:
         run = report["runs"][report["best_run_by_mig"][name]]
-        out.append((name, run["seed"], final_step(name, steps), run["final"], rows[name]))
+        if run["final"]["step"] != final_step(name, steps):
+            raise SystemExit(f"the report scored {name} at step {run['final']['step']}, not {final_step(name, steps)}:"
+                             f" run 'report --steps {final_step(name, steps)}' first")  # fmt: skip
+        out.append((name, run["seed"], run["final"]["step"], run["final"], rows[name]))
     return out
 
 
@@ -430,10 +435,15 @@ def _snapshots(specs: list[str]) -> list[tuple[str, int, int, dict, dict]]:
             raise SystemExit(f"--snapshots {spec!r}: expected NAME:SEED:STEP, e.g. vae_long:0:20000") from None
         if name.removesuffix(LONG_SUFFIX) not in CONFIGS:
             raise SystemExit(f"--snapshots {spec!r}: no configuration {name.removesuffix(LONG_SUFFIX)!r}")
-        scores = read_scores(name, seed).get(str(step))
+        if step not in snapshot_steps(name):
+            raise SystemExit(f"--snapshots {spec!r}: {name} keeps snapshots at steps {snapshot_steps(name)}")
+        # a long run that continued its base run shares the base run's scores up to there
+        base = read_scores(name.removesuffix(LONG_SUFFIX), seed) if name.endswith(LONG_SUFFIX) else {}
+        scores = {**base, **read_scores(name, seed)}.get(str(step))
         if scores is None:
             raise SystemExit(f"--snapshots {spec!r}: not scored; run 'evaluate --only {name}:{seed} --steps {step}'")
-        one_seed = {k: {"mean": scores[k], "sd": None, "values": [scores[k]]} for k in TABLE_METRICS if k in scores}
+        one_seed = {"seeds": 1, **{k: {"mean": scores[k], "sd": None, "values": [scores[k]]}
+                                   for k in TABLE_METRICS if scores.get(k) is not None}}  # fmt: skip
         out.append((name, seed, step, scores, one_seed))
     return out
 
@@ -441,40 +451,54 @@ def _snapshots(specs: list[str]) -> list[tuple[str, int, int, dict, dict]]:
 def command_ship(args) -> None:
     """Export the best run (by MIG at the last step) of the VAE and of the best regularised configurations, or the
     snapshots ``--snapshots`` names, to probrep/pretrained/ as float16 weights, with a manifest that states the
-    recipe, the commit and the scores."""
+    recipe, the commit and the scores. The manifest lists exactly what this call ships: every name and weights file
+    is checked before anything is written, and weights files the new manifest does not list are removed."""
     import subprocess
 
     from probrep.experiments import pretrained
 
     chosen = _snapshots(args.snapshots) if args.snapshots else _best_of_table(args.steps)
-    root = RESULTS.parent.parent.parent  # the repository
+    keys = [name.removesuffix(LONG_SUFFIX) for name, *_ in chosen]
+    if len(set(keys)) < len(keys):
+        raise SystemExit(f"ship: two snapshots would ship under one name ({keys}); ship one per configuration")
+    for name, seed, step, *_ in chosen:
+        if not snapshot_path(name, seed, step).exists():
+            raise SystemExit(f"ship needs the weights of {name} seed {seed} at step {step} "
+                             f"({snapshot_path(name, seed, step)}): train that run here first")  # fmt: skip
+    root = Path(__file__).resolve().parent.parent  # the repository
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD")
     models = {}
-    for name, seed, step, scores, over_seeds in chosen:
-        if not snapshot_path(name, seed, step).exists():
-            raise SystemExit(f"ship needs the weights of {name} seed {seed} at step {step} "
-                             f"({snapshot_path(name, seed, step)}): train that run here first")  # fmt: skip
-        # the commit that added the run's configuration: its training code has not changed since
-        config_line = f'"{name.removesuffix(LONG_SUFFIX)}": {{'
-        commit = git("log", "-S", config_line, "--reverse", "--format=%h", "--", "benchmarks/disentanglement_study.py")
+    for key, (name, seed, step, scores, over_seeds) in zip(keys, chosen):
+        # the commit that added the run's configuration
+        added = git(
+            "log",
+            "-S",
+            f'"{key}": {{',
+            "--reverse",
+            "--format=%h",
+            "--",
+            Path(__file__).with_name("disentanglement_study.py").relative_to(root).as_posix(),
+        )
+        how = f"train --only {name}:{seed}" if args.snapshots else "train"
         model, _ = load_snapshot(name, seed, step)
-        config = {k: v for k, v in config_of(name).items() if k != "model"}
         recipe = recipe_of(name)
-        models[name.removesuffix(LONG_SUFFIX)] = {
-            "model": config_of(name)["model"], "settings": config, "latent_dim": 10, "arch": recipe["arch"],
-            "seed": seed, "steps": step,
-            "recipe": {**COMMON_RECIPE, **{k: v for k, v in recipe.items() if k not in ("steps", "eval_steps",
-                                                                                          "long_steps")}},
-            "made_by": f"benchmarks/disentanglement_study.py train --only {name}:{seed} (configuration added at "
-                       f"commit {commit.splitlines()[0] if commit else 'unknown'}), exported by its 'ship' command "
-                       f"at commit {head}",
+        models[key] = {
+            "model": config_of(name)["model"], "settings": {k: v for k, v in config_of(name).items() if k != "model"},
+            "latent_dim": 10, "arch": recipe["arch"], "seed": seed, "steps": step,
+            "recipe": {"name": recipe_name(name), **COMMON_RECIPE,
+                       **{k: v for k, v in recipe.items() if k not in ("steps", "eval_steps", "long_steps")}},
+            "made_by": f"benchmarks/disentanglement_study.py {how} (configuration added at commit "
+                       f"{added.splitlines()[0] if added else 'unknown'}), exported by its 'ship' command at commit "
+                       f"{head}",
             "scores_of_this_run": {k: scores.get(k) for k in TABLE_METRICS if k in scores},
             "scores_over_seeds": over_seeds,
-            **pretrained.export(model, pretrained.WEIGHTS / f"{name.removesuffix(LONG_SUFFIX)}.pt"),
+            **pretrained.export(model, pretrained.WEIGHTS / f"{key}.pt"),
         }  # fmt: skip
     write_json({"format": 1, "models": models}, pretrained.MANIFEST)
+    for stale in sorted(set(pretrained.WEIGHTS.glob("*.pt")) - {pretrained.WEIGHTS / f"{k}.pt" for k in models}):
+        stale.unlink()
     print(f"shipped {list(models)} to {pretrained.WEIGHTS} ({sum(m['bytes'] for m in models.values()) / 1e6:.1f} MB)")

@@ -64,8 +64,8 @@ RECIPES = {
     "mlp_b1024": {"arch": "mlp", "batch_size": 1024, "lr": 1e-3, "steps": 2000,
                   "eval_steps": (250, 500, 1000, 1500, 2000),
                   "long_steps": (3000, 4000, 5000, 6000, 8000, 10000, 12000)},
-    # Locatello et al.'s own recipe: the conv recipe at their learning rate, 1e-4, over their 300,000 steps (about
-    # 0.13-0.2 s a step on one core: 11-17 hours a run, so a long run spans sessions, resumed from its checkpoint)
+    # Locatello et al.'s own recipe: the conv recipe at their learning rate, 1e-4, over their 300,000 steps (0.11-0.24
+    # s a step on one core: 9-20 hours a run, so a long run spans sessions, resumed from its checkpoint)
     "locatello": {"arch": "conv", "batch_size": 64, "lr": 1e-4, "steps": 3000, "eval_steps": (500, 1000, 2000, 3000),
                   "long_steps": (5000, 10000, 20000, 30000, 45000, 60000, 80000, 100000, 130000, 160000, 200000,
                                  250000, 300000)},

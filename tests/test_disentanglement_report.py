@@ -4,6 +4,7 @@ what the last report recorded instead of overwriting the study with the few runs
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -117,7 +118,47 @@ def test_ship_exports_chosen_snapshots_that_load_back(study, tmp_path, monkeypat
     assert info["recipe"]["lr"] == 1e-4 and "long_steps" not in info["recipe"]
     assert info["scores_of_this_run"]["mig"] == 0.26
     assert info["scores_over_seeds"]["mig"] == {"mean": 0.26, "sd": None, "values": [0.26]}
-    assert f"train --only {name}:{seed}" in info["made_by"]
+    assert f"train --only {name}:{seed}" in info["made_by"] and info["recipe"]["name"] == "locatello"
+    if (Path(__file__).resolve().parents[1] / ".git").exists():  # the commit that added the configuration
+        assert re.search(r"configuration added at commit [0-9a-f]{7,}\)", info["made_by"]), info["made_by"]
+    assert info["scores_over_seeds"]["seeds"] == 1 and "steps" not in info["recipe"]
     x = torch.rand(4, 1, 64, 64).round()
     with torch.no_grad():
         torch.testing.assert_close(shipped.encode(x), model.eval().encode(x), atol=2e-2, rtol=2e-2)  # float16 weights
+
+
+def test_ship_checks_every_snapshot_before_writing_and_removes_what_it_no_longer_ships(study, tmp_path, monkeypatch):
+    import argparse
+
+    import torch
+
+    from probrep.experiments import pretrained
+    from probrep.experiments.vae_dsprites import build_model
+
+    study, scoring = study
+    weights = tmp_path / "weights"
+    monkeypatch.setattr(pretrained, "WEIGHTS", weights)
+    monkeypatch.setattr(pretrained, "MANIFEST", weights / "manifest.json")
+    weights.mkdir()
+    (weights / "old_model.pt").write_bytes(b"weights a previous ship listed")
+    for seed in (0, 1):
+        model = build_model("vae", 10, beta=1.0, arch="conv")
+        path = study.snapshot_path("vae_locatello_long", seed, 10000)
+        path.parent.mkdir(parents=True)
+        torch.save({"module": model.state_dict(), "step": 10000}, path)
+        scores = json.dumps({"10000": _entry(10000, 0.05)})
+        (study.run_dir("vae_locatello_long", seed) / "scores.json").write_text(scores)
+
+    def ship(*specs):
+        scoring.command_ship(argparse.Namespace(snapshots=list(specs), steps=None))
+
+    with pytest.raises(SystemExit, match="two snapshots would ship under one name"):
+        ship("vae_locatello_long:0:10000", "vae_locatello_long:1:10000")
+    with pytest.raises(SystemExit, match=r"keeps snapshots at steps \[500, 1000"):
+        ship("vae_locatello_long:0:12345")
+    with pytest.raises(SystemExit, match="no configuration 'nope'"):
+        ship("nope_long:0:10000")
+    assert sorted(p.name for p in weights.iterdir()) == ["old_model.pt"]  # nothing written by the refusals
+    ship("vae_locatello_long:1:10000")
+    assert sorted(p.name for p in weights.iterdir()) == ["manifest.json", "vae_locatello.pt"]
+    assert pretrained.available() == ["vae_locatello"] and pretrained.load("vae_locatello")[1]["seed"] == 1

@@ -180,3 +180,26 @@ def test_probrep_evaluate_reports_the_new_measures_by_default(tmp_path, monkeypa
     assert scores["factor_vae"] == {"score": 0.0, "per_factor": {}}
     printed = capsys.readouterr().out
     assert "downstream_gbt_accuracy_100" in printed and "symmetry" in printed and "fairness" in printed
+
+
+def test_factor_vae_per_factor_names_the_factors_a_code_holds():
+    """A code of the sprite's centre of mass (column, row) holds posX and posY and nothing else: the FactorVAE score's
+    per-factor accuracies find both positions, give shape, scale and orientation 0 (every dimension is a position's),
+    and weighted by each factor's share of the votes they average to the score."""
+    import numpy as np
+
+    from probrep.data import DSprites
+    from probrep.experiments.evaluate import evaluate
+
+    def centre(images):
+        x = np.asarray(images)[:, 0]
+        mass = x.sum((1, 2))
+        return np.stack([(x.sum(1) * np.arange(64)).sum(1) / mass, (x.sum(2) * np.arange(64)).sum(1) / mass], 1)
+
+    res = evaluate(centre, metrics=("factor_vae",), vote_sizes=(300, 200), dataset=DSprites(), progress=False)
+    per_factor = res.scores["factor_vae"]["per_factor"]
+    assert set(per_factor) == {"shape", "scale", "orientation", "posX", "posY"}
+    assert per_factor["posX"] > 0.9 and per_factor["posY"] > 0.9
+    assert per_factor["shape"] == per_factor["scale"] == per_factor["orientation"] == 0.0
+    # the score is the share of the 200 eval votes that fix posX or posY: binomial(200, 2/5) / 200, sd 0.035
+    assert abs(res.scores["factor_vae"]["score"] - 0.4) < 4 * np.sqrt(0.4 * 0.6 / 200)

@@ -54,9 +54,10 @@ class FactorVAEResult:
     @property
     def factor_accuracy(self) -> np.ndarray:
         """``[K]``: the share of each factor's eval votes that land on a dimension the classifier gives that factor
-        (NaN for a factor never voted on, such as a constant one). ``score`` is their vote-weighted mean, so this
-        says which factors a score finds: a code with no dimension for a factor scores 0 on it, which caps the score
-        at the share of the factors it has (3 of 5 on dSprites: 0.6)."""
+        (NaN for a factor never voted on, such as a constant one; all NaN when no dimension is active). ``score`` is
+        their vote-weighted mean, so this says which factors a score finds: a code with no dimension for a factor
+        scores 0 on it, which caps the score at the share of the votes that fix the factors it has (3 of dSprites'
+        5 factors: about 0.6)."""
         owned = self.classifier[None, :] == np.arange(self.votes_eval.shape[0])[:, None]
         hits = (self.votes_eval * owned).sum(axis=1)
         total = self.votes_eval.sum(axis=1)
