@@ -273,8 +273,9 @@ def curve_plot(runs: dict, path) -> None:
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
+    shown = {run["recipe"] for run in runs.values()}  # name only the recipes this plot has runs of
     shapes = "; ".join(f"{markers[name][1]}: {r['arch']} networks, batch {r['batch_size']}, lr {r['lr']:g}"
-                       for name, r in RECIPES.items())  # fmt: skip
+                       for name, r in RECIPES.items() if name in shown)  # fmt: skip
     fig.suptitle(f"disentanglement study on procedural dSprites: scores against training (one line per run; {shapes})")
     save_figure(fig, path)
 

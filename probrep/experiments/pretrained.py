@@ -3,14 +3,15 @@
 without training one.
 
 ``probrep/pretrained/manifest.json`` lists each model: its family member and settings, the recipe, the seed and
-steps it was trained for, the commit of the study script, the scores the study measured, and the SHA-256 of its
-weights file. The weights are the encoder's and decoder's parameters in float16 (a FactorVAE's discriminator,
-only needed for training, is not shipped) and load with ``torch.load(weights_only=True)``: nothing in them can
-execute code, and a file whose hash differs from the manifest's is refused.
+steps it was trained for, the commit that added its configuration to the study script, the scores the study
+measured, and the SHA-256 of its weights file. The weights are the encoder's and decoder's parameters in float16
+(a FactorVAE's discriminator, only needed for training, is not shipped) and load with
+``torch.load(weights_only=True)``: nothing in them can execute code, and a file whose hash differs from the
+manifest's is refused.
 
     from probrep.experiments import pretrained
-    pretrained.available()                      # ['vae', 'beta_tcvae', ...]
-    model, info = pretrained.load("beta_tcvae") # an eval-mode model on the CPU, and its manifest entry
+    pretrained.available()  # ['beta_tcvae_locatello', 'factor_vae_locatello', 'vae_locatello']
+    model, info = pretrained.load("beta_tcvae_locatello")  # an eval-mode model on the CPU, and its manifest entry
 """
 
 from __future__ import annotations
