@@ -61,8 +61,7 @@ class FactorVAEResult:
         owned = self.classifier[None, :] == np.arange(self.votes_eval.shape[0])[:, None]
         hits = (self.votes_eval * owned).sum(axis=1)
         total = self.votes_eval.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, hits / np.maximum(total, 1), np.nan)
+        return np.where(total > 0, hits / np.maximum(total, 1), np.nan)
 
 
 @dataclass(frozen=True)
