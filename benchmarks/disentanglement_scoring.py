@@ -104,6 +104,13 @@ def read_scores(name: str, seed: int) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def scores_with_base(name: str, seed: int) -> dict:
+    """A run's scores by step; a long run's begin with its base run's (the same training up to the base run's steps,
+    whose folder a long run copied without its scores)."""
+    base = read_scores(name.removesuffix(LONG_SUFFIX), seed) if name.endswith(LONG_SUFFIX) else {}
+    return {**base, **read_scores(name, seed)}
+
+
 def curve_steps(name: str) -> list[int]:
     """The snapshots of a run that are scored: those from step 500 on."""
     return [s for s in snapshot_steps(name) if s >= 500]
@@ -295,7 +302,7 @@ def long_runs(recorded: dict) -> dict:
                 continue
             if not own:
                 continue
-            scores = {**read_scores(name, seed), **own}
+            scores = scores_with_base(name + LONG_SUFFIX, seed)
             out[key] = _run_entry(name, seed, scores, ("mig", "dci_disentanglement", "factor_vae",
                                                        "factor_vae_per_factor", "reconstruction_nats",
                                                        "active_latents"))  # fmt: skip
@@ -438,9 +445,7 @@ def _snapshots(specs: list[str]) -> list[tuple[str, int, int, dict, dict]]:
             raise SystemExit(f"--snapshots {spec!r}: no configuration {name.removesuffix(LONG_SUFFIX)!r}")
         if step not in snapshot_steps(name):
             raise SystemExit(f"--snapshots {spec!r}: {name} keeps snapshots at steps {snapshot_steps(name)}")
-        # a long run that continued its base run shares the base run's scores up to there
-        base = read_scores(name.removesuffix(LONG_SUFFIX), seed) if name.endswith(LONG_SUFFIX) else {}
-        scores = {**base, **read_scores(name, seed)}.get(str(step))
+        scores = scores_with_base(name, seed).get(str(step))
         if scores is None:
             raise SystemExit(f"--snapshots {spec!r}: not scored; run 'evaluate --only {name}:{seed} --steps {step}'")
         one_seed = {"seeds": 1, **{k: {"mean": scores[k], "sd": None, "values": [scores[k]]}
@@ -473,17 +478,10 @@ def command_ship(args) -> None:
 
     head = git("rev-parse", "--short", "HEAD")
     models = {}
+    study_script = Path(__file__).with_name("disentanglement_study.py").relative_to(root).as_posix()
     for key, (name, seed, step, scores, over_seeds) in zip(keys, chosen):
         # the commit that added the run's configuration
-        added = git(
-            "log",
-            "-S",
-            f'"{key}": {{',
-            "--reverse",
-            "--format=%h",
-            "--",
-            Path(__file__).with_name("disentanglement_study.py").relative_to(root).as_posix(),
-        )
+        added = git("log", "-S", f'"{key}": {{', "--reverse", "--format=%h", "--", study_script)
         how = f"train --only {name}:{seed}" if args.snapshots else "train"
         model, _ = load_snapshot(name, seed, step)
         recipe = recipe_of(name)
