@@ -16,7 +16,7 @@ from pyro.infer import TraceMeanField_ELBO
 
 from probrep import cli
 from probrep.data.rooms.dataset import GQNDataset
-from probrep.data.rooms.scene import Rooms, RoomsBatch, SceneFactors
+from probrep.data.rooms.scene import WALL_COLOURS, Rooms, RoomsBatch, SceneFactors
 from probrep.experiments.gqn import TIERS, build_gqn, hidden_object_scenes, train_gqn
 from probrep.inference import svi
 from probrep.models.gqn.model import GQN, PyramidRepresentation, TowerRepresentation
@@ -265,6 +265,19 @@ def test_four_walls_tier_paints_each_wall_apart_around_one_object():
     assert (f.num_objects == 1).all() and f.wall_colour.shape == (50, 4)
     assert (f.wall_colour != f.wall_colour[:, :1]).any(axis=1).mean() > 0.9  # 1 - 5 / 5**4 of rooms by chance
     assert build_gqn("four_walls").steps == GQN.small().steps  # the small tier's model
+
+
+def test_two_colour_walls_tier_flips_a_coin_per_wall():
+    rooms = Rooms(**TIERS["two_colour_walls"]["rooms"], num_views=10, seed=0)
+    f, _, _ = rooms.scenes(range(400))
+    assert (f.num_objects == 1).all() and f.wall_colour.shape == (400, 4)
+    steel = f.wall_colour == list(WALL_COLOURS).index("steel")
+    assert (steel | (f.wall_colour == list(WALL_COLOURS).index("sand"))).all()
+    # each wall steel with probability 1/2, independently: 1600 coin flips, sd 0.0125 around 0.5
+    assert abs(steel.mean() - 0.5) < 4 * 0.0125
+    # all 16 rooms turn up (each with probability 1/16 in 400 scenes)
+    assert len({tuple(row) for row in steel.tolist()}) == 16
+    assert build_gqn("two_colour_walls").steps == GQN.small().steps
 
 
 def test_hidden_object_tier_hides_the_object_from_about_four_views_in_ten():

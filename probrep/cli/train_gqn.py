@@ -16,11 +16,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--tier",
-        choices=["small", "one_object", "four_walls", "hidden_object", "paper"],
+        choices=["small", "one_object", "four_walls", "two_colour_walls", "hidden_object", "paper"],
         default="small",
         help="small: 32x32 rooms with 1-2 objects in 4 colours, for a CPU; one_object: the same with one object "
-        "and fixed walls and floor; four_walls: one object, each wall its own colour; hidden_object: one object "
-        "that a 30 degree view often misses; paper: 64x64, for a GPU",
+        "and fixed walls and floor; four_walls: one object, each wall its own colour; two_colour_walls: the same, "
+        "each wall sand or steel; hidden_object: one object that a 30 degree view often misses; paper: 64x64, for a "
+        "GPU",
     )
     p.add_argument("--steps", type=int, default=3000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=None, help="default: 16 (small), 36 (paper)")

@@ -7,6 +7,8 @@ Tiers: ``"small"`` (32x32 rooms with 1-2 objects, :meth:`GQN.small`: narrow netw
 laptop CPU), ``"one_object"`` (the small tier's model and recipe on 32x32 rooms with exactly one object and fixed
 sand walls and grey floor: the object is all there is to learn), ``"four_walls"`` (the same with each wall in its
 own colour: one view cannot tell the walls it does not see, so the samples have something to disagree about),
+``"two_colour_walls"`` (the same with each wall sand or steel, a coin flip per wall: 16 rooms instead of 625, so
+that less of the model goes to the walls and more to the object),
 ``"hidden_object"`` (one object in fixed walls, seen through a 30 degree field of view from cameras that often
 miss it: about 4 views in 10 do not see the object, so one view often leaves its place unknown) and
 ``"paper"`` (64x64 rooms, the paper's widths and 12 DRAW steps; for GPUs).
@@ -55,6 +57,9 @@ TIERS: dict[str, dict[str, Any]] = {
     "small": {**_CPU_RECIPE, "rooms": {**_CPU_ROOMS, "max_objects": 2}},
     "one_object": {**_CPU_RECIPE, "rooms": {**_ONE_OBJECT_ROOMS, "wall_colours": ("sand",)}},
     "four_walls": {**_CPU_RECIPE, "rooms": {**_ONE_OBJECT_ROOMS, "distinct_walls": True}},
+    "two_colour_walls": {**_CPU_RECIPE, "rooms": {
+        **_ONE_OBJECT_ROOMS, "distinct_walls": True, "wall_colours": ("sand", "steel"),
+    }},
     "hidden_object": {**_CPU_RECIPE, "rooms": {
         **_ONE_OBJECT_ROOMS, "wall_colours": ("sand",), "fov": math.radians(30.0), "spread": 2.6,
         "size_range": (0.3, 0.5),
