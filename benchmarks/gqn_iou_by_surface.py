@@ -4,7 +4,8 @@ The foreground IoU (:mod:`probrep.experiments.gqn_scores`) counts every pixel th
 In a tier whose walls vary (``two_colour_walls``) a wrongly coloured wall pixel counts as predicted foreground
 that the truth does not have. This script recomputes the IoU of a run's held-out scenes (the same scenes, context
 views and threshold as its headline) over all pixels, over the pixels that are not wall in the truth, and the share
-of the union that is wall, for 1, 3 and 9 context views. A diagnostic beside the headline, which it does not replace.
+of the union that is wall, for 1, the headline's and all but one context views; it stops if its IoU is not the
+headline's. A diagnostic beside the headline, which it does not replace.
 
     python benchmarks/gqn_iou_by_surface.py --name gqn_two_colour_walls --checkpoint runs/.../checkpoint-00024000.pt
 
@@ -25,20 +26,23 @@ from probrep.data.rooms.scene import Rooms
 from probrep.data.rooms.visibility import empty_room
 from probrep.experiments.gqn import TEST_START, build_gqn
 from probrep.experiments.gqn_scores import context_and_query, foreground
+from probrep.io.files import atomic_open
 from probrep.training import checkpoint as ckpt
 
 RESULTS = Path(__file__).parent / "results"
 
 
 @torch.no_grad()
-def iou_by_surface(model, rooms: Rooms, test, context_views: int, threshold: float = 0.1) -> dict[str, float]:
+def iou_by_surface(
+    model, rooms: Rooms, test, context_views: int, threshold: float, batch_size: int = 64
+) -> dict[str, float]:
     """IoU over all query pixels, over those that are not wall in the truth, and the wall share of the union."""
     inter = {"wall": 0, "other": 0}
     union = {"wall": 0, "other": 0}
     yaw, pitch = test.camera_yaw, test.camera_pitch
     last = test.images.shape[1] - 1
-    for lo in range(0, len(test), 64):
-        rows = slice(lo, min(lo + 64, len(test)))
+    for lo in range(0, len(test), batch_size):
+        rows = slice(lo, min(lo + batch_size, len(test)))
         ctx, ctx_v, q_v, q = context_and_query(test, rows, last)
         empty = empty_room(rooms, test.factors[rows], yaw[rows, -1:], pitch[rows, -1:])[:, 0]
         _, ids = rooms.render(test.factors[rows], yaw[rows, -1:], pitch[rows, -1:], return_ids=True)
@@ -71,17 +75,23 @@ def main() -> None:
     model.eval()
     rooms = Rooms.from_config(result["rooms"])
     test = rooms.generate(result["test_scenes"], start=TEST_START)
+    headline = result["test_scenes_scores"]
+    threshold = headline["foreground_threshold"]
+    views = sorted({1, headline["iou_context_views"], test.images.shape[1] - 1})
+    split = {str(k): iou_by_surface(model, rooms, test, k, threshold) for k in views}
+    for k, scores in split.items():  # the same scenes, views and threshold as the headline: the same IoU
+        if abs(scores["iou"] - headline["foreground_iou_by_context_views"][k]) > 1e-9:
+            raise SystemExit(f"IoU with {k} views {scores['iou']:.6f} differs from the run's headline: not its model?")
     out = {
         "run": args.name,
         "step": result["steps"],
         "scenes": len(test),
         "machine": cpu_name(),
-        "by_context_views": {str(k): iou_by_surface(model, rooms, test, k) for k in (1, 3, test.images.shape[1] - 1)},
+        "foreground_threshold": threshold,
+        "by_context_views": split,
     }
-    path = RESULTS / f"{args.name}_iou_by_surface.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_open(RESULTS / f"{args.name}_iou_by_surface.json", "w") as handle:
+        handle.write(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
 
 
