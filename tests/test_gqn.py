@@ -280,6 +280,15 @@ def test_two_colour_walls_tier_flips_a_coin_per_wall():
     assert build_gqn("two_colour_walls").steps == GQN.small().steps
 
 
+def test_the_cli_offers_every_tier_and_documents_each():
+    # the CLI spells its --tier choices out (so that --help does not import torch); they must stay TIERS' keys
+    gqn_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    gqn_parser = gqn_parser._subparsers._group_actions[0].choices["gqn"]
+    (tier,) = (a for a in gqn_parser._actions if a.dest == "tier")
+    assert list(tier.choices) == list(TIERS)
+    assert all(f"{name}:" in tier.help for name in TIERS)
+
+
 def test_hidden_object_tier_hides_the_object_from_about_four_views_in_ten():
     rooms = Rooms(**TIERS["hidden_object"]["rooms"], num_views=10, seed=0)
     f, yaw, pitch = rooms.scenes(range(100))
