@@ -317,12 +317,17 @@ def long_run_plot(runs: dict, path) -> None:
     panels = (("mig", "MIG", 0.2), ("factor_vae", "FactorVAE score", 0.7),
               ("dci_disentanglement", "DCI disentanglement (LightGBM)", None),
               ("reconstruction_nats", "reconstruction (nats/image)", None))  # fmt: skip
-    fig, axes = plt.subplots(1, len(panels), figsize=(18, 4.2), layout="constrained")
+    fig, axes = plt.subplots(1, len(panels), figsize=(18, 4.6), layout="constrained")
+    # one colour per configuration, one line style per seed: a second seed reads as the first's twin
+    configs = list(dict.fromkeys(key.rsplit("-seed", 1)[0] for key in runs))
+    styles = ("-o", "--s", ":^", "-.v", "-D")
     for ax, (metric, label, target) in zip(axes, panels):
         for key, run in runs.items():
+            config, seed = key.rsplit("-seed", 1)
             steps = [s for s in sorted(run["curve"]) if run["curve"][s].get(metric) is not None]
             batch = run.get("batch_size") or recipe_of(run["model"])["batch_size"]
-            ax.plot([s * batch for s in steps], [run["curve"][s][metric] for s in steps], "-o", ms=3,
+            ax.plot([s * batch for s in steps], [run["curve"][s][metric] for s in steps],
+                    styles[int(seed) % len(styles)], ms=3, color=f"C{configs.index(config) % 10}",
                     label=f"{key} (batch {batch})")  # fmt: skip
         if target is not None:
             ax.axhline(target, color="grey", ls="--", lw=1, label=f"issue 22 target {target}")
@@ -331,7 +336,7 @@ def long_run_plot(runs: dict, path) -> None:
         ax.tick_params(axis="x", which="minor", labelbottom=False)  # matplotlib labels minor ticks on short spans
         ax.set_title(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize=8)
     fig.suptitle(
         "the longest runs: scores against training (a continued run's base run up to its recipe's steps, "
         "then the continuation)"
