@@ -318,19 +318,21 @@ def long_run_plot(runs: dict, path) -> None:
               ("dci_disentanglement", "DCI disentanglement (LightGBM)", None),
               ("reconstruction_nats", "reconstruction (nats/image)", None))  # fmt: skip
     fig, axes = plt.subplots(1, len(panels), figsize=(18, 4.6), layout="constrained")
-    # one colour per configuration, one line style per seed: a second seed reads as the first's twin
-    configs = list(dict.fromkeys(key.rsplit("-seed", 1)[0] for key in runs))
-    styles = ("-o", "--s", ":^", "-.v", "-D")
+    # one colour per configuration, one line style per seed: a second seed reads as the first's twin. tab20's strong
+    # colours, then their light twins, without its greys (14, 15: the target lines are grey)
+    configs = list(dict.fromkeys(run["model"] for run in runs.values()))
+    palette = [plt.get_cmap("tab20").colors[i] for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]
+    colours = {c: palette[i % len(palette)] for i, c in enumerate(configs)}
+    styles = ("-o", "--s", ":^", "-.v", "-D")  # seeds 0-4, the study's; a later seed reuses a style
     for ax, (metric, label, target) in zip(axes, panels):
         for key, run in runs.items():
-            config, seed = key.rsplit("-seed", 1)
             steps = [s for s in sorted(run["curve"]) if run["curve"][s].get(metric) is not None]
             batch = run.get("batch_size") or recipe_of(run["model"])["batch_size"]
             ax.plot([s * batch for s in steps], [run["curve"][s][metric] for s in steps],
-                    styles[int(seed) % len(styles)], ms=3, color=f"C{configs.index(config) % 10}",
+                    styles[int(run["seed"]) % len(styles)], ms=3, color=colours[run["model"]],
                     label=f"{key} (batch {batch})")  # fmt: skip
         if target is not None:
-            ax.axhline(target, color="grey", ls="--", lw=1, label=f"issue 22 target {target}")
+            ax.axhline(target, color="grey", ls="--", lw=1, label="issue 22 target (MIG 0.2, FactorVAE score 0.7)")
         ax.set_xscale("log")
         ax.set_xlabel("training images seen (steps x batch; log scale)")
         ax.tick_params(axis="x", which="minor", labelbottom=False)  # matplotlib labels minor ticks on short spans
@@ -437,19 +439,25 @@ def _best_of_table(steps: int | None) -> list[tuple[str, int, int, dict, dict]]:
     return out
 
 
+def _parse_snapshot(spec: str) -> tuple[str, int, int]:
+    """``NAME:SEED:STEP`` as ``(name, seed, step)``, checked against the configurations and their snapshot steps."""
+    try:
+        name, seed, step = spec.split(":")
+        seed, step = int(seed), int(step)
+    except ValueError:
+        raise SystemExit(f"--snapshots {spec!r}: expected NAME:SEED:STEP, e.g. vae_long:0:20000") from None
+    if name.removesuffix(LONG_SUFFIX) not in CONFIGS:
+        raise SystemExit(f"--snapshots {spec!r}: no configuration {name.removesuffix(LONG_SUFFIX)!r}")
+    if step not in snapshot_steps(name):
+        raise SystemExit(f"--snapshots {spec!r}: {name} keeps snapshots at steps {snapshot_steps(name)}")
+    return name, seed, step
+
+
 def _snapshots(specs: list[str]) -> list[tuple[str, int, int, dict, dict]]:
     """The same for snapshots named ``NAME:SEED:STEP`` (a long run's, say), from their runs' scores: one seed each."""
     out = []
     for spec in specs:
-        try:
-            name, seed, step = spec.split(":")
-            seed, step = int(seed), int(step)
-        except ValueError:
-            raise SystemExit(f"--snapshots {spec!r}: expected NAME:SEED:STEP, e.g. vae_long:0:20000") from None
-        if name.removesuffix(LONG_SUFFIX) not in CONFIGS:
-            raise SystemExit(f"--snapshots {spec!r}: no configuration {name.removesuffix(LONG_SUFFIX)!r}")
-        if step not in snapshot_steps(name):
-            raise SystemExit(f"--snapshots {spec!r}: {name} keeps snapshots at steps {snapshot_steps(name)}")
+        name, seed, step = _parse_snapshot(spec)
         scores = scores_with_base(name, seed).get(str(step))
         if scores is None:
             raise SystemExit(f"--snapshots {spec!r}: not scored; run 'evaluate --only {name}:{seed} --steps {step}'")
@@ -506,3 +514,45 @@ def command_ship(args) -> None:
     for stale in sorted(set(pretrained.WEIGHTS.glob("*.pt")) - {pretrained.WEIGHTS / f"{k}.pt" for k in models}):
         stale.unlink()
     print(f"shipped {list(models)} to {pretrained.WEIGHTS} ({sum(m['bytes'] for m in models.values()) / 1e6:.1f} MB)")
+
+
+#: disentanglement_lib's FactorVAE score protocol: 10,000 training and 5,000 evaluation votes of 64 images each
+FULL_PROTOCOL_VOTES = (10_000, 5_000)
+
+
+def full_protocol_scores(name: str, seed: int, step: int, votes=None, threads: int = 1) -> dict:
+    """MIG (10,000 points) and the FactorVAE score on ``votes`` (default :data:`FULL_PROTOCOL_VOTES`) of one
+    snapshot, with the evaluation seed of its study scores: the two scores the target names, the FactorVAE score at
+    ten times the study's votes."""
+    votes = FULL_PROTOCOL_VOTES if votes is None else votes
+    model, _ = load_snapshot(name, seed, step)
+    started = time.perf_counter()
+    result = evaluate(encoder_fn(model), ("mig", "factor_vae"), vote_sizes=tuple(votes), seed=seed, progress=False,
+                      n_jobs=threads)  # fmt: skip
+    score = result.scores["factor_vae"]["score"]
+    return {"mig": headline(result.scores)["mig"], "factor_vae": score,
+            "factor_vae_standard_error": float(np.sqrt(score * (1 - score) / votes[1])),
+            "factor_vae_per_factor": result.scores["factor_vae"]["per_factor"], "votes": list(votes),
+            "score_seconds": round(time.perf_counter() - started, 1), "machine": cpu_name()}  # fmt: skip
+
+
+def command_confirm(args) -> None:
+    """Score the snapshots ``--snapshots`` names with the FactorVAE score's full protocol (its standard error
+    sqrt(s (1 - s) / 5,000) <= 0.007, against <= 0.022 at the study's 500 votes), so that a snapshot near a target is
+    told apart from the scatter of 500 votes. Each goes into ``RESULTS/full_protocol.json`` under
+    ``NAME-seedK-step-N`` as soon as it is scored; the study's own scores are left as they are."""
+    if not args.snapshots:
+        raise SystemExit("confirm needs --snapshots NAME:SEED:STEP ...")
+    chosen = [_parse_snapshot(spec) for spec in args.snapshots]
+    for name, seed, step in chosen:
+        if not snapshot_path(name, seed, step).exists():
+            raise SystemExit(f"confirm: no snapshot of {name} seed {seed} at step {step} here")
+    path = RESULTS / "full_protocol.json"
+    for name, seed, step in chosen:
+        entry = full_protocol_scores(name, seed, step, threads=args.threads)
+        everything = json.loads(path.read_text()) if path.exists() else {}
+        everything[f"{name}-seed{seed}-step-{step}"] = entry
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        write_json(everything, path)
+        logger.info("%s seed %d step %d, full protocol: MIG %.3f, FactorVAE score %.3f (+- %.3f)", name, seed, step,
+                    entry["mig"], entry["factor_vae"], entry["factor_vae_standard_error"])  # fmt: skip

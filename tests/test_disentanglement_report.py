@@ -162,3 +162,42 @@ def test_ship_checks_every_snapshot_before_writing_and_removes_what_it_no_longer
     ship("vae_locatello_long:1:10000")
     assert sorted(p.name for p in weights.iterdir()) == ["manifest.json", "vae_locatello.pt"]
     assert pretrained.available() == ["vae_locatello"] and pretrained.load("vae_locatello")[1]["seed"] == 1
+
+
+def test_confirm_rescores_a_snapshot_as_the_study_scores_it_and_keeps_each_entry(study, monkeypatch):
+    """``confirm``: the same MIG and, at the study's votes, the same FactorVAE score as the study's own scoring of
+    that snapshot (so it reads the right weights with the right seed); each snapshot is kept under its own key."""
+    import argparse
+
+    import torch
+
+    from probrep.experiments.vae_dsprites import build_model
+
+    study, scoring = study
+    import functools
+
+    monkeypatch.setattr(scoring, "LONG_METRICS", ("mig", "factor_vae"))  # the study's scoring without DCI's minute
+    monkeypatch.setattr(scoring, "evaluate", functools.partial(scoring.evaluate, num_points=600))  # both use it
+    name, seed = "beta_tcvae_locatello_long", 1
+    for step, init in ((3000, 0), (5000, 1)):
+        torch.manual_seed(init)
+        model = build_model("betatcvae", 10, tc_weight=6.0, arch="conv", dataset_size=737_280)
+        study.snapshot_path(name, seed, step).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"module": model.state_dict(), "step": step}, study.snapshot_path(name, seed, step))
+    votes = (40, 20)
+    studied = scoring.score_snapshot(name, seed, 5000, final=False, votes=votes, threads=1)
+
+    with pytest.raises(SystemExit, match="no snapshot of beta_tcvae_locatello_long seed 1 at step 10000"):
+        scoring.command_confirm(argparse.Namespace(snapshots=[f"{name}:1:10000"], threads=1))
+    with pytest.raises(SystemExit, match="keeps snapshots at steps"):
+        scoring.command_confirm(argparse.Namespace(snapshots=[f"{name}:1:4000"], threads=1))
+    monkeypatch.setattr(scoring, "FULL_PROTOCOL_VOTES", votes)
+    scoring.command_confirm(argparse.Namespace(snapshots=[f"{name}:1:3000", f"{name}:1:5000"], threads=1))
+    kept = json.loads((scoring.RESULTS / "full_protocol.json").read_text())
+    assert set(kept) == {f"{name}-seed1-step-3000", f"{name}-seed1-step-5000"}
+    confirmed = kept[f"{name}-seed1-step-5000"]
+    assert confirmed["mig"] == studied["mig"] and confirmed["factor_vae"] == studied["factor_vae"]
+    assert confirmed["factor_vae_per_factor"] == studied["factor_vae_per_factor"]
+    assert confirmed["votes"] == list(votes) and kept[f"{name}-seed1-step-3000"]["mig"] != studied["mig"]
+    s = confirmed["factor_vae"]
+    assert confirmed["factor_vae_standard_error"] == pytest.approx((s * (1 - s) / 20) ** 0.5)
