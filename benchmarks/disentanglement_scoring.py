@@ -355,6 +355,23 @@ def traversal_figure(name: str, seed: int, step: int, final: dict, path) -> None
     labelled_traversals(model, path, title, seed=seed)
 
 
+def confirmed_traversals(drawn: set) -> None:
+    """Traversals of the snapshots scored with the full protocol (``confirm``: the ones the README singles out),
+    except those in ``drawn`` (a long run's last step, drawn under its own name)."""
+    path = RESULTS / "full_protocol.json"
+    for key, entry in (json.loads(path.read_text()) if path.exists() else {}).items():
+        snapshot = (entry.get("name"), entry.get("seed"), entry.get("step"))
+        if None in snapshot or snapshot not in _known_snapshots(snapshot[0]):
+            logger.warning("full_protocol.json: %s names no snapshot of this study; no traversals drawn", key)
+        elif snapshot not in drawn:
+            traversal_figure(*snapshot, entry, RESULTS / f"traversals_{key}.png")
+
+
+def _known_snapshots(name) -> set:
+    base = name.removesuffix(LONG_SUFFIX) if isinstance(name, str) else None
+    return {(name, seed, step) for seed in range(5) for step in snapshot_steps(name)} if base in CONFIGS else set()
+
+
 def refuse_to_drop(recorded: dict, runs: dict) -> None:
     """Stop before study.json loses a recorded run that this checkout cannot score again."""
     dropped = sorted(set(recorded.get("runs", {})) - set(runs))
@@ -393,10 +410,14 @@ def command_report(args) -> None:
     longs = long_runs(recorded)
     if longs:
         long_run_plot(longs, RESULTS / "long_run_scores_against_steps.png")
+        drawn = set()
         for run in longs.values():
             last = max(run["curve"])
             name = run["model"] + LONG_SUFFIX
-            traversal_figure(name, run["seed"], last, run["curve"][last], RESULTS / f"traversals_{name}.png")
+            suffix = f"-seed{run['seed']}" if run["seed"] else ""  # seed 0 keeps the name the README links to
+            traversal_figure(name, run["seed"], last, run["curve"][last], RESULTS / f"traversals_{name}{suffix}.png")
+            drawn.add((name, run["seed"], last))
+        confirmed_traversals(drawn)
     report = {
         "machine": machine_note(recorded, {**runs, **longs}),
         "recipe": {**COMMON_RECIPE, "recipes": RECIPES, "configs": CONFIGS},
@@ -530,7 +551,7 @@ def full_protocol_scores(name: str, seed: int, step: int, votes=None, threads: i
     result = evaluate(encoder_fn(model), ("mig", "factor_vae"), vote_sizes=tuple(votes), seed=seed, progress=False,
                       n_jobs=threads)  # fmt: skip
     score = result.scores["factor_vae"]["score"]
-    return {"mig": headline(result.scores)["mig"], "factor_vae": score,
+    return {"name": name, "seed": seed, "step": step, "mig": headline(result.scores)["mig"], "factor_vae": score,
             "factor_vae_standard_error": float(np.sqrt(score * (1 - score) / votes[1])),
             "factor_vae_per_factor": result.scores["factor_vae"]["per_factor"], "votes": list(votes),
             "score_seconds": round(time.perf_counter() - started, 1), "machine": cpu_name()}  # fmt: skip

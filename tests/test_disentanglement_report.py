@@ -201,3 +201,11 @@ def test_confirm_rescores_a_snapshot_as_the_study_scores_it_and_keeps_each_entry
     assert confirmed["votes"] == list(votes) and kept[f"{name}-seed1-step-3000"]["mig"] != studied["mig"]
     s = confirmed["factor_vae"]
     assert confirmed["factor_vae_standard_error"] == pytest.approx((s * (1 - s) / 20) ** 0.5)
+    assert (confirmed["name"], confirmed["seed"], confirmed["step"]) == (name, 1, 5000)
+
+    # the report draws the confirmed snapshots' traversals, but not one it drew already, nor a stale entry's
+    kept["stale"] = {**confirmed, "step": 4000}
+    (scoring.RESULTS / "full_protocol.json").write_text(json.dumps(kept))
+    scoring.confirmed_traversals({(name, 1, 5000)})
+    drawn = sorted(p.name for p in scoring.RESULTS.glob("traversals_*.png"))
+    assert drawn == [f"traversals_{name}-seed1-step-3000.png"]
