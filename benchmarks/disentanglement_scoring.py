@@ -351,7 +351,7 @@ def traversal_figure(name: str, seed: int, step: int, final: dict, path) -> None
         logger.info("no snapshot of %s seed %d at step %d here: %s kept as it is", name, seed, step, path.name)
         return
     model, _ = load_snapshot(name, seed, step)
-    title = f"{name} (seed {seed}, step {step}): traversals -2.5..2.5, MIG {final['mig']:.2f}"
+    title = f"{name} (seed {seed}, step {step}): traversals -2.5..2.5, MIG {final['mig']:.3f}"
     labelled_traversals(model, path, title, seed=seed)
 
 
