@@ -36,8 +36,9 @@ time: ``train`` continues each run from its last checkpoint, and ``evaluate`` sc
     python benchmarks/disentanglement_study.py ship --snapshots vae_locatello_long:0:20000 ...  # chosen snapshots
     python benchmarks/disentanglement_study.py confirm --snapshots beta_tcvae_locatello_long:1:5000  # full protocol
 
-``train`` also evaluates each run when its training ends (in a subprocess, so that a long-lived worker uses the
-evaluation code on disk). Set ``--threads`` (default 1) per worker; two workers use both cores of a 2-core box.
+``train`` (``--only`` too) also evaluates each run when its training ends, as far as it trained (in a subprocess, so
+that a long-lived worker uses the evaluation code on disk). Set ``--threads`` (default 1) per worker; two workers use
+both cores of a 2-core box.
 """
 
 from __future__ import annotations
@@ -210,14 +211,20 @@ def command_train(args) -> None:
         if name.endswith(LONG_SUFFIX):
             start_long_run(name, int(seed))
         train_one(name, int(seed), args.steps)
+        score_in_subprocess(name, int(seed), args)
         return
     for name, seed in my_runs(args.seeds, args.worker):
         train_one(name, seed, args.steps)
-        # score it with the evaluation code on disk now (this worker may have started before it changed)
-        cmd = [sys.executable, __file__, "evaluate", "--only", f"{name}:{seed}", "--threads", str(args.threads),
-               "--votes", *map(str, args.votes)]  # fmt: skip
-        if subprocess.run(cmd, check=False).returncode:
-            logger.warning("evaluation of %s seed %d failed; 'evaluate' will retry it", name, seed)
+        score_in_subprocess(name, seed, args)
+
+
+def score_in_subprocess(name: str, seed: int, args) -> None:
+    """Score a run that has just trained, as far as it trained, with the evaluation code on disk now (a long-lived
+    worker may have started before it changed); a failure is logged, and a later ``evaluate`` retries it."""
+    cmd = [sys.executable, __file__, "evaluate", "--only", f"{name}:{seed}", "--threads", str(args.threads),
+           "--votes", *map(str, args.votes), *(["--steps", str(args.steps)] if args.steps else [])]  # fmt: skip
+    if subprocess.run(cmd, check=False).returncode:
+        logger.warning("evaluation of %s seed %d failed; 'evaluate' will retry it", name, seed)
 
 
 def main(argv=None) -> None:

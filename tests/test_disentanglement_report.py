@@ -209,3 +209,22 @@ def test_confirm_rescores_a_snapshot_as_the_study_scores_it_and_keeps_each_entry
     scoring.confirmed_traversals({(name, 1, 5000)})
     drawn = sorted(p.name for p in scoring.RESULTS.glob("traversals_*.png"))
     assert drawn == [f"traversals_{name}-seed1-step-3000.png"]
+
+
+def test_train_scores_what_it_trained_also_for_one_run(study, monkeypatch):
+    """``train --only NAME:SEED --steps N`` scores the run as far as N when it ends, as the worker path does."""
+    import argparse
+
+    study, _ = study
+    trained, commands = [], []
+    monkeypatch.setattr(study, "train_one", lambda name, seed, steps: trained.append((name, seed, steps)))
+    monkeypatch.setattr(study, "start_long_run", lambda name, seed: None)
+    monkeypatch.setattr(
+        study.subprocess, "run", lambda cmd, check: commands.append(cmd) or argparse.Namespace(returncode=0)
+    )
+    args = argparse.Namespace(only="beta_tcvae_locatello_long:1", steps=10000, threads=1, votes=(1000, 500))
+    study.command_train(args)
+    assert trained == [("beta_tcvae_locatello_long", 1, 10000)]
+    (cmd,) = commands
+    assert cmd[2:] == ["evaluate", "--only", "beta_tcvae_locatello_long:1", "--threads", "1", "--votes", "1000", "500",
+                       "--steps", "10000"]  # fmt: skip
