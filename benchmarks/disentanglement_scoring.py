@@ -360,16 +360,13 @@ def confirmed_traversals(drawn: set) -> None:
     except those in ``drawn`` (a long run's last step, drawn under its own name)."""
     path = RESULTS / "full_protocol.json"
     for key, entry in (json.loads(path.read_text()) if path.exists() else {}).items():
-        snapshot = (entry.get("name"), entry.get("seed"), entry.get("step"))
-        if None in snapshot or snapshot not in _known_snapshots(snapshot[0]):
+        try:
+            snapshot = _parse_snapshot(f"{entry['name']}:{entry['seed']}:{entry['step']}")
+        except (KeyError, SystemExit):
             logger.warning("full_protocol.json: %s names no snapshot of this study; no traversals drawn", key)
-        elif snapshot not in drawn:
+            continue
+        if snapshot not in drawn:
             traversal_figure(*snapshot, entry, RESULTS / f"traversals_{key}.png")
-
-
-def _known_snapshots(name) -> set:
-    base = name.removesuffix(LONG_SUFFIX) if isinstance(name, str) else None
-    return {(name, seed, step) for seed in range(5) for step in snapshot_steps(name)} if base in CONFIGS else set()
 
 
 def refuse_to_drop(recorded: dict, runs: dict) -> None:

@@ -26,7 +26,7 @@ from probrep.data.rooms.scene import Rooms
 from probrep.data.rooms.visibility import empty_room
 from probrep.experiments.gqn import TEST_START, build_gqn
 from probrep.experiments.gqn_scores import context_and_query, foreground
-from probrep.io.files import atomic_open
+from probrep.io.json_file import write_json
 from probrep.training import checkpoint as ckpt
 
 RESULTS = Path(__file__).parent / "results"
@@ -90,8 +90,7 @@ def main() -> None:
         "foreground_threshold": threshold,
         "by_context_views": split,
     }
-    with atomic_open(RESULTS / f"{args.name}_iou_by_surface.json", "w") as handle:
-        handle.write(json.dumps(out, indent=2) + "\n")
+    write_json(out, RESULTS / f"{args.name}_iou_by_surface.json")
     print(json.dumps(out, indent=2))
 
 
