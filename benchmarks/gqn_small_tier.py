@@ -13,7 +13,8 @@ benchmarks/results/gqn_small_tier/ (``--name`` renames both); checkpoints go to 
 ``--rescore`` recomputes only the scene scores and the figures of a finished run (its last checkpoint in --out)
 with the code on disk and updates them in its results JSON and folder, keeping the training record; with
 ``--rescore-scenes N`` it scores the first N held-out scenes instead (a superset of the headline's) and records them
-apart, under ``test_scenes_scores_<N>``, for narrower intervals.
+apart, under ``test_scenes_scores_<N>``, for narrower intervals. ``--probe-figure`` draws ``probe_mse.png`` (the
+probe MSE and sigma against steps, :func:`probrep.experiments.gqn.probe_curve_figure`) from a results JSON alone.
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ import torch
 from _machine import cpu_name  # noqa: E402  (benchmarks run as scripts from this folder)
 
 from probrep.data.rooms.scene import Rooms
-from probrep.experiments.gqn import TEST_START, TIERS, build_gqn, held_out_scene_scores, score_and_draw, train_gqn
+from probrep.experiments.gqn import (
+    TEST_START,
+    TIERS,
+    build_gqn,
+    held_out_scene_scores,
+    probe_curve_figure,
+    score_and_draw,
+    train_gqn,
+)
+from probrep.io.json_file import write_json
 from probrep.training import checkpoint as ckpt
 
 RESULTS = Path(__file__).parent / "results"
@@ -67,7 +77,7 @@ def rescore(args) -> None:
         test = rooms.generate(args.rescore_scenes, start=TEST_START)
         scores = held_out_scene_scores(model, rooms, test, result["seed"])
         result[f"test_scenes_scores_{args.rescore_scenes}"] = {"scenes": args.rescore_scenes, **scores, **provenance}
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, path)
         print(json.dumps(scores, indent=2))
         return
     test = rooms.generate(result["test_scenes"], start=TEST_START)
@@ -75,8 +85,16 @@ def rescore(args) -> None:
     figures.mkdir(parents=True, exist_ok=True)
     result["test_scenes_scores"], _ = score_and_draw(model, rooms, test, figures, result["seed"])
     result["test_scenes_scores_rescored"] = provenance
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, path)
     print(json.dumps(result["test_scenes_scores"], indent=2))
+
+
+def probe_figure(name: str) -> None:
+    """``results/<name>/probe_mse.png`` from the probe curve recorded in ``results/<name>.json``."""
+    curve = json.loads((RESULTS / f"{name}.json").read_text()).get("test_mse_curve")
+    if not curve:
+        raise SystemExit(f"results/{name}.json records no probe curve (a run with --eval-every records one)")
+    print(probe_curve_figure(curve, RESULTS / name / "probe_mse.png"))
 
 
 def main() -> None:
@@ -111,9 +129,14 @@ def main() -> None:
     parser.add_argument(
         "--name", default="gqn_small_tier", help="results/<name>.json and results/<name>/ (keep variants apart)"
     )
+    parser.add_argument("--probe-figure", action="store_true",
+                        help="draw results/<name>/probe_mse.png from results/<name>.json, no model needed")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
+    if args.probe_figure:
+        probe_figure(args.name)
+        return
     if args.rescore:
         rescore(args)
         return
@@ -137,14 +160,15 @@ def main() -> None:
     )
     figures = RESULTS / args.name
     figures.mkdir(parents=True, exist_ok=True)
-    for name in ("predictions", "samples", "loss_curve"):
-        shutil.copyfile(run.files[name], figures / run.files[name].name)
+    for name in ("predictions", "samples", "loss_curve", "probe_curve"):
+        if name in run.files:  # no probe curve with --eval-every 0
+            shutil.copyfile(run.files[name], figures / run.files[name].name)
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
         **run.summary,
     }
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, RESULTS / f"{args.name}.json")
     s = run.summary
     sc = s["test_scenes_scores"]
     hidden = sc["uncertainty_ratio_by_scene"]["object_hidden_from_context"]["uncertainty_ratio"]

@@ -17,7 +17,7 @@ from pyro.infer import TraceMeanField_ELBO
 from probrep import cli
 from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import WALL_COLOURS, Rooms, RoomsBatch, SceneFactors
-from probrep.experiments.gqn import TIERS, build_gqn, hidden_object_scenes, train_gqn
+from probrep.experiments.gqn import TIERS, build_gqn, hidden_object_scenes, probe_curve_figure, train_gqn
 from probrep.inference import svi
 from probrep.models.gqn.model import GQN, PyramidRepresentation, TowerRepresentation
 from probrep.training import checkpoint as ckpt
@@ -204,9 +204,9 @@ def test_svi_fit_learns_to_render_rooms(tiny_rooms):
 
 def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
     common = {"steps": 4, "train_scenes": 16, "test_scenes": 8, "anneal_steps": 4, "device": "cpu", "progress": False}
-    common["batch_size"] = 4
+    common.update(batch_size=4, eval_every=1)
     whole = train_gqn(tmp_path / "whole", checkpoint_every=2, **common)
-    for name in ("loss_curve", "predictions", "samples", "summary", "checkpoint"):
+    for name in ("loss_curve", "probe_curve", "predictions", "samples", "summary", "checkpoint"):
         assert whole.files[name].is_file()
     summary = json.loads(whole.files["summary"].read_text())
     assert summary["steps"] == 4 and summary["image_size"] == 32
@@ -215,13 +215,27 @@ def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
     assert summary["test"]["bits_per_dim"] == pytest.approx(nelbo / (3 * 32 * 32 * math.log(2)))
     assert whole.model.sigma == pytest.approx(0.25)  # the small tier anneals sigma 2.0 -> 0.25 geometrically
 
+    assert [point["step"] for point in summary["test_mse_curve"]] == [1, 2, 3, 4]
+
     train_gqn(tmp_path / "split", checkpoint_every=2, **{**common, "steps": 2})
+    # as if the first run had gone on one more step and been stopped before its next checkpoint: the resumed run
+    # must drop that probe point and recompute it, so its curve is the uninterrupted run's
+    history = tmp_path / "split" / "probe_mse.json"
+    points = json.loads(history.read_text())["history"]
+    history.write_text(json.dumps({"history": [*points, {**points[-1], "step": 3, "mse": -1.0}]}))
     resumed = train_gqn(tmp_path / "split", checkpoint_every=2, resume=True, **common)
+    assert resumed.summary["test_mse_curve"] == summary["test_mse_curve"]
     a = ckpt.load(whole.files["checkpoint"])["module"]
     b = ckpt.load(resumed.files["checkpoint"])["module"]
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_probe_curve_figure_needs_a_curve(tmp_path):
+    with pytest.raises(ValueError, match="eval_every"):
+        probe_curve_figure([], tmp_path / "probe.png")
+    assert not (tmp_path / "probe.png").exists()
 
 
 def test_unknown_sigma_schedule_is_named_before_any_work(tmp_path):

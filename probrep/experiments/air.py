@@ -192,11 +192,7 @@ def train_air(
         schedule = exponential_anneal(z_pres_prior, float(z_pres_prior_final), 0, int(anneal_steps))
         callbacks.append(AnnealAttribute(air, "z_pres_prior", schedule))
     history_path = run.out / "count_accuracy.json"
-    history: list[dict[str, Any]] = []
-    if resume and history_path.is_file():
-        import json
-
-        history = [r for r in json.loads(history_path.read_text())["history"] if r["step"] <= first_step]
+    history = run.resumed_history(history_path)
     tracker = CountAccuracyLogger(air, test_images, test_counts, eval_every, history_path, history)
     if first_step == 0:
         tracker.evaluate(0)

@@ -34,7 +34,8 @@ from probrep.device import resolve_device
 from probrep.experiments.gqn_scores import context_and_query, hidden_object_scenes, scene_scores
 from probrep.experiments.run_folder import RunFolder, RunOutputs
 from probrep.inference import svi
-from probrep.io.figures import image_grid
+from probrep.io.figures import image_grid, pyplot, save_figure
+from probrep.io.json_file import write_json
 from probrep.models.gqn.model import GQN
 from probrep.training.loop import StepInfo
 from probrep.training.rng import forked
@@ -165,10 +166,11 @@ def train_gqn(
     at the sharp likelihood that makes the latents worth their KL) and the learning rate ``lr -> lr_end`` over
     ``anneal_steps`` (default: the whole run). With ``eval_every`` the novel-view MSE of the first 64 test
     scenes is recorded every so many steps (``summary["test_mse_curve"]``). Files in ``out``:
-    ``checkpoints/``, ``loss.png``, ``predictions.png``, ``samples.png``, ``summary.json``.
-    ``model_options`` replace the tier's :class:`GQN` settings (e.g. ``{"coordinates": True}``). ``max_context``
-    caps the context views of a training batch (uniform on ``1..max_context``; default ``num_views - 1``); the
-    held-out scores always use ``1..num_views - 1``.
+    ``checkpoints/``, ``loss.png``, ``predictions.png``, ``samples.png``, ``summary.json``, and with ``eval_every``
+    ``probe_mse.json`` and ``probe_mse.png`` (:func:`probe_curve_figure`: while sigma anneals, the loss curve shows
+    little else). ``model_options`` replace the tier's :class:`GQN` settings (e.g. ``{"coordinates": True}``).
+    ``max_context`` caps the context views of a training batch (uniform on ``1..max_context``; default
+    ``num_views - 1``); the held-out scores always use ``1..num_views - 1``.
     """
     one_of(tier, "tier", TIERS)
     for arg, value in {"steps": steps, "train_scenes": train_scenes, "test_scenes": test_scenes}.items():
@@ -213,7 +215,10 @@ def train_gqn(
         sigma_values = exponential_anneal(sigma_start, sigma_end, 0, anneal)
     sigma_anneal = AnnealAttribute(model, "sigma", sigma_values)
     first = run.resumed_step()
-    curve: list[dict[str, float]] = []
+    # the probe curve lives in the folder as it grows, so that a resumed run keeps the points before its checkpoint
+    # (those after it are recomputed by the resumed steps)
+    curve_file = run.out / "probe_mse.json"
+    curve = run.resumed_history(curve_file)
     probe = list(range(min(64, len(test))))
 
     def record(info: StepInfo) -> None:
@@ -226,6 +231,7 @@ def train_gqn(
                 model.train(was)
                 base = float(((ctx.mean(1) - q) ** 2).mean())
             curve.append({"step": info.step, "mse": mse, "baseline_mse": base, "sigma": model.sigma})
+            write_json({"history": curve}, curve_file)
             logger.info("step %d: probe MSE %.5f (context-mean baseline %.5f)", info.step, mse, base)
 
     fit = svi.fit(
@@ -253,6 +259,8 @@ def train_gqn(
     logger.info("after training: %s; %s", after, scenes)
 
     trained = run.training_summary(fit, min(batch_size, len(train)))
+    if curve:
+        run.files["probe_curve"] = probe_curve_figure(curve, run.out / "probe_mse.png")
 
     summary = {
         "tier": tier,
@@ -354,3 +362,39 @@ def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path
         row_labels=labels,
         title="1 context view | true query | prediction | 5 samples | sample std | unseen by the context",
     )
+
+
+def probe_curve_figure(curve: Sequence[dict[str, float]], path: str | os.PathLike) -> Path:
+    """The probe MSE against steps, as a fraction of the context-mean baseline's, with the pixel sigma beside it.
+
+    While sigma anneals, the negative ELBO of ``loss.png`` is dominated by the Gaussian normaliser, which falls as
+    log sigma does (a straight line under the geometric schedule): this is where the learning shows. ``curve`` is
+    ``summary["test_mse_curve"]``: dicts with "step", "mse", "baseline_mse" and "sigma"."""
+    if not curve:
+        raise ValueError("probe_curve_figure needs at least one point of the probe curve (train with eval_every)")
+    steps = [point["step"] for point in curve]
+    ratio = [point["mse"] / point["baseline_mse"] for point in curve]
+    plt = pyplot()
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, ratio, marker=".", lw=1.2, label="probe MSE / context-mean MSE")
+    ax.axhline(1.0, color="grey", ls=":", lw=1, label="predicting the mean of the context views")
+    ax.set_xlabel("step")
+    ax.set_ylabel("novel-view MSE / context-mean MSE")
+    ax.set_ylim(0, max(1.05, max(ratio) * 1.05))
+    ax.grid(alpha=0.3)
+    right = ax.twinx()
+    right.plot(steps, [point["sigma"] for point in curve], color="tab:orange", lw=1, ls="--", label="pixel sigma")
+    right.set_ylabel("pixel sigma (log scale)")
+    right.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    right.yaxis.set_major_formatter(plain)
+    right.yaxis.set_minor_formatter(plain)
+    right.tick_params(axis="y", which="minor", labelsize=7)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper right")
+    every = f", every {steps[1] - steps[0]} steps" if len(steps) > 1 else ""
+    ax.set_title(f"probe: novel views of the first 64 held-out scenes{every}", fontsize=9)
+    return save_figure(fig, path)

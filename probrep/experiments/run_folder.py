@@ -4,6 +4,7 @@ loss curve and the JSON summary. (Seeded draws that leave the caller's generator
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,15 @@ class RunFolder:
         if not self.resume or (found := ckpt.latest(self.checkpoints)) is None:
             return 0
         return ckpt.step_of(found)
+
+    def resumed_history(self, path: str | os.PathLike) -> list[dict[str, Any]]:
+        """The records of a history the run keeps in ``path`` (``{"history": [{"step": ..., ...}, ...]}``, rewritten
+        as it grows) up to the step a resumed run continues after: the records past its checkpoint are recomputed
+        by the resumed steps. Empty for a fresh run or when there is no such file yet."""
+        first = self.resumed_step()
+        if not self.resume or not Path(path).is_file():
+            return []
+        return [record for record in json.loads(Path(path).read_text())["history"] if record["step"] <= first]
 
     def training_summary(
         self, fit: Any, examples_per_step: int, objective: str = "negative ELBO per image (nats)"
