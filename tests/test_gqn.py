@@ -17,7 +17,14 @@ from pyro.infer import TraceMeanField_ELBO
 from probrep import cli
 from probrep.data.rooms.dataset import GQNDataset
 from probrep.data.rooms.scene import WALL_COLOURS, Rooms, RoomsBatch, SceneFactors
-from probrep.experiments.gqn import TIERS, build_gqn, hidden_object_scenes, probe_curve_figure, train_gqn
+from probrep.experiments.gqn import (
+    TIERS,
+    build_gqn,
+    hidden_object_scenes,
+    live_representation,
+    probe_curve_figure,
+    train_gqn,
+)
 from probrep.inference import svi
 from probrep.models.gqn.model import GQN, PyramidRepresentation, TowerRepresentation
 from probrep.training import checkpoint as ckpt
@@ -230,6 +237,29 @@ def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_dead_representation_is_measured_and_warned_about(tmp_path, caplog):
+    model = build_gqn("one_object")
+    rooms = Rooms(**TIERS["one_object"]["rooms"], num_views=4, seed=0)
+    ctx, ctx_v, _, _ = GQNDataset(rooms.generate(4), seed=0).batch([0, 1, 2, 3], num_context=2)
+    assert live_representation(model, ctx, ctx_v) > 0.5  # a fresh tower: most units differ between scenes
+    with pytest.raises(ValueError, match="two scenes"):
+        live_representation(model, ctx[:1], ctx_v[:1])
+
+    def kill(info):  # after step 1: every unit of the tower's last ReLU below zero for any scene, as in a stuck run
+        if info.step == 1:
+            with torch.no_grad():
+                next(v for k, v in info.params.items() if k.endswith("representation.conv6.bias")).fill_(-1e4)
+
+    common = {"train_scenes": 8, "test_scenes": 4, "batch_size": 2, "draw_steps": 1, "device": "cpu"}
+    with caplog.at_level("WARNING", logger="probrep.experiments.gqn"):
+        run = train_gqn(tmp_path / "run", tier="one_object", steps=2, eval_every=1, callbacks=[kill], progress=False,
+                        **common)  # fmt: skip
+    live = [point["live_representation"] for point in run.summary["test_mse_curve"]]
+    assert live[0] > 0.5 and live[1] == 0.0
+    assert "step 2: the representation network gives every probe scene the same r" in caplog.text
+    assert "step 1:" not in caplog.text
 
 
 def test_probe_curve_figure_needs_a_curve(tmp_path):
