@@ -239,6 +239,27 @@ def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def test_a_linear_representation_output_cannot_die():
+    torch.manual_seed(0)
+    x, v = torch.rand(6, 3, 32, 32), torch.randn(6, 7)
+    for kind in ("tower", "pyramid"):
+        relu, linear = (
+            build_gqn("one_object", representation=kind, representation_output=o) for o in ("relu", "linear")
+        )
+        linear.load_state_dict(relu.state_dict())  # the same weights: only what follows the last convolution differs
+        for model in (relu, linear):
+            last = model.representation.conv6 if kind == "tower" else model.representation.convs[6]
+            with torch.no_grad():
+                last.bias.fill_(-1e4)  # every unit's input negative for any scene
+        r_relu, r_linear = relu.representation(x, v), linear.representation(x, v)
+        assert torch.equal(r_relu, torch.zeros_like(r_relu)), kind  # dead: r is 0 for every scene
+        assert (r_linear.std(dim=0) > 0).all(), kind  # the same weights without the ReLU still tell scenes apart
+        r_linear.sum().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in linear.representation.parameters()), kind
+    with pytest.raises(ValueError, match="representation_output"):
+        build_gqn("one_object", representation_output="tanh")
+
+
 def test_a_dead_representation_is_measured_and_warned_about(tmp_path, caplog):
     model = build_gqn("one_object")
     rooms = Rooms(**TIERS["one_object"]["rooms"], num_views=4, seed=0)

@@ -33,6 +33,9 @@ from probrep._checks import integer, one_of, real
 from probrep.models.gqn.convdraw import ConvDRAW, GeneratorState
 
 REPRESENTATIONS = ("tower", "pool", "pyramid")
+#: what the representation network's last convolution is followed by: the paper's ReLU, or nothing ("linear"),
+#: so that its units cannot all die (a ReLU unit negative for every input outputs 0 and gets no gradient again)
+REPRESENTATION_OUTPUTS = ("relu", "linear")
 
 
 # ------------------------------------------------------------------------------------------ representations
@@ -41,13 +44,17 @@ class TowerRepresentation(nn.Module):
     (``[N, R, 1, 1]`` with ``pool=True``, the "pool" network: the tower followed by global average pooling).
 
     conv2x2/2 (R) -> [skip: conv2x2/2 (R)] + conv3x3 (R/2) -> conv2x2/2 (R); concat v broadcast;
-    [skip: conv3x3 (R)] + conv3x3 (R/2) -> conv3x3 (R); conv1x1 (R). ReLU after every convolution.
+    [skip: conv3x3 (R)] + conv3x3 (R/2) -> conv3x3 (R); conv1x1 (R). ReLU after every convolution (after the
+    last only with ``output="relu"``, the default).
     """
 
-    def __init__(self, image_channels: int, viewpoint_dim: int, r_channels: int, pool: bool = False):
+    def __init__(
+        self, image_channels: int, viewpoint_dim: int, r_channels: int, pool: bool = False, output: str = "relu"
+    ):
         super().__init__()
         r, half = r_channels, max(1, r_channels // 2)
         self.pool = pool
+        self.output = one_of(output, "output", REPRESENTATION_OUTPUTS)
         self.conv1 = nn.Conv2d(image_channels, r, 2, stride=2)
         self.skip1 = nn.Conv2d(r, r, 2, stride=2)
         self.conv2 = nn.Conv2d(r, half, 3, padding=1)
@@ -62,20 +69,23 @@ class TowerRepresentation(nn.Module):
         y = F.relu(self.conv3(F.relu(self.conv2(a)))) + F.relu(self.skip1(a))
         y = torch.cat([y, v[:, :, None, None].expand(-1, -1, *y.shape[-2:])], dim=1)
         y = F.relu(self.conv5(F.relu(self.conv4(y)))) + F.relu(self.skip2(y))
-        y = F.relu(self.conv6(y))
+        y = self.conv6(y)
+        y = F.relu(y) if self.output == "relu" else y
         return y.mean(dim=(2, 3), keepdim=True) if self.pool else y
 
 
 class PyramidRepresentation(nn.Module):
     """The "pyramid" network: [image, viewpoint broadcast to every pixel] -> ``[N, R, 1, 1]``.
 
-    conv2x2/2 (R/8) -> conv2x2/2 (R/4) -> conv2x2/2 (R/2) -> conv (H/8)x(H/8) (R), ReLU after each.
+    conv2x2/2 (R/8) -> conv2x2/2 (R/4) -> conv2x2/2 (R/2) -> conv (H/8)x(H/8) (R), ReLU after each (after the last
+    only with ``output="relu"``, the default).
     """
 
-    def __init__(self, image_channels: int, viewpoint_dim: int, r_channels: int, image_size: int):
+    def __init__(self, image_channels: int, viewpoint_dim: int, r_channels: int, image_size: int, output: str = "relu"):
         super().__init__()
         if image_size % 8:
             raise ValueError(f"the pyramid network needs image_size divisible by 8, got {image_size}")
+        one_of(output, "output", REPRESENTATION_OUTPUTS)
         c = [max(1, r_channels // 8), max(1, r_channels // 4), max(1, r_channels // 2)]
         self.convs = nn.Sequential(
             nn.Conv2d(image_channels + viewpoint_dim, c[0], 2, stride=2),
@@ -85,7 +95,7 @@ class PyramidRepresentation(nn.Module):
             nn.Conv2d(c[1], c[2], 2, stride=2),
             nn.ReLU(),
             nn.Conv2d(c[2], r_channels, image_size // 8),
-            nn.ReLU(),
+            nn.ReLU() if output == "relu" else nn.Identity(),
         )
 
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -93,15 +103,16 @@ class PyramidRepresentation(nn.Module):
 
 
 def make_representation(
-    kind: str, image_channels: int, viewpoint_dim: int, r_channels: int, image_size: int
+    kind: str, image_channels: int, viewpoint_dim: int, r_channels: int, image_size: int, output: str = "relu"
 ) -> nn.Module:
-    """The representation network ``kind`` in ``("tower", "pool", "pyramid")``."""
+    """The representation network ``kind`` in ``("tower", "pool", "pyramid")``, its last convolution followed by
+    ``output`` (``REPRESENTATION_OUTPUTS``)."""
     if kind == "tower":
-        return TowerRepresentation(image_channels, viewpoint_dim, r_channels)
+        return TowerRepresentation(image_channels, viewpoint_dim, r_channels, output=output)
     if kind == "pool":
-        return TowerRepresentation(image_channels, viewpoint_dim, r_channels, pool=True)
+        return TowerRepresentation(image_channels, viewpoint_dim, r_channels, pool=True, output=output)
     if kind == "pyramid":
-        return PyramidRepresentation(image_channels, viewpoint_dim, r_channels, image_size)
+        return PyramidRepresentation(image_channels, viewpoint_dim, r_channels, image_size, output=output)
     raise ValueError(f"unknown representation {kind!r}: expected one of {REPRESENTATIONS}")
 
 
@@ -120,6 +131,9 @@ class GQN(nn.Module):
     Args:
         image_size / image_channels / viewpoint_dim: the data (square images).
         representation: ``"tower"`` (spatial r on the generator grid), ``"pool"`` or ``"pyramid"`` (a vector r).
+        representation_output: ``"relu"`` (the paper's) or ``"linear"``: what follows the representation
+            network's last convolution. Under a ReLU a unit negative for every input is dead for good, and when all
+            are, the model ignores its context (:func:`probrep.experiments.gqn.live_representation` measures it).
         r_channels / h_channels / z_channels / canvas_channels: widths (paper: 256 / 128 / 64 / 128).
         steps: L, the DRAW steps (12 in the paper).
         share_cores: one inference and one generator ConvLSTM for all steps, or one per step.
@@ -143,6 +157,7 @@ class GQN(nn.Module):
         image_channels: int = 3,
         viewpoint_dim: int = 7,
         representation: str = "tower",
+        representation_output: str = "relu",
         r_channels: int = 256,
         h_channels: int = 128,
         z_channels: int = 64,
@@ -173,13 +188,16 @@ class GQN(nn.Module):
         if image_size % 4:
             raise ValueError(f"image_size must be divisible by 4 (the generator grid is 1/4 of it), got {image_size}")
         one_of(representation, "representation", REPRESENTATIONS)
+        one_of(representation_output, "representation_output", REPRESENTATION_OUTPUTS)
         real(sigma, "sigma", positive=True)
         self.image_shape = (int(image_channels), int(image_size), int(image_size))
         self.viewpoint_dim, self.representation_kind = int(viewpoint_dim), representation
         self.r_channels, self.steps, self.sigma = int(r_channels), int(steps), float(sigma)
         self.reuse_guide_states, self.name = bool(reuse_guide_states), name
         self.coordinates = bool(coordinates)
-        self.representation = make_representation(representation, image_channels, viewpoint_dim, r_channels, image_size)
+        self.representation = make_representation(
+            representation, image_channels, viewpoint_dim, r_channels, image_size, output=representation_output
+        )
         self.generator = ConvDRAW(
             image_channels,
             image_size,
