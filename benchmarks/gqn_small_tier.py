@@ -8,7 +8,7 @@ images (target: at most a quarter of it), the KL per image, the foreground IoU a
 
     nice -n 10 python benchmarks/gqn_small_tier.py [--steps 4000] [--threads 1] [--device cpu]
 
-Writes benchmarks/results/gqn_small_tier.json and the figures (predictions, samples, loss curve) into
+Writes benchmarks/results/gqn_small_tier.json and the figures (predictions, samples, loss curve, probe curve) into
 benchmarks/results/gqn_small_tier/ (``--name`` renames both); checkpoints go to --out (resumable with --resume).
 ``--rescore`` recomputes only the scene scores and the figures of a finished run (its last checkpoint in --out)
 with the code on disk and updates them in its results JSON and folder, keeping the training record; with
@@ -91,7 +91,10 @@ def rescore(args) -> None:
 
 def probe_figure(name: str) -> None:
     """``results/<name>/probe_mse.png`` from the probe curve recorded in ``results/<name>.json``."""
-    curve = json.loads((RESULTS / f"{name}.json").read_text()).get("test_mse_curve")
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"no results/{name}.json: --name names a finished run's results")
+    curve = json.loads(path.read_text()).get("test_mse_curve")
     if not curve:
         raise SystemExit(f"results/{name}.json records no probe curve (a run with --eval-every records one)")
     print(probe_curve_figure(curve, RESULTS / name / "probe_mse.png"))

@@ -239,7 +239,7 @@ def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
-def test_a_linear_representation_output_cannot_die():
+def test_a_linear_representation_output_keeps_the_last_layer_alive():
     torch.manual_seed(0)
     x, v = torch.rand(6, 3, 32, 32), torch.randn(6, 7)
     for kind in ("tower", "pyramid"):
@@ -250,7 +250,7 @@ def test_a_linear_representation_output_cannot_die():
         for model in (relu, linear):
             last = model.representation.conv6 if kind == "tower" else model.representation.convs[6]
             with torch.no_grad():
-                last.bias.fill_(-1e4)  # every unit's input negative for any scene
+                last.bias.fill_(-100.0)  # every unit's input negative for any scene
         r_relu, r_linear = relu.representation(x, v), linear.representation(x, v)
         assert torch.equal(r_relu, torch.zeros_like(r_relu)), kind  # dead: r is 0 for every scene
         assert (r_linear.std(dim=0) > 0).all(), kind  # the same weights without the ReLU still tell scenes apart
@@ -258,6 +258,15 @@ def test_a_linear_representation_output_cannot_die():
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in linear.representation.parameters()), kind
     with pytest.raises(ValueError, match="representation_output"):
         build_gqn("one_object", representation_output="tanh")
+
+
+def test_a_resume_with_another_representation_is_refused(tmp_path):
+    # a ReLU and a linear representation have the same weights: only the checkpoint's run_config tells them apart
+    common = {"steps": 1, "train_scenes": 4, "test_scenes": 4, "batch_size": 2, "draw_steps": 1, "device": "cpu"}
+    train_gqn(tmp_path / "run", checkpoint_every=1, progress=False, **common)
+    with pytest.raises(ValueError, match="representation_output: checkpoint 'relu' vs now 'linear'"):
+        train_gqn(tmp_path / "run", resume=True, progress=False, model_options={"representation_output": "linear"},
+                  **{**common, "steps": 2})  # fmt: skip
 
 
 def test_a_dead_representation_is_measured_and_warned_about(tmp_path, caplog):

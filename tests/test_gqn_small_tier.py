@@ -1,4 +1,5 @@
-"""benchmarks/gqn_small_tier.py --probe-figure: the probe curve of a finished run, drawn from its results JSON."""
+"""benchmarks/gqn_small_tier.py --probe-figure (the probe curve of a finished run, drawn from its results JSON) and
+the run history it comes from (RunFolder.resumed_history)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,24 @@ def test_probe_figure_names_a_run_without_a_curve(small_tier, tmp_path):
     (tmp_path / "resumed.json").write_text(json.dumps({"test_mse_curve": []}))
     with pytest.raises(SystemExit, match="results/resumed.json records no probe curve"):
         small_tier.probe_figure("resumed")
+    with pytest.raises(SystemExit, match="no results/missing.json"):
+        small_tier.probe_figure("missing")
+
+
+def test_resumed_history_is_this_runs_own(tmp_path):
+    from probrep.experiments.run_folder import RunFolder
+
+    history = tmp_path / "history.json"
+    records = {"history": [{"step": 1}, {"step": 2}, {"step": 3}]}
+    history.write_text(json.dumps(records))
+    # a folder with a checkpoint at step 2: a resume keeps what it will not redo
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint-00000002.pt").write_bytes(b"")
+    assert RunFolder(tmp_path, resume=True).resumed_history(history) == [{"step": 1}, {"step": 2}]
+    # a fresh run there is refused by the loop, so the earlier history stays
+    assert RunFolder(tmp_path).resumed_history(history) == [] and history.is_file()
+    # an overwriting run starts from step 0: the earlier run's history goes
+    assert RunFolder(tmp_path, overwrite=True).resumed_history(history) == [] and not history.exists()
+    history.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="is not a run history"):
+        RunFolder(tmp_path, resume=True).resumed_history(history)

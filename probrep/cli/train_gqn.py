@@ -12,7 +12,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         "gqn",
         help="train a Generative Query Network on procedural 3-D rooms",
         description="Train a GQN on ray-cast rooms; writes checkpoints, loss.png, predictions.png, samples.png and "
-        "summary.json (held-out ELBO, bits/dim, novel-view MSE vs the context-mean baseline) into --out.",
+        "summary.json (held-out ELBO, bits/dim, novel-view MSE vs the context-mean baseline) into --out, and with "
+        "--eval-every probe_mse.json / probe_mse.png (the probe MSE, sigma and the live share of the representation "
+        "against steps).",
     )
     p.add_argument(
         "--tier",
@@ -52,7 +54,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint-steps", action="store_true", help="activation checkpointing per DRAW step")
     p.add_argument("--render-on-the-fly", action="store_true", help="render each batch instead of once up front")
-    p.add_argument("--eval-every", type=int, default=None, help="record the held-out probe MSE every N steps")
+    p.add_argument(
+        "--eval-every", type=int, default=None, help="record the held-out probe MSE every N steps (probe_mse.png)"
+    )
     add_training_run(p, checkpoint_every=250)
     p.set_defaults(run=run)
 

@@ -228,19 +228,19 @@ def train_gqn(
                 was = model.training
                 model.eval()
                 mse = float(((model.predict(ctx, ctx_v, q_v) - q) ** 2).mean())
-                live = live_representation(model, ctx, ctx_v)
+                live = live_representation(model, ctx, ctx_v) if len(probe) > 1 else None
                 model.train(was)
                 base = float(((ctx.mean(1) - q) ** 2).mean())
             curve.append({"step": info.step, "mse": mse, "baseline_mse": base, "sigma": model.sigma,
                           "live_representation": live})  # fmt: skip
             write_json({"history": curve}, curve_file)
-            logger.info("step %d: probe MSE %.5f (context-mean baseline %.5f), %.0f%% of the representation varies "
-                        "across scenes", info.step, mse, base, 100 * live)  # fmt: skip
+            logger.info("step %d: probe MSE %.5f (context-mean baseline %.5f), %s of the representation varies "
+                        "across scenes", info.step, mse, base, "-" if live is None else f"{live:.0%}")  # fmt: skip
             if live == 0.0:
                 logger.warning(
                     "step %d: the representation network gives every probe scene the same r (its ReLUs have died), "
-                    "so the model cannot use the context any more and this run will not recover: restart it with "
-                    "another seed",
+                    "so the model cannot use the context any more and this run is unlikely to recover: restart it "
+                    "with another seed, or with model_options={'representation_output': 'linear'}",
                     info.step,
                 )
 
@@ -378,10 +378,11 @@ def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path
 def live_representation(model: GQN, context_images: torch.Tensor, context_viewpoints: torch.Tensor) -> float:
     """The share of the representation's units (channel and position of r) that differ across the given scenes.
 
-    The tower ends in a ReLU, so a unit whose input turns negative for every scene outputs 0 and gets no gradient
-    again. When every unit has died, r is the same for every scene, the generator renders from the latents alone
-    and the run is stuck (a `two_colour_walls` run at sigma 0.35 ended so, r exactly 0, its probe MSE flat at about
-    0.5x the context mean from 2,000 steps on). 0.0 is that state; a healthy run keeps some of its units alive."""
+    The representation networks end in a ReLU (``representation_output="relu"``, the default), so a unit whose input
+    turns negative for every scene outputs 0 and gets no gradient again. When every unit has died, r is the same for
+    every scene, the generator renders from the latents alone and the run is stuck (a `two_colour_walls` run at
+    sigma 0.35 ended so, r exactly 0, its probe MSE flat at about 0.5x the context mean from 2,000 steps on). 0.0 is
+    that state; a healthy run keeps some of its units alive."""
     r = model.represent(context_images, context_viewpoints)
     if r.shape[0] < 2:
         raise ValueError("live_representation needs at least two scenes to compare")
@@ -419,6 +420,5 @@ def probe_curve_figure(curve: Sequence[dict[str, float]], path: str | os.PathLik
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper right")
-    every = f", every {steps[1] - steps[0]} steps" if len(steps) > 1 else ""
-    ax.set_title(f"probe: novel views of the first 64 held-out scenes{every}", fontsize=9)
+    ax.set_title(f"probe: novel views of held-out scenes, steps {steps[0]:,}-{steps[-1]:,}", fontsize=9)
     return save_figure(fig, path)

@@ -57,11 +57,22 @@ class RunFolder:
     def resumed_history(self, path: str | os.PathLike) -> list[dict[str, Any]]:
         """The records of a history the run keeps in ``path`` (``{"history": [{"step": ..., ...}, ...]}``, rewritten
         as it grows) up to the step a resumed run continues after: the records past its checkpoint are recomputed
-        by the resumed steps. Empty for a fresh run or when there is no such file yet."""
+        by the resumed steps. Empty for a run from step 0, whose folder then loses an earlier run's file."""
+        path = Path(path)
         first = self.resumed_step()
-        if not self.resume or not Path(path).is_file():
+        if first == 0:
+            # a run from step 0: an earlier run's history is not this one's. Removed only where the loop will go
+            # ahead (a folder with checkpoints, neither resumed nor overwritten, is refused and keeps its history)
+            if self.resume or self.overwrite or ckpt.latest(self.checkpoints) is None:
+                path.unlink(missing_ok=True)
             return []
-        return [record for record in json.loads(Path(path).read_text())["history"] if record["step"] <= first]
+        if not path.is_file():
+            return []
+        try:
+            history = json.loads(path.read_text())["history"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a run history ({{'history': [...]}}): {exc}") from exc
+        return [record for record in history if record["step"] <= first]
 
     def training_summary(
         self, fit: Any, examples_per_step: int, objective: str = "negative ELBO per image (nats)"

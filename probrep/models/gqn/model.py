@@ -34,7 +34,8 @@ from probrep.models.gqn.convdraw import ConvDRAW, GeneratorState
 
 REPRESENTATIONS = ("tower", "pool", "pyramid")
 #: what the representation network's last convolution is followed by: the paper's ReLU, or nothing ("linear"),
-#: so that its units cannot all die (a ReLU unit negative for every input outputs 0 and gets no gradient again)
+#: so that its last layer cannot die (a ReLU unit negative for every input outputs 0 and gets no gradient again;
+#: the ReLUs before it still can)
 REPRESENTATION_OUTPUTS = ("relu", "linear")
 
 
@@ -133,7 +134,8 @@ class GQN(nn.Module):
         representation: ``"tower"`` (spatial r on the generator grid), ``"pool"`` or ``"pyramid"`` (a vector r).
         representation_output: ``"relu"`` (the paper's) or ``"linear"``: what follows the representation
             network's last convolution. Under a ReLU a unit negative for every input is dead for good, and when all
-            are, the model ignores its context (:func:`probrep.experiments.gqn.live_representation` measures it).
+            of the last layer's are, the model ignores its context (measured by
+            :func:`probrep.experiments.gqn.live_representation`).
         r_channels / h_channels / z_channels / canvas_channels: widths (paper: 256 / 128 / 64 / 128).
         steps: L, the DRAW steps (12 in the paper).
         share_cores: one inference and one generator ConvLSTM for all steps, or one per step.
@@ -192,6 +194,7 @@ class GQN(nn.Module):
         real(sigma, "sigma", positive=True)
         self.image_shape = (int(image_channels), int(image_size), int(image_size))
         self.viewpoint_dim, self.representation_kind = int(viewpoint_dim), representation
+        self.representation_output = representation_output
         self.r_channels, self.steps, self.sigma = int(r_channels), int(steps), float(sigma)
         self.reuse_guide_states, self.name = bool(reuse_guide_states), name
         self.coordinates = bool(coordinates)
@@ -229,6 +232,11 @@ class GQN(nn.Module):
             "coordinates": True,
         }
         return cls(**{**config, **overrides})
+
+    def run_config(self) -> dict[str, Any]:
+        """Settings the parameters' shapes do not reveal (a tower and a pool network, or a ReLU and a linear output,
+        have the same weights): stored in checkpoints, so that a resume with other settings is refused."""
+        return {"representation": self.representation_kind, "representation_output": self.representation_output}
 
     @property
     def checkpoint_steps(self) -> bool:
