@@ -97,6 +97,12 @@ def test_train_air_leaves_its_files_and_resumes(tmp_path):
         and 0.0 <= s["ghost_windows"]["visible_count_accuracy"] <= 1.0
     )
 
+    # a forgotten resume=True is refused before anything is written: the run's curve survives
+    curve = (tmp_path / "count_accuracy.json").read_bytes()
+    with pytest.raises(FileExistsError, match="pass resume=True to continue it"):
+        train_air(tmp_path, steps=6, **common)
+    assert (tmp_path / "count_accuracy.json").read_bytes() == curve
+
     resumed = train_air(tmp_path, steps=6, resume=True, **common)
     assert [step for step, _ in resumed.summary["count_accuracy_history"]] == [0, 2, 4, 6]
     assert resumed.summary["steps"] == 6

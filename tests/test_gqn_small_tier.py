@@ -48,8 +48,10 @@ def test_resumed_history_is_this_runs_own(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "checkpoint-00000002.pt").write_bytes(b"")
     assert RunFolder(tmp_path, resume=True).resumed_history(history) == [{"step": 1}, {"step": 2}]
-    # a fresh run there is refused by the loop, so the earlier history stays
-    assert RunFolder(tmp_path).resumed_history(history) == [] and history.is_file()
+    # a fresh run there is refused before it writes anything, so the earlier history stays
+    with pytest.raises(FileExistsError, match="holds 1 checkpoint"):
+        RunFolder(tmp_path)
+    assert history.is_file()
     # an overwriting run starts from step 0: the earlier run's history goes
     assert RunFolder(tmp_path, overwrite=True).resumed_history(history) == [] and not history.exists()
     history.write_text("[1, 2]")

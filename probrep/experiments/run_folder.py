@@ -35,6 +35,9 @@ class RunFolder:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.resume, self.overwrite = bool(resume), bool(overwrite)
+        # the loop would refuse a fresh run over an earlier one's checkpoints too, but only after the run had
+        # written its step-0 files over the earlier run's: refuse here, before anything is written
+        ckpt.refuse_earlier_run(self.checkpoints, self.resume, self.overwrite)
         self.started = time.perf_counter()
         self.files: dict[str, Path] = {}
 
@@ -57,14 +60,12 @@ class RunFolder:
     def resumed_history(self, path: str | os.PathLike) -> list[dict[str, Any]]:
         """The records of a history the run keeps in ``path`` (``{"history": [{"step": ..., ...}, ...]}``, rewritten
         as it grows) up to the step a resumed run continues after: the records past its checkpoint are recomputed
-        by the resumed steps. Empty for a run from step 0, whose folder then loses an earlier run's file."""
+        by the resumed steps. Empty for a run from step 0, whose folder then loses an earlier run's file (the
+        folder has no earlier checkpoints, or the run was told to overwrite them: the constructor refuses the rest)."""
         path = Path(path)
         first = self.resumed_step()
         if first == 0:
-            # a run from step 0: an earlier run's history is not this one's. Removed only where the loop will go
-            # ahead (a folder with checkpoints, neither resumed nor overwritten, is refused and keeps its history)
-            if self.resume or self.overwrite or ckpt.latest(self.checkpoints) is None:
-                path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)  # an earlier run's history is not this one's
             return []
         if not path.is_file():
             return []

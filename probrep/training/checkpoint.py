@@ -97,6 +97,21 @@ def latest(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def refuse_earlier_run(directory: str | os.PathLike, resume: bool, overwrite: bool) -> list[Path]:
+    """Refuse a fresh run (neither ``resume`` nor ``overwrite``) in a folder that holds an earlier run's checkpoints,
+    so that no one loses a run by forgetting ``resume=True``; returns the earlier checkpoints (empty on resume).
+    Called by the training loop, and by an experiment before it writes anything, so the refusal comes first."""
+    if resume:
+        return []
+    earlier = list_checkpoints(directory)
+    if earlier and not overwrite:
+        raise FileExistsError(
+            f"{directory} holds {len(earlier)} checkpoint(s) of an earlier run (up to {earlier[-1].name}): "
+            "pass resume=True to continue it, or overwrite=True (--overwrite) to start again and delete them"
+        )
+    return earlier
+
+
 def prune(directory: str | os.PathLike, keep: int) -> None:
     """Delete all but the ``keep`` most recent checkpoints."""
     found = list_checkpoints(directory)

@@ -169,12 +169,7 @@ def _resume_or_begin(run: _Run) -> None:
             logger.warning("resume=True but no checkpoint in %s yet: starting from step 0", directory)
         else:
             _resume(run, found)
-    elif directory is not None and (earlier := ckpt.list_checkpoints(directory)):
-        if not run.options.overwrite:
-            raise FileExistsError(
-                f"{directory} holds {len(earlier)} checkpoint(s) of an earlier run (up to {earlier[-1].name}): "
-                "pass resume=True to continue it, or overwrite=True (--overwrite) to start again and delete them"
-            )
+    elif directory is not None and (earlier := ckpt.refuse_earlier_run(directory, False, run.options.overwrite)):
         if run.rank == 0:
             logger.warning("overwrite=True: removing %d checkpoint(s) of an earlier run in %s", len(earlier), directory)
             ckpt.prune(directory, keep=0)
