@@ -225,11 +225,14 @@ def test_train_gqn_writes_its_outputs_and_resumes_exactly(tmp_path):
     assert [point["step"] for point in summary["test_mse_curve"]] == [1, 2, 3, 4]
 
     train_gqn(tmp_path / "split", checkpoint_every=2, **{**common, "steps": 2})
-    # as if the first run had gone on one more step and been stopped before its next checkpoint: the resumed run
-    # must drop that probe point and recompute it, so its curve is the uninterrupted run's
+    # as if the first run had been killed while probing at its step-2 checkpoint (no point for step 2), or had gone
+    # on one more step and been stopped before its next checkpoint (a point for step 3 the checkpoint lacks): the
+    # resumed run takes the missing point from the checkpoint and recomputes the later one, so its curve is the
+    # uninterrupted run's
     history = tmp_path / "split" / "probe_mse.json"
     points = json.loads(history.read_text())["history"]
-    history.write_text(json.dumps({"history": [*points, {**points[-1], "step": 3, "mse": -1.0}]}))
+    assert [point["step"] for point in points] == [1, 2]
+    history.write_text(json.dumps({"history": [points[0], {**points[-1], "step": 3, "mse": -1.0}]}))
     resumed = train_gqn(tmp_path / "split", checkpoint_every=2, resume=True, **common)
     assert resumed.summary["test_mse_curve"] == summary["test_mse_curve"]
     a = ckpt.load(whole.files["checkpoint"])["module"]

@@ -219,30 +219,7 @@ def train_gqn(
     # (those after it are recomputed by the resumed steps)
     curve_file = run.out / "probe_mse.json"
     curve = run.resumed_history(curve_file)
-    probe = list(range(min(64, len(test))))
-
-    def record(info: StepInfo) -> None:
-        if eval_every and info.step % eval_every == 0:
-            with torch.no_grad():
-                ctx, ctx_v, q_v, q = test.batch(probe)
-                was = model.training
-                model.eval()
-                mse = float(((model.predict(ctx, ctx_v, q_v) - q) ** 2).mean())
-                live = live_representation(model, ctx, ctx_v) if len(probe) > 1 else None
-                model.train(was)
-                base = float(((ctx.mean(1) - q) ** 2).mean())
-            curve.append({"step": info.step, "mse": mse, "baseline_mse": base, "sigma": model.sigma,
-                          "live_representation": live})  # fmt: skip
-            write_json({"history": curve}, curve_file)
-            logger.info("step %d: probe MSE %.5f (context-mean baseline %.5f), %s of the representation varies "
-                        "across scenes", info.step, mse, base, "-" if live is None else f"{live:.0%}")  # fmt: skip
-            if live == 0.0:
-                logger.warning(
-                    "step %d: the representation network gives every probe scene the same r (its ReLUs have died), "
-                    "so the model cannot use the context any more and this run is unlikely to recover: restart it "
-                    "with another seed, or with model_options={'representation_output': 'linear'}",
-                    info.step,
-                )
+    record = ProbeCurve(model, test.batch(list(range(min(64, len(test))))), eval_every, curve, curve_file)
 
     fit = svi.fit(
         model,
@@ -375,6 +352,48 @@ def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path
 
 
 @torch.no_grad()
+class ProbeCurve:
+    """A training callback that probes the novel-view MSE of fixed held-out scenes every ``every`` steps, beside the
+    context-mean baseline, the pixel sigma and the share of live representation units, and rewrites ``path``
+    (``{"history": [...]}``) with each point, so that a resumed run keeps its curve."""
+
+    def __init__(self, model: GQN, batch: tuple[torch.Tensor, ...], every: int, curve: list, path: Path):
+        self.model, self.batch, self.every, self.curve, self.path = model, batch, int(every or 0), curve, path
+
+    def on_start(self, step: int) -> None:
+        # the loop checkpoints before the callbacks run, so a run killed while probing at a checkpoint step resumes
+        # after that step without its point: take it now, from the parameters the checkpoint holds
+        if step and self.every and step % self.every == 0 and (not self.curve or self.curve[-1]["step"] < step):
+            self.take(step)
+
+    def __call__(self, info: StepInfo) -> None:
+        if self.every and info.step % self.every == 0:
+            self.take(info.step)
+
+    def take(self, step: int) -> None:
+        model = self.model
+        ctx, ctx_v, q_v, q = self.batch
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            mse = float(((model.predict(ctx, ctx_v, q_v) - q) ** 2).mean())
+            live = live_representation(model, ctx, ctx_v) if len(ctx) > 1 else None
+            model.train(was)
+            base = float(((ctx.mean(1) - q) ** 2).mean())
+        self.curve.append({"step": step, "mse": mse, "baseline_mse": base, "sigma": model.sigma,
+                           "live_representation": live})  # fmt: skip
+        write_json({"history": self.curve}, self.path)
+        logger.info("step %d: probe MSE %.5f (context-mean baseline %.5f), %s of the representation varies across "
+                    "scenes", step, mse, base, "-" if live is None else f"{live:.0%}")  # fmt: skip
+        if live == 0.0:
+            logger.warning(
+                "step %d: the representation network gives every probe scene the same r (its ReLUs have died), so "
+                "the model cannot use the context any more and this run is unlikely to recover: restart it with "
+                "another seed, or with model_options={'representation_output': 'linear'}",
+                step,
+            )
+
+
 def live_representation(model: GQN, context_images: torch.Tensor, context_viewpoints: torch.Tensor) -> float:
     """The share of the representation's units (channel and position of r) that differ across the given scenes.
 
