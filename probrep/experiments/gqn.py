@@ -219,7 +219,8 @@ def train_gqn(
     # (those after it are recomputed by the resumed steps)
     curve_file = run.out / "probe_mse.json"
     curve = run.resumed_history(curve_file)
-    record = ProbeCurve(model, test.batch(list(range(min(64, len(test))))), eval_every, curve, curve_file)
+    probe = test.batch(list(range(min(64, len(test))))) if eval_every else ()
+    record = ProbeCurve(model, probe, eval_every, curve, curve_file)
 
     fit = svi.fit(
         model,
@@ -351,7 +352,6 @@ def _samples_figure(model: GQN, rooms: Rooms, test_rooms: RoomsBatch, path: Path
     )
 
 
-@torch.no_grad()
 class ProbeCurve:
     """A training callback that probes the novel-view MSE of fixed held-out scenes every ``every`` steps, beside the
     context-mean baseline, the pixel sigma and the share of live representation units, and rewrites ``path``
@@ -394,6 +394,7 @@ class ProbeCurve:
             )
 
 
+@torch.no_grad()
 def live_representation(model: GQN, context_images: torch.Tensor, context_viewpoints: torch.Tensor) -> float:
     """The share of the representation's units (channel and position of r) that differ across the given scenes.
 

@@ -29,7 +29,9 @@ class RunOutputs:
 
 
 class RunFolder:
-    """One run's output folder: ``checkpoints/`` plus the figures and ``summary.json`` a run leaves."""
+    """One run's output folder: ``checkpoints/`` plus the figures and ``summary.json`` a run leaves. Opening a folder
+    that holds an earlier run's checkpoints for a fresh run (neither ``resume`` nor ``overwrite``) raises
+    ``FileExistsError`` before anything is written."""
 
     def __init__(self, out: str | os.PathLike, resume: bool = False, overwrite: bool = False):
         self.out = Path(out)
@@ -60,8 +62,8 @@ class RunFolder:
     def resumed_history(self, path: str | os.PathLike) -> list[dict[str, Any]]:
         """The records of a history the run keeps in ``path`` (``{"history": [{"step": ..., ...}, ...]}``, rewritten
         as it grows) up to the step a resumed run continues after: the records past its checkpoint are recomputed
-        by the resumed steps. Empty for a run from step 0, whose folder then loses an earlier run's file (the
-        folder has no earlier checkpoints, or the run was told to overwrite them: the constructor refuses the rest)."""
+        by the resumed steps. Empty for a run from step 0 (a fresh run, an overwriting one, or a resume with no
+        checkpoint yet), whose folder then loses an earlier run's file: the constructor refused the other cases."""
         path = Path(path)
         first = self.resumed_step()
         if first == 0:

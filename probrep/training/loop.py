@@ -92,9 +92,10 @@ def train(objective: Objective, data: Any, options: TrainOptions) -> FitResult:
     ``data``: a tensor or array ``[N, ...]``, a tuple of them (each batch passes them as positional arguments), a
     map-style ``Dataset``, or ``None`` (no arguments; give ``steps``). The objective's ``run_config()``, with the
     seed, batch size, world size, learning rate and optimiser, is stored in checkpoints and must match on resume.
-    A fresh run (``resume=False``) owns ``checkpoint_dir``: it removes the checkpoints an earlier run left there
-    (with a warning), since keeping them would let rotation delete this run's checkpoints in favour of the
-    earlier run's later steps, and a later ``resume`` would continue the wrong run.
+    A fresh run (``resume=False``) in a ``checkpoint_dir`` that holds an earlier run's checkpoints is refused
+    (``FileExistsError``) unless ``overwrite=True``, which removes them with a warning: kept, rotation would delete
+    this run's checkpoints in favour of the earlier run's later steps, and a later ``resume`` would continue the
+    wrong run.
     """
     if not isinstance(options, TrainOptions):
         raise TypeError(f"options must be a TrainOptions, got {type(options).__name__}")
