@@ -105,6 +105,9 @@ def test_scene_scores_of_an_untrained_model_are_well_formed(rooms):
     scores = scene_scores(model, rooms, test, num_context=2, samples=3, batch_size=4)
     assert scores["kl_per_image"] > 0
     assert 0.0 <= scores["foreground_iou"] <= 1.0
+    for name in ("kl_per_image", "foreground_iou"):
+        lo, hi = scores[name + "_95_interval"]
+        assert lo <= scores[name] <= hi, name
     assert scores["sample_variance_seen"] > 0 and scores["sample_variance_unseen"] > 0
     assert 0.0 < scores["unseen_pixel_share"] < 1.0
     with pytest.raises(ValueError, match="num_context"):
@@ -120,13 +123,14 @@ def test_foreground_iou_is_one_for_the_truth_and_zero_for_the_empty_room_at_ever
     truth = test.images[:, -1].float() / (255.0 if test.images.dtype == torch.uint8 else 1.0)
     model.predict = lambda ctx, ctx_v, q_v: truth  # an oracle, whatever the context
     scores = scene_scores(model, rooms, test, num_context=2, samples=2, batch_size=6)
-    assert scores["foreground_iou"] == 1.0
+    assert scores["foreground_iou"] == 1.0 and scores["foreground_iou_95_interval"] == [1.0, 1.0]
     assert scores["mse"]["prediction"] == 0.0 and scores["mse_ratio_to_context_mean"]["prediction"] == 0.0
     assert scores["foreground_iou_by_context_views"] == {"1": 1.0, "2": 1.0, str(test.images.shape[1] - 1): 1.0}
     empty = empty_room(rooms, test.factors, test.camera_yaw[:, -1:], test.camera_pitch[:, -1:], "cpu")[:, 0]
     model.predict = lambda ctx, ctx_v, q_v: empty
     scores = scene_scores(model, rooms, test, num_context=2, samples=2, batch_size=6)
     assert set(scores["foreground_iou_by_context_views"].values()) == {0.0}
+    assert scores["foreground_iou_95_interval"] == [0.0, 0.0]
     # the empty room as the prediction scores exactly the empty-room reference; both by hand
     by_hand = float(((empty - truth) ** 2).mean())
     context_mean = float(((test.images[:, :2].float().mean(1) - truth) ** 2).mean())
@@ -134,6 +138,14 @@ def test_foreground_iou_is_one_for_the_truth_and_zero_for_the_empty_room_at_ever
     assert scores["mse"]["empty_room"] == pytest.approx(by_hand, rel=1e-5)
     assert scores["mse"]["context_mean"] == pytest.approx(context_mean, rel=1e-5)
     assert scores["mse_ratio_to_context_mean"]["empty_room"] == pytest.approx(by_hand / context_mean, rel=1e-5)
+    # the truth for scenes 0-2, the empty room for 3-5: the pooled IoU is the first half's foreground over all of it
+    half = torch.cat([truth[:3], empty[3:]])
+    model.predict = lambda ctx, ctx_v, q_v: half
+    scores = scene_scores(model, rooms, test, num_context=2, samples=2, batch_size=6)
+    truth_fg = foreground(truth, empty, 0.1).sum((1, 2)).double()
+    assert scores["foreground_iou"] == pytest.approx(float(truth_fg[:3].sum() / truth_fg.sum()))
+    lo, hi = scores["foreground_iou_95_interval"]
+    assert 0.0 <= lo < scores["foreground_iou"] < hi <= 1.0
 
 
 def test_uncertainty_ratio_its_interval_and_its_split_by_scene_kind_match_a_sampler_of_known_variance():
@@ -178,3 +190,13 @@ def test_uncertainty_ratio_its_interval_and_its_split_by_scene_kind_match_a_samp
     scores = scene_scores(model, rooms, test, num_context=2, samples=4, batch_size=len(test))
     assert scores["uncertainty_ratio"] == pytest.approx(4.0)
     assert scores["uncertainty_ratio_95_interval"] == pytest.approx([4.0, 4.0])
+
+
+def test_bootstrap_interval_matches_the_normal_interval_of_a_mean():
+    from probrep.experiments.gqn_scores import bootstrap_interval
+
+    values = torch.tensor([0.0, 1.0]).repeat(200)  # mean 0.5, standard error 0.5 / sqrt(400) = 0.025
+    lo, hi = bootstrap_interval(lambda rows: values[rows].mean(-1), 400, torch.Generator().manual_seed(0))
+    # the 2.5% quantile of 2,000 resample means scatters by about 0.0015, and the means step by 1/400
+    assert lo == pytest.approx(0.5 - 1.96 * 0.025, abs=0.007) and hi == pytest.approx(0.5 + 1.96 * 0.025, abs=0.007)
+    assert bootstrap_interval(lambda rows: values[rows].mean(-1), 0, torch.Generator()) is None

@@ -79,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
           f"{t['negative_elbo_per_image']:.1f} nats/image ({t['bits_per_dim']:.4f} bits/dim)")  # fmt: skip
     print(f"  novel-view MSE {t['mse']:.5f} vs context mean {t['baseline_mse']:.5f} (ratio {t['mse_ratio']:.3f})")
     sc = s["test_scenes_scores"]
-    lo, hi = sc["uncertainty_ratio_95_interval"]
-    print(f"  KL {sc['kl_per_image']:.1f} nats/image; foreground IoU {sc['foreground_iou']:.3f}; sample variance "
-          f"unseen/seen by one context view {sc['uncertainty_ratio']:.2f} (95% {lo:.2f}-{hi:.2f})")  # fmt: skip
+    (lo, hi), (kl_lo, kl_hi), (iou_lo, iou_hi) = (
+        sc[name + "_95_interval"] for name in ("uncertainty_ratio", "kl_per_image", "foreground_iou")
+    )
+    print(f"  KL {sc['kl_per_image']:.2f} nats/image (95% {kl_lo:.2f}-{kl_hi:.2f}); foreground IoU "
+          f"{sc['foreground_iou']:.3f} (95% {iou_lo:.3f}-{iou_hi:.3f}); sample variance unseen/seen by one context "
+          f"view {sc['uncertainty_ratio']:.2f} (95% {lo:.2f}-{hi:.2f})")  # fmt: skip
     print_files(out.files)
     return 0

@@ -1,12 +1,14 @@
 """Scene-level scores of a trained GQN on held-out rooms, beyond the ELBO and the pixel MSE:
 
 - **KL per image** (nats): ``sum_l KL(q(z_l | x_q, z_<l) || p(z_l | z_<l))`` at the guide's z, closed form; near 0
-  means the latents carry nothing and every sample is the same picture.
+  means the latents carry nothing and every sample is the same picture. With a 95% bootstrap interval over the
+  scenes.
 - **Foreground IoU**: a pixel is foreground when it differs from the same view of the *empty* room (objects
   removed, walls, floor and light kept) by more than ``threshold`` in some channel. IoU of the foreground of the
   true query view and of the prediction, pooled over scenes: it is high only if the objects (and their shadows)
-  are drawn where they are. Reported for ``num_context`` views (the headline) and for 1 and all but one view
-  (``foreground_iou_by_context_views``): how much the prediction gains from more of the room.
+  are drawn where they are. Reported for ``num_context`` views (the headline, with a 95% bootstrap interval over
+  the scenes) and for 1 and all but one view (``foreground_iou_by_context_views``): how much the prediction gains
+  from more of the room.
 - **MSE against two references** (``num_context`` views): the prediction's MSE, the context mean's and that of
   the *empty room* (the exact picture of walls, floor and light without the objects). A model below the empty
   room's MSE draws something of the objects; one above it does not even get the room right.
@@ -22,6 +24,7 @@ function of the model, the scenes and ``seed``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyro
@@ -104,12 +107,15 @@ def scene_scores(
     squared = {"prediction": 0.0, "context_mean": 0.0, "empty_room": 0.0}  # summed squared errors, num_context
     counts = sorted({1, num_context, views - 1})
     overlap = {k: [0, 0] for k in counts}  # k -> [intersection, union] of the foregrounds
+    headline: dict[str, list[torch.Tensor]] = {"kl": [], "intersection": [], "union": []}  # per scene
     try:
         with forked(seed, device), pyro.poutine.block():
             for lo in range(0, len(test), batch_size):
                 rows = slice(lo, min(lo + batch_size, len(test)))
                 ctx, ctx_v, q_v, q = (t.to(device) for t in context_and_query(test, rows, views - 1))
-                total["kl"] += float(kl_per_image(model, ctx[:, :num_context], ctx_v[:, :num_context], q_v, q).sum())
+                kl = kl_per_image(model, ctx[:, :num_context], ctx_v[:, :num_context], q_v, q)
+                total["kl"] += float(kl.sum())
+                headline["kl"].append(kl.double().cpu())
                 empty = empty_room(rooms, test.factors[rows], yaw[rows, -1:], pitch[rows, -1:], device)[:, 0]
                 truth_fg = foreground(q, empty, threshold)
                 for k in counts:
@@ -118,6 +124,8 @@ def scene_scores(
                     overlap[k][0] += int((truth_fg & pred_fg).sum())
                     overlap[k][1] += int((truth_fg | pred_fg).sum())
                     if k == num_context:
+                        headline["intersection"].append((truth_fg & pred_fg).sum((1, 2)).double().cpu())
+                        headline["union"].append((truth_fg | pred_fg).sum((1, 2)).double().cpu())
                         squared["prediction"] += float(((prediction - q) ** 2).sum())
                         squared["context_mean"] += float(((ctx[:, :k].mean(1) - q) ** 2).sum())
                         squared["empty_room"] += float(((empty - q) ** 2).sum())
@@ -139,10 +147,12 @@ def scene_scores(
         model.train(was_training)
     mse = {name: value / test.images[:, -1].numel() for name, value in squared.items()}
     seen_var = total["var_seen"] / max(1, total["n_seen"])
+    per_scene_headline = {name: torch.cat(values) for name, values in headline.items()}
     unseen_var = total["var_unseen"] / max(1, total["n_unseen"])
     return {
         "kl_per_image": total["kl"] / len(test),
         "foreground_iou": overlap[num_context][0] / max(1, overlap[num_context][1]),
+        **_headline_intervals(per_scene_headline, seed),
         "foreground_iou_by_context_views": {str(k): inter / max(1, union) for k, (inter, union) in overlap.items()},
         "foreground_threshold": threshold,
         "iou_context_views": num_context,
@@ -157,6 +167,32 @@ def scene_scores(
         "unseen_pixel_share": total["n_unseen"] / max(1, total["n_seen"] + total["n_unseen"]),
         "samples": int(samples),
         **_uncertainty_ratio_spread({k: torch.cat(v) for k, v in per_scene.items()}, rooms, test, seed),
+    }
+
+
+def bootstrap_interval(
+    statistic: Callable[[torch.Tensor], torch.Tensor], n: int, generator: torch.Generator, resamples: int = 2000
+) -> list[float] | None:
+    """The 2.5% and 97.5% quantiles of ``statistic`` over ``resamples`` bootstrap resamples of ``n`` scenes
+    (``statistic`` takes ``[resamples, n]`` scene indices and returns one value per resample); ``None`` for none."""
+    if n == 0:
+        return None
+    draws = torch.randint(0, n, (resamples, n), generator=generator)
+    bounds = torch.quantile(statistic(draws).double(), torch.tensor([0.025, 0.975], dtype=torch.float64))
+    return [float(b) for b in bounds]
+
+
+def _headline_intervals(per_scene: dict[str, torch.Tensor], seed: int) -> dict[str, Any]:
+    """95% bootstrap intervals over the scenes for the KL per image and the pooled foreground IoU, so that a score
+    near its target can be told from the scatter of a finite set of scenes (a generator of its own, seeded by
+    ``seed``; the pooled IoU of a resample is its summed intersections over its summed unions)."""
+    generator = torch.Generator().manual_seed(seed)
+    kl, inter, union = per_scene["kl"], per_scene["intersection"], per_scene["union"]
+    return {
+        "foreground_iou_95_interval": bootstrap_interval(
+            lambda rows: inter[rows].sum(-1) / union[rows].sum(-1).clamp(min=1), len(inter), generator
+        ),
+        "kl_per_image_95_interval": bootstrap_interval(lambda rows: kl[rows].mean(-1), len(kl), generator),
     }
 
 
@@ -182,11 +218,7 @@ def _uncertainty_ratio_spread(
     generator = torch.Generator().manual_seed(seed)
 
     def interval(rows: torch.Tensor) -> list[float] | None:
-        if len(rows) == 0:
-            return None
-        draws = rows[torch.randint(0, len(rows), (resamples, len(rows)), generator=generator)]
-        bounds = torch.quantile(_pooled_ratio(sums, draws), torch.tensor([0.025, 0.975], dtype=torch.float64))
-        return [float(b) for b in bounds]
+        return bootstrap_interval(lambda draws: _pooled_ratio(sums, rows[draws]), len(rows), generator, resamples)
 
     n = len(sums["seen"])
     hidden = hidden_object_scenes(rooms, test, limit=n)
