@@ -71,9 +71,13 @@ def test_cli_train_vae_writes_outputs_and_resumes(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 5 and len(summary["kl_per_dimension"]) == 3
     assert (tmp_path / "checkpoints" / "checkpoint-00000005.pt").exists()
+    # a forgotten --resume is refused before anything is written
+    assert cli.main([*args, "--steps", "1"]) == 2
+    assert "pass resume=True to continue it" in capsys.readouterr().err
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 5
     # a CUDA request on a CPU machine is a clear error, not a traceback
     if not torch.cuda.is_available():
-        assert cli.main([*args, "--steps", "1", "--device", "cuda"]) == 2
+        assert cli.main([*args, "--steps", "1", "--device", "cuda", "--out", str(tmp_path / "fresh")]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
 
 
