@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. 'fast'")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="start again in an --out that holds checkpoints")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -70,6 +71,7 @@ def main() -> None:
         seed=args.seed,
         device=args.device,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
     s = run.summary

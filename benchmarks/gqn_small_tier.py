@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/gqn_small_tier")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="start again in an --out that holds checkpoints")
     parser.add_argument("--rescore", action="store_true", help="re-score the finished run in --out, no training")
     parser.add_argument("--rescore-scenes", type=int, default=None,
                         help="with --rescore: score this many held-out scenes, apart from the headline")  # fmt: skip
@@ -159,6 +160,7 @@ def main() -> None:
         device=args.device,
         seed=args.seed,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=False,
     )
     figures = RESULTS / args.name
