@@ -39,6 +39,7 @@ from probrep.experiments.gqn import (
     score_and_draw,
     train_gqn,
 )
+from probrep.experiments.gqn_scores import with_interval
 from probrep.io.json_file import write_json
 from probrep.training import checkpoint as ckpt
 
@@ -185,19 +186,13 @@ def main() -> None:
         f"({s['test_before_training']['bits_per_dim']:.4f} -> {s['test']['bits_per_dim']:.4f} bits/dim)\n"
         f"  novel-view MSE {s['test']['mse']:.5f} vs context-mean {s['test']['baseline_mse']:.5f} "
         f"(ratio {s['test']['mse_ratio']:.3f})\n"
-        f"  KL {sc['kl_per_image']:.2f} nats/image{_interval(sc, 'kl_per_image', 2)}, "
-        f"foreground IoU {sc['foreground_iou']:.3f}{_interval(sc, 'foreground_iou', 3)}, "
+        f"  KL {with_interval(sc, 'kl_per_image', 2)} nats/image, "
+        f"foreground IoU {with_interval(sc, 'foreground_iou', 3)}, "
         f"sample variance unseen/seen {sc['uncertainty_ratio']:.2f} "
         f"(95% {sc['uncertainty_ratio_95_interval'][0]:.2f}-{sc['uncertainty_ratio_95_interval'][1]:.2f}; "
         f"scenes hiding an object from the context view {'none' if hidden is None else f'{hidden:.2f}'})\n"
         f"  foreground IoU by context views: {sc['foreground_iou_by_context_views']}"
     )
-
-
-def _interval(scores: dict, name: str, digits: int) -> str:
-    """`` (95% lo-hi)`` for a score recorded with its bootstrap interval; empty for one scored before there were any."""
-    bounds = scores.get(name + "_95_interval")
-    return "" if bounds is None else f" (95% {bounds[0]:.{digits}f}-{bounds[1]:.{digits}f})"
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from probrep.experiments.gqn import train_gqn
+    from probrep.experiments.gqn_scores import with_interval
 
     out = train_gqn(
         args.out, tier=args.tier, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_end=args.lr_end,
@@ -79,11 +80,8 @@ def run(args: argparse.Namespace) -> int:
           f"{t['negative_elbo_per_image']:.1f} nats/image ({t['bits_per_dim']:.4f} bits/dim)")  # fmt: skip
     print(f"  novel-view MSE {t['mse']:.5f} vs context mean {t['baseline_mse']:.5f} (ratio {t['mse_ratio']:.3f})")
     sc = s["test_scenes_scores"]
-    (lo, hi), (kl_lo, kl_hi), (iou_lo, iou_hi) = (
-        sc[name + "_95_interval"] for name in ("uncertainty_ratio", "kl_per_image", "foreground_iou")
-    )
-    print(f"  KL {sc['kl_per_image']:.2f} nats/image (95% {kl_lo:.2f}-{kl_hi:.2f}); foreground IoU "
-          f"{sc['foreground_iou']:.3f} (95% {iou_lo:.3f}-{iou_hi:.3f}); sample variance unseen/seen by one context "
-          f"view {sc['uncertainty_ratio']:.2f} (95% {lo:.2f}-{hi:.2f})")  # fmt: skip
+    print(f"  KL {with_interval(sc, 'kl_per_image', 2)} nats/image; foreground IoU "
+          f"{with_interval(sc, 'foreground_iou', 3)}; sample variance unseen/seen by one context view "
+          f"{with_interval(sc, 'uncertainty_ratio', 2)}")  # fmt: skip
     print_files(out.files)
     return 0

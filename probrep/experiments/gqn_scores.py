@@ -170,6 +170,12 @@ def scene_scores(
     }
 
 
+def with_interval(scores: dict[str, Any], name: str, digits: int) -> str:
+    """``scores[name]`` as text with its recorded 95% interval: ``"0.508 (95% 0.490-0.527)"``."""
+    lo, hi = scores[name + "_95_interval"]
+    return f"{scores[name]:.{digits}f} (95% {lo:.{digits}f}-{hi:.{digits}f})"
+
+
 def bootstrap_interval(
     statistic: Callable[[torch.Tensor], torch.Tensor], n: int, generator: torch.Generator, resamples: int = 2000
 ) -> list[float] | None:
