@@ -183,6 +183,24 @@ def test_beta_tcvae_decompose_of_an_encoder_that_ignores_its_input_reads_no_mutu
         BetaTCVAE(SHAPE, latent_dim=D, arch="mlp", estimator="kde")
 
 
+def test_a_posterior_offset_the_same_for_every_image_has_kl_but_no_activity():
+    # the AnnealedVAE's collapse in the study: KL spent on a constant offset, which Burda et al.'s activity sees
+    m = VAE(SHAPE, latent_dim=D, arch="mlp").double()
+    last = [module for module in m.encoder.modules() if isinstance(module, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.5, -2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64))
+    x = _images(16)
+    # loc (1.5, -2, 0, 0), scale softplus(0) + 1e-5 = log 2 + 1e-5 for every image
+    s = math.log(2.0) + 1e-5
+    by_hand = [0.5 * (mu**2 + s**2 - 1.0 - 2.0 * math.log(s)) for mu in (1.5, -2.0, 0.0, 0.0)]
+    assert m.kl_per_dimension(x).mean(0).tolist() == pytest.approx(by_hand)
+    assert m.posterior_mean_variance(x).tolist() == [0.0] * D
+    # and where the means do vary: the unbiased variance over the batch, (0, 1, 2, 3) -> 5/3
+    m.posterior = lambda x: (torch.arange(4.0)[:, None].expand(4, D), torch.ones(4, D))
+    assert m.posterior_mean_variance(x[:4]).tolist() == pytest.approx([5.0 / 3.0] * D)
+
+
 @pytest.mark.parametrize(
     ("estimator", "estimate"), [("mws", minibatch_weighted_sampling), ("mss", minibatch_stratified_sampling)]
 )

@@ -168,6 +168,8 @@ def train_vae_on_dsprites(
         "held_out_negative_elbo_per_image": nelbo,
         "held_out_training_objective_per_image": float(objective),
         "active_dimensions_kl_above_0.1": int((kl > 0.1).sum()),
+        # Burda et al.'s count, which a KL spent on an offset the same for every image does not fool
+        "informative_dimensions_mean_variance_above_0.01": int((vae.posterior_mean_variance(held_out) > 0.01).sum()),
         "kl_per_dimension": [float(v) for v in kl],
         "data": "procedural dSprites (a regeneration of the factor grid, not the original pixels)",
     }

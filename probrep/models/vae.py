@@ -163,6 +163,13 @@ class VAE(nn.Module):
         loc, scale = self.posterior(x)
         return kl_to_standard_normal(loc, scale, reduce=False)
 
+    @torch.no_grad()
+    def posterior_mean_variance(self, x: torch.Tensor) -> torch.Tensor:
+        """The variance over the batch ``x`` of each posterior mean ``E[z_d|x]``, ``[latent_dim]``: Burda et al.'s
+        (2016) activity of a latent, active above 0.01. A latent with KL but no variance spends its KL on an offset
+        that is the same for every image (a capacity target can be met that way) and says nothing about x."""
+        return self.posterior(x)[0].var(0)
+
     # ------------------------------------------------------------------------------------------------- utils
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
