@@ -27,6 +27,7 @@ from disentanglement_study import (
     LONG_SUFFIX,
     RECIPES,
     RESULTS,
+    RUNS,
     all_runs,
     config_of,
     final_step,
@@ -293,7 +294,7 @@ def long_runs(recorded: dict) -> dict:
     keeps its entry in ``recorded`` unless its folder here holds scores as far as the record's."""
     out = {}
     for name in CONFIGS:
-        for seed in range(5):
+        for seed in _long_run_seeds(name, recorded):
             key = f"{name}{LONG_SUFFIX}-seed{seed}"
             own = read_scores(name + LONG_SUFFIX, seed)
             run = recorded.get("long_runs", {}).get(key)
@@ -307,6 +308,14 @@ def long_runs(recorded: dict) -> dict:
                                                        "factor_vae_per_factor", "reconstruction_nats",
                                                        "active_latents"))  # fmt: skip
     return out
+
+
+def _long_run_seeds(name: str, recorded: dict) -> list[int]:
+    """The seeds of ``name``'s long runs that are recorded or have a folder here (any number of seeds)."""
+    prefix = f"{name}{LONG_SUFFIX}-seed"
+    keys = {*recorded.get("long_runs", {}), *(path.name for path in RUNS.glob(prefix + "*"))}
+    return sorted(int(key.removeprefix(prefix)) for key in keys
+                  if key.startswith(prefix) and key.removeprefix(prefix).isdigit())  # fmt: skip
 
 
 def long_run_plot(runs: dict, path) -> None:
