@@ -27,7 +27,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def where_the_capacity_goes(model, n: int = 2000, seed: int = 0) -> dict:
-    """Per-latent KL and variance of the posterior mean over ``n`` images drawn from all of dSprites."""
+    """Over ``n`` images drawn from all of dSprites: each latent's KL and the variance of its posterior mean, each
+    encoder ReLU layer's units that fire for at least one image (firing / all), and the negative ELBO."""
     import numpy as np
     import torch
 
@@ -36,27 +37,34 @@ def where_the_capacity_goes(model, n: int = 2000, seed: int = 0) -> dict:
     from probrep.training.rng import forked
 
     sprites = DSprites()
-    x = torch.from_numpy(sprites.render(sprites.sample_factors(n, np.random.default_rng(10_000 + seed))))
-    firing = {}  # the share of each ReLU layer's units that fire for at least one image: 0 is a dead layer
-    hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: firing.__setitem__(
-                 name, round(float((out.flatten(1) > 0).any(0).float().mean()), 4)))
+    device = next(model.parameters()).device
+    x = torch.from_numpy(sprites.render(sprites.sample_factors(n, np.random.default_rng(10_000 + seed)))).to(device)
+    firing = {}  # a layer none of whose units fires for any image is dead: what follows it sees no image
+
+    def count(name: str, out: torch.Tensor) -> None:
+        fired = (out.flatten(1) > 0).any(0)
+        firing[name] = f"{int(fired.sum())} / {fired.numel()}"
+
+    hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: count(name, out))
              for name, module in model.encoder.named_modules() if isinstance(module, torch.nn.ReLU)]  # fmt: skip
-    with torch.no_grad(), forked(seed):
-        loc, _ = model.posterior(x)
-    for hook in hooks:
-        hook.remove()
-    with torch.no_grad(), forked(seed):
+    try:
+        variance = model.posterior_mean_variance(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    with torch.no_grad():
+        loc = model.posterior(x)[0]
         kl = model.kl_per_dimension(x).mean(0)
-        nelbo = float(negative_elbo(model, x).mean())
-    variance = loc.var(0)
+        with forked(seed, device):  # the ELBO's draws of z
+            nelbo = float(negative_elbo(model, x).mean())
     return {
         "images": n,
         "kl_per_latent_nats": [round(float(v), 4) for v in kl],
         "kl_total_nats": round(float(kl.sum()), 3),
-        "posterior_mean_variance_per_latent": [float(v) for v in variance],
+        "posterior_mean_variance_per_latent": [float(f"{float(v):.3g}") for v in variance],
         "posterior_mean_per_latent": [round(float(v), 3) for v in loc.mean(0)],
-        "latents_with_kl_above_0.1": int((kl > 0.1).sum()),
-        "latents_active_by_burda_2016": int((variance > 0.01).sum()),
+        "latents_active_kl_above_0.1": int((kl > 0.1).sum()),
+        "latents_informative_mean_variance_above_0.01": int((variance > 0.01).sum()),
         "encoder_relu_units_that_fire": firing,
         "negative_elbo_nats": round(nelbo, 2),
     }
@@ -69,6 +77,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
+    from _machine import cpu_name
     from disentanglement_study import CONFIGS, RECIPES
 
     from probrep.experiments.vae_dsprites import train_vae_on_dsprites
@@ -83,10 +92,12 @@ def main(argv=None) -> None:
     )  # fmt: skip
     found = where_the_capacity_goes(run.model.eval(), seed=args.seed)
     trained_with = {key: recipe[key] for key in ("arch", "batch_size", "lr", "steps")}
-    out = {"config": {**config, "capacity_steps": recipe["steps"], **trained_with, "seed": args.seed}, **found}
+    out = {"config": {**config, "capacity_steps": recipe["steps"], **trained_with, "seed": args.seed},
+           "machine": cpu_name(), **found}  # fmt: skip
     write_json(out, RESULTS / "annealed_vae_collapse.json")
-    print(f"KL {found['kl_total_nats']} nats over {found['latents_with_kl_above_0.1']} latents with KL > 0.1; "
-          f"{found['latents_active_by_burda_2016']} latents whose posterior mean varies across images (var > 0.01); "
+    print(f"KL {found['kl_total_nats']} nats, {found['latents_active_kl_above_0.1']} latents with KL > 0.1; "
+          f"{found['latents_informative_mean_variance_above_0.01']} whose posterior mean varies across images "
+          "(variance > 0.01); "
           f"negative ELBO {found['negative_elbo_nats']} nats; encoder ReLU units that fire, by layer: "
           f"{found['encoder_relu_units_that_fire']}. Written: {RESULTS / 'annealed_vae_collapse.json'}")  # fmt: skip
 

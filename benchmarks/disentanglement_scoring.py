@@ -27,8 +27,6 @@ from disentanglement_study import (
     LONG_SUFFIX,
     RECIPES,
     RESULTS,
-    RUNS,
-    all_runs,
     config_of,
     final_step,
     my_runs,
@@ -157,6 +155,16 @@ def recorded_study() -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _seeds_of(run_name: str, recorded_runs: dict) -> list[int]:
+    """The seeds of a configuration (``vae``, or a long run's ``vae_long``) that ``recorded_runs`` holds (keys
+    ``<name>-seed<k>``) or that have a folder here: any number of them."""
+    prefix = f"{run_name}-seed"
+    folders = run_dir(run_name, 0).parent.glob(prefix + "*")
+    keys = {*recorded_runs, *(path.name for path in folders)}
+    return sorted(int(key.removeprefix(prefix)) for key in keys
+                  if key.startswith(prefix) and key.removeprefix(prefix).isdigit())  # fmt: skip
+
+
 def _recorded_run(recorded: dict, key: str, name: str, steps: int | None) -> dict | None:
     """The recorded entry of a run, where its final scores are at the step this report scores (or it has none)."""
     run = recorded.get("runs", {}).get(key)
@@ -184,7 +192,8 @@ def collect(steps: int | None, recorded: dict) -> dict:
     A run whose folder here holds no final scores (none at all, or a run still training) keeps its entry in
     ``recorded``, where it has one."""
     runs = {}
-    for name, seed in all_runs(range(5)):
+    seeds = {name: _seeds_of(name, recorded.get("runs", {})) for name in CONFIGS}
+    for name, seed in sorted(((n, k) for n in CONFIGS for k in seeds[n]), key=lambda run: run[1]):  # seed-major
         scores = read_scores(name, seed)
         final = scores.get(str(final_step(name, steps)))
         final = final if final and final.get("final") else None
@@ -294,7 +303,7 @@ def long_runs(recorded: dict) -> dict:
     keeps its entry in ``recorded`` unless its folder here holds scores as far as the record's."""
     out = {}
     for name in CONFIGS:
-        for seed in _long_run_seeds(name, recorded):
+        for seed in _seeds_of(name + LONG_SUFFIX, recorded.get("long_runs", {})):
             key = f"{name}{LONG_SUFFIX}-seed{seed}"
             own = read_scores(name + LONG_SUFFIX, seed)
             run = recorded.get("long_runs", {}).get(key)
@@ -308,14 +317,6 @@ def long_runs(recorded: dict) -> dict:
                                                        "factor_vae_per_factor", "reconstruction_nats",
                                                        "active_latents"))  # fmt: skip
     return out
-
-
-def _long_run_seeds(name: str, recorded: dict) -> list[int]:
-    """The seeds of ``name``'s long runs that are recorded or have a folder here (any number of seeds)."""
-    prefix = f"{name}{LONG_SUFFIX}-seed"
-    keys = {*recorded.get("long_runs", {}), *(path.name for path in RUNS.glob(prefix + "*"))}
-    return sorted(int(key.removeprefix(prefix)) for key in keys
-                  if key.startswith(prefix) and key.removeprefix(prefix).isdigit())  # fmt: skip
 
 
 def long_run_plot(runs: dict, path) -> None:

@@ -112,6 +112,11 @@ def test_the_regularised_vaes_train_from_the_command_line_and_load_back(tmp_path
     assert summary["held_out_negative_elbo_per_image"] != summary["held_out_training_objective_per_image"]
     trained, _ = load_run(tmp_path)
     assert type(trained).__name__ == {"dipvae_ii": "DIPVAE", "annealedvae": "AnnealedVAE"}[model]
+    # the latents with KL but a posterior the same for every image, by both per-latent lists
+    kl, variance = summary["kl_per_dimension"], summary["posterior_mean_variance_per_dimension"]
+    empty = [d for d in range(3) if kl[d] > 0.1 and variance[d] <= 0.01]
+    assert summary["kl_dimensions_without_information"] == empty
+    assert summary["informative_dimensions_mean_variance_above_0.01"] == sum(v > 0.01 for v in variance)
 
 
 def test_the_annealed_vae_capacity_grows_over_the_run(tmp_path):

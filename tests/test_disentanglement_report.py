@@ -80,6 +80,18 @@ def test_report_keeps_recorded_runs_and_adds_the_runs_on_disk(study):
     assert scoring.long_runs(recorded)["beta_tcvae_long-seed0"]["recorded"]
 
 
+def test_report_finds_runs_of_any_seed_that_exist_only_as_folders(study):
+    study, scoring = study
+    for name, seed in (("beta_tcvae", 6), ("beta_tcvae_long", 7)):
+        study.run_dir(name, seed).mkdir(parents=True)
+        steps = (3000,) if name == "beta_tcvae" else (3000, 4000)
+        scores = {str(s): _entry(s, s / 1e5, final=s == 3000 and name == "beta_tcvae") for s in steps}
+        (study.run_dir(name, seed) / "scores.json").write_text(json.dumps(scores))
+    study.run_dir("beta_tcvae_long", 8).with_name("beta_tcvae_long-seed8.copying").mkdir()  # not a run
+    assert set(scoring.collect(None, {})) == {"beta_tcvae-seed6"}
+    assert set(scoring.long_runs({})) == {"beta_tcvae_long-seed7"}
+
+
 def test_report_without_a_record_names_this_machine(study):
     _, scoring = study
     assert scoring.collect(None, {}) == {}

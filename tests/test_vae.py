@@ -196,9 +196,13 @@ def test_a_posterior_offset_the_same_for_every_image_has_kl_but_no_activity():
     by_hand = [0.5 * (mu**2 + s**2 - 1.0 - 2.0 * math.log(s)) for mu in (1.5, -2.0, 0.0, 0.0)]
     assert m.kl_per_dimension(x).mean(0).tolist() == pytest.approx(by_hand)
     assert m.posterior_mean_variance(x).tolist() == [0.0] * D
-    # and where the means do vary: the unbiased variance over the batch, (0, 1, 2, 3) -> 5/3
-    m.posterior = lambda x: (torch.arange(4.0)[:, None].expand(4, D), torch.ones(4, D))
-    assert m.posterior_mean_variance(x[:4]).tolist() == pytest.approx([5.0 / 3.0] * D)
+    # and where the means do vary, each latent by its own spread: the unbiased variance over the batch,
+    # (0, 1, 2, 3) times c -> 5/3 c^2
+    spread = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    m.posterior = lambda x: (torch.arange(4.0)[:, None] * spread, torch.ones(4, D))
+    assert m.posterior_mean_variance(x[:4]).tolist() == pytest.approx([0.0, 5.0 / 3.0, 20.0 / 3.0, 15.0])
+    with pytest.raises(ValueError, match="at least 2 images"):
+        m.posterior_mean_variance(x[:1])
 
 
 @pytest.mark.parametrize(

@@ -165,9 +165,12 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def posterior_mean_variance(self, x: torch.Tensor) -> torch.Tensor:
-        """The variance over the batch ``x`` of each posterior mean ``E[z_d|x]``, ``[latent_dim]``: Burda et al.'s
-        (2016) activity of a latent, active above 0.01. A latent with KL but no variance spends its KL on an offset
-        that is the same for every image (a capacity target can be met that way) and says nothing about x."""
+        """The variance over the batch ``x`` (two images or more) of each posterior mean ``E[z_d|x]``,
+        ``[latent_dim]``: Burda et al.'s (2016) activity of a latent, active above 0.01. A latent with KL but no such
+        variance has a posterior that is the same for every image (a shifted mean, a narrowed scale; a capacity
+        target can be met that way): its KL says nothing about x."""
+        if x.dim() < 1 or x.shape[0] < 2:
+            raise ValueError(f"posterior_mean_variance needs a batch of at least 2 images, got shape {tuple(x.shape)}")
         return self.posterior(x)[0].var(0)
 
     # ------------------------------------------------------------------------------------------------- utils
