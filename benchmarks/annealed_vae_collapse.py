@@ -10,7 +10,7 @@ fresh images, per latent:
 - and, per ReLU layer of the encoder, the share of its units that fire for at least one image (0: a dead layer,
   after which the encoder's output no longer depends on the image).
 
-    python benchmarks/annealed_vae_collapse.py [--seed 0] [--threads 1]
+    python benchmarks/annealed_vae_collapse.py [--seed 0] [--threads 1] [--capacity-weight 100]
 
 Writes ``benchmarks/results/annealed_vae_collapse.json``; the run folder is ``runs/annealed_vae_collapse-seed<k>/``
 (resumable: run it again after an interruption).
@@ -74,6 +74,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--capacity-weight", type=float, default=None,
+                        help="gamma, the weight of |KL - C| (default: the study's); another value trains its own run "
+                        "and writes annealed_vae_collapse_gamma<value>.json")  # fmt: skip
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
@@ -85,8 +88,11 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     config, recipe = dict(CONFIGS["annealed_vae"]), RECIPES["conv"]
+    own = args.capacity_weight is not None and args.capacity_weight != config["capacity_weight"]
+    suffix = f"_gamma{args.capacity_weight:g}" if own else ""
+    config["capacity_weight"] = args.capacity_weight if own else config["capacity_weight"]
     run = train_vae_on_dsprites(
-        ROOT / "runs" / f"annealed_vae_collapse-seed{args.seed}", **config, capacity_steps=recipe["steps"],
+        ROOT / "runs" / f"annealed_vae_collapse{suffix}-seed{args.seed}", **config, capacity_steps=recipe["steps"],
         arch=recipe["arch"], steps=recipe["steps"], batch_size=recipe["batch_size"], lr=recipe["lr"], seed=args.seed,
         device="cpu", resume=True, progress=True,
     )  # fmt: skip
@@ -94,12 +100,12 @@ def main(argv=None) -> None:
     trained_with = {key: recipe[key] for key in ("arch", "batch_size", "lr", "steps")}
     out = {"config": {**config, "capacity_steps": recipe["steps"], **trained_with, "seed": args.seed},
            "machine": cpu_name(), **found}  # fmt: skip
-    write_json(out, RESULTS / "annealed_vae_collapse.json")
+    path = write_json(out, RESULTS / f"annealed_vae_collapse{suffix}.json")
     print(f"KL {found['kl_total_nats']} nats, {found['latents_active_kl_above_0.1']} latents with KL > 0.1; "
           f"{found['latents_informative_mean_variance_above_0.01']} whose posterior mean varies across images "
           "(variance > 0.01); "
           f"negative ELBO {found['negative_elbo_nats']} nats; encoder ReLU units that fire, by layer: "
-          f"{found['encoder_relu_units_that_fire']}. Written: {RESULTS / 'annealed_vae_collapse.json'}")  # fmt: skip
+          f"{found['encoder_relu_units_that_fire']}. Written: {path}")  # fmt: skip
 
 
 if __name__ == "__main__":
