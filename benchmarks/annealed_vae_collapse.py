@@ -34,6 +34,7 @@ def where_the_capacity_goes(model, n: int = 2000, seed: int = 0) -> dict:
 
     from probrep.data import DSprites
     from probrep.experiments.vae_dsprites import negative_elbo
+    from probrep.models.vae import kl_to_standard_normal
     from probrep.training.rng import forked
 
     sprites = DSprites()
@@ -48,15 +49,15 @@ def where_the_capacity_goes(model, n: int = 2000, seed: int = 0) -> dict:
     hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: count(name, out))
              for name, module in model.encoder.named_modules() if isinstance(module, torch.nn.ReLU)]  # fmt: skip
     try:
-        variance = model.posterior_mean_variance(x)
+        with torch.no_grad():  # one pass of the encoder gives every per-latent measure
+            loc, scale = model.posterior(x)
     finally:
         for hook in hooks:
             hook.remove()
-    with torch.no_grad():
-        loc = model.posterior(x)[0]
-        kl = model.kl_per_dimension(x).mean(0)
-        with forked(seed, device):  # the ELBO's draws of z
-            nelbo = float(negative_elbo(model, x).mean())
+    variance = loc.var(0)  # as VAE.posterior_mean_variance
+    kl = kl_to_standard_normal(loc, scale, reduce=False).mean(0)  # as VAE.kl_per_dimension, averaged over images
+    with torch.no_grad(), forked(seed, device):  # the ELBO's draws of z
+        nelbo = float(negative_elbo(model, x).mean())
     return {
         "images": n,
         "kl_per_latent_nats": [round(float(v), 4) for v in kl],
@@ -88,9 +89,9 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     config, recipe = dict(CONFIGS["annealed_vae"]), RECIPES["conv"]
-    own = args.capacity_weight is not None and args.capacity_weight != config["capacity_weight"]
-    suffix = f"_gamma{args.capacity_weight:g}" if own else ""
-    config["capacity_weight"] = args.capacity_weight if own else config["capacity_weight"]
+    weight = config["capacity_weight"] if args.capacity_weight is None else args.capacity_weight
+    suffix = "" if weight == config["capacity_weight"] else f"_gamma{weight:g}"  # the study's run keeps its name
+    config["capacity_weight"] = weight
     run = train_vae_on_dsprites(
         ROOT / "runs" / f"annealed_vae_collapse{suffix}-seed{args.seed}", **config, capacity_steps=recipe["steps"],
         arch=recipe["arch"], steps=recipe["steps"], batch_size=recipe["batch_size"], lr=recipe["lr"], seed=args.seed,
