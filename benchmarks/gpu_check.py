@@ -1,6 +1,7 @@
 """The one-command GPU check (`make gpu-check`): the test suite with PROBREP_TEST_DEVICE=cuda (every test that
-takes the `device` fixture computes on the GPU), then the quick side-by-side benchmarks on CUDA, and a short
-report in runs/gpu_check/report.md. Without a CUDA device it says so and exits cleanly.
+takes the `device` fixture computes on the GPU), the GQN's paper tier trained and scored end to end on cuda (a slow
+test), then the quick side-by-side benchmarks on CUDA, and a short report in runs/gpu_check/report.md. Without a
+CUDA device it says so and exits cleanly.
 
 Budget: under 8 minutes on one H100 (each part has its own time limit, so a hang cannot eat the rest).
 """
@@ -58,6 +59,13 @@ def main() -> int:
     lines += [f"## Test suite on cuda ({seconds:.0f} s, exit {code})", "", f"    {tail}", ""]
     (out / "pytest.log").write_text(text)
     failed = code != 0
+    # the paper tier (64x64, 12 DRAW steps) end to end: a slow test on a CPU, the GPU user's configuration
+    paper = "tests/test_gqn.py::test_paper_tier_trains_and_scores_end_to_end"
+    code, text, seconds = _run([sys.executable, "-m", "pytest", "-q", "-m", "slow", paper], 120, env)
+    tail = text.strip().splitlines()[-1] if text.strip() else "(no output)"
+    lines += [f"## GQN paper tier on cuda ({seconds:.0f} s, exit {code})", "", f"    {tail}", ""]
+    (out / "gqn_paper_tier.log").write_text(text)
+    failed = failed or code != 0
     for name, command, limit in BENCHMARKS:
         result = out / f"{name}.json"
         code, text, seconds = _run([sys.executable, *command, "--out", str(result)], limit, env)

@@ -336,6 +336,39 @@ def test_one_object_tier_trains_on_rooms_with_one_object_and_fixed_walls(tmp_pat
     assert 0.0 <= summary["test_scenes_scores"]["foreground_iou"] <= 1.0
 
 
+def test_the_cli_trains_the_two_colour_walls_recipe_that_meets_every_target(tmp_path):
+    # the README's headline GQN runs: a linear end to the representation network and sigma ending at 0.35
+    args = ["train", "gqn", "--tier", "two_colour_walls", "--representation-output", "linear", "--sigma-end", "0.35",
+            "--steps", "2", "--batch-size", "4", "--train-scenes", "8", "--test-scenes", "4", "--device", "cpu",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    assert cli.main(args) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["model_options"] == {"representation_output": "linear"}
+    assert summary["tier"] == "two_colour_walls" and summary["sigma"] == [2.0, 0.35]
+    state = ckpt.load(ckpt.latest(tmp_path / "run" / "checkpoints"))
+    assert state["config"]["representation_output"] == "linear"  # and a resume with another output is refused
+
+
+def test_paper_tier_is_eslami_et_al_s_configuration():
+    # Eslami et al. 2018: 64x64 images, the tower representation, L = 12 DRAW steps, batch 36, Adam's rate annealed
+    # 5e-4 -> 5e-5 and the pixel sigma 2.0 -> 0.7, both linearly
+    model = build_gqn("paper")
+    assert tuple(model.image_shape) == (3, 64, 64) and model.steps == 12 and model.representation_kind == "tower"
+    tier = TIERS["paper"]
+    assert (tier["lr"], tier["lr_end"], tier["batch_size"]) == (5e-4, 5e-5, 36)
+    assert (tier["sigma"], tier["sigma_schedule"]) == ((2.0, 0.7), "linear")
+
+
+@pytest.mark.slow  # about 2 minutes on one CPU core (12 DRAW steps at 64x64); `make gpu-check` runs it on cuda
+def test_paper_tier_trains_and_scores_end_to_end(tmp_path, device):
+    out = train_gqn(tmp_path / "run", tier="paper", steps=2, batch_size=2, train_scenes=4, test_scenes=4, num_views=4,
+                    device=str(device), progress=False)  # fmt: skip
+    s = out.summary
+    assert s["tier"] == "paper" and s["image_size"] == 64 and s["draw_steps"] == 12 and s["steps"] == 2
+    assert math.isfinite(s["test"]["negative_elbo_per_image"]) and s["test_scenes_scores"]["kl_per_image"] > 0
+    assert {"predictions", "samples", "summary"} <= set(out.files)
+
+
 def test_four_walls_tier_paints_each_wall_apart_around_one_object():
     rooms = Rooms(**TIERS["four_walls"]["rooms"], num_views=10, seed=0)
     f, _, _ = rooms.scenes(range(50))

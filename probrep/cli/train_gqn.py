@@ -46,6 +46,11 @@ def add(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="representation network (default: the tier's)",
     )
+    p.add_argument(
+        "--representation-output", choices=["relu", "linear"], default=None,
+        help="what ends the representation network: relu (the paper's, the default) or linear, which cannot die "
+        "(the README's two_colour_walls runs that meet every target use linear with --sigma-end 0.35)",
+    )  # fmt: skip
     p.add_argument("--draw-steps", type=int, default=None, help="L (small 4, paper 12)")
     p.add_argument("--train-scenes", type=int, default=4000, help="training scenes")
     p.add_argument("--test-scenes", type=int, default=256, help="held-out scenes")
@@ -72,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         train_scenes=args.train_scenes, test_scenes=args.test_scenes, representation=args.representation,
         draw_steps=args.draw_steps, max_context=args.max_context, checkpoint_steps=args.checkpoint_steps,
         render_on_the_fly=args.render_on_the_fly, eval_every=args.eval_every,
+        model_options=None if args.representation_output is None else {
+            "representation_output": args.representation_output},
         **run_options(args),
     )  # fmt: skip
     s, t = out.summary, out.summary["test"]

@@ -389,7 +389,8 @@ class ProbeCurve:
             logger.warning(
                 "step %d: the representation network gives every probe scene the same r (its ReLUs have died), so "
                 "the model cannot use the context any more and this run is unlikely to recover: restart it with "
-                "another seed, or with model_options={'representation_output': 'linear'}",
+                "another seed, or with model_options={'representation_output': 'linear'} (the CLI's "
+                "--representation-output linear)",
                 step,
             )
 
