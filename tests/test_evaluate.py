@@ -117,6 +117,28 @@ def test_every_shipped_model_loads_and_encodes():
         assert model.encode(x).shape == (2, info["latent_dim"])
 
 
+def _shipped_names() -> list[str]:
+    from probrep.experiments import pretrained
+
+    return pretrained.available()
+
+
+@pytest.mark.parametrize("name", _shipped_names())
+def test_probrep_evaluate_scores_every_shipped_checkpoint(name, tmp_path, capsys):
+    from probrep import cli
+    from probrep.experiments import pretrained
+
+    _, info = pretrained.load(name)
+    out = tmp_path / "scores"
+    argv = ["evaluate", "--checkpoint", f"pretrained:{name}", "--out", str(out), "--metrics", "mig",
+            "--num-points", "300", "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert cli.main(argv) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["run"]["model"] == info["model"] and set(saved["scores"]) == {"mig"}
+    assert 0.0 <= saved["scores"]["mig"]["score"] <= 1.0
+    assert "mig" in capsys.readouterr().out
+
+
 def test_reported_negative_elbo_is_the_unweighted_one_not_the_beta_weighted_objective():
     from probrep.experiments.vae_dsprites import negative_elbo
     from probrep.inference import svi
