@@ -8,6 +8,9 @@ disentanglement_lib's 10,000 / 5,000, so a score's sampling standard error is ab
 Reconstruction is E_q[-log p(x|z)] per image (nats, Bernoulli pixels, one draw of z) on 2,000 held-out images; a
 latent is active when its mean KL to the prior exceeds 0.1 nats.
 
+The report writes ``table.md`` (each recipe's runs at its last step) and ``long_run_table.md`` (the long runs of each
+recipe at the last step every one of them reached, with each model's lead over the VAE in standard errors).
+
 Scores go to ``runs/disentanglement_study/<run>/scores.json`` (one entry per step, written atomically after each
 snapshot), so an interrupted ``evaluate`` redoes at most one snapshot.
 """
@@ -205,12 +208,15 @@ def collect(steps: int | None, recorded: dict) -> dict:
         runs[f"{name}-seed{seed}"] = {
             **_run_entry(name, seed, scores, ("mig", "dci_disentanglement", "reconstruction_nats")),
             "final": final,
-            "train_seconds": sum(
-                (torch.load(p, map_location="cpu", weights_only=True).get("train_seconds") or 0.0)
-                for p in sorted((run_dir(name, seed) / "snapshots").glob("step-*.pt"))
-            ),
+            "train_seconds": train_seconds(name, seed),
         }
     return runs
+
+
+def train_seconds(name: str, seed: int) -> float:
+    """The seconds a run trained for, over every segment that kept a snapshot (each records its own)."""
+    return sum((torch.load(p, map_location="cpu", weights_only=True).get("train_seconds") or 0.0)
+               for p in sorted((run_dir(name, seed) / "snapshots").glob("step-*.pt")))  # fmt: skip
 
 
 def table(runs: dict) -> dict:
@@ -316,7 +322,82 @@ def long_runs(recorded: dict) -> dict:
             out[key] = _run_entry(name, seed, scores, ("mig", "dci_disentanglement", "factor_vae",
                                                        "factor_vae_per_factor", "reconstruction_nats",
                                                        "active_latents"))  # fmt: skip
+            out[key]["train_seconds"] = train_seconds(name + LONG_SUFFIX, seed)
     return out
+
+
+LONG_TABLE_METRICS = ("mig", "factor_vae", "dci_disentanglement", "reconstruction_nats", "active_latents")
+LEAD_METRICS = ("mig", "factor_vae")  # the two scores the study's targets name
+
+
+def long_run_table(longs: dict) -> dict:
+    """Per recipe, the long runs' scores at the last step every one of them reached (so that every seed counts and
+    every model is compared at the same step): each model's mean, seed spread and per-seed values, and each other
+    model's lead over the recipe's VAE on MIG and the FactorVAE score, in standard errors of the difference of the
+    means, ``(m - m_vae) / sqrt(sd^2 / n + sd_vae^2 / n_vae)``."""
+    out = {}
+    for recipe in dict.fromkeys(recipe_name(run["model"]) for run in longs.values()):
+        mine = [run for run in longs.values() if recipe_name(run["model"]) == recipe]
+        step = max(set.intersection(*(set(run["curve"]) for run in mine)), default=None)
+        if step is None:
+            continue
+        models = {}
+        for name in sorted({run["model"] for run in mine}, key=lambda name: (_base(name) != "vae", name)):
+            runs = sorted((run for run in mine if run["model"] == name), key=lambda run: run["seed"])
+            row = {"seeds": [run["seed"] for run in runs]}
+            for metric in LONG_TABLE_METRICS:
+                values = [run["curve"][step].get(metric) for run in runs]
+                if None not in values:
+                    v = np.array(values, dtype=float)
+                    row[metric] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
+                                   "values": v.tolist()}  # fmt: skip
+            models[name] = row
+        vae = models.get(next((name for name in models if _base(name) == "vae"), ""))
+        for row in models.values():
+            if vae is None or row is vae:
+                continue
+            row["lead_over_vae_in_standard_errors"] = {
+                metric: _lead(row[metric], vae[metric]) for metric in LEAD_METRICS if metric in row and metric in vae
+            }
+        out[recipe] = {"step": step, "models": models}
+    return out
+
+
+def _lead(mine: dict, vae: dict) -> float | None:
+    """How far ``mine``'s mean is above the VAE's, in standard errors of the difference (None without two seeds
+    each)."""
+    if mine["sd"] is None or vae["sd"] is None:
+        return None
+    error = (mine["sd"] ** 2 / len(mine["values"]) + vae["sd"] ** 2 / len(vae["values"])) ** 0.5
+    return float((mine["mean"] - vae["mean"]) / error) if error > 0 else None
+
+
+def long_run_markdown(table: dict) -> str:
+    """The long runs' table, one per recipe, at the step every seed reached."""
+    parts = []
+    for recipe, entry in table.items():
+        r = RECIPES[recipe]
+        head = (f"recipe {recipe}: {r['arch']} networks, batch {r['batch_size']}, Adam {r['lr']:g}; long runs at "
+                f"{entry['step']:,} steps, the last step every one of them reached (mean ± standard deviation over "
+                "the seeds; lead: the mean above the VAE's, in standard errors of the difference)\n\n")  # fmt: skip
+        cols = ("mig", "factor_vae", "dci_disentanglement", "reconstruction_nats", "active_latents")
+        lines = ["| model | seeds | " + " | ".join(cols) + " | MIG lead | FactorVAE score lead |",
+                 "|---|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
+        for name, row in entry["models"].items():
+            cells = [_cell(row.get(c), 1 if c in ("reconstruction_nats", "active_latents") else 3) for c in cols]
+            lead = row.get("lead_over_vae_in_standard_errors", {})
+            leads = ["-" if lead.get(m) is None else f"{lead[m]:+.1f}" for m in LEAD_METRICS]
+            seeds = ", ".join(map(str, row["seeds"]))
+            lines.append(f"| {name} | {len(row['seeds'])} ({seeds}) | " + " | ".join(cells + leads) + " |")
+        parts.append(head + "\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def _cell(value: dict | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    spread = f" ± {value['sd']:.{digits}f}" if value["sd"] is not None else ""
+    return f"{value['mean']:.{digits}f}{spread}"
 
 
 def long_run_plot(runs: dict, path) -> None:
@@ -433,11 +514,14 @@ def command_report(args) -> None:
         "best_run_by_mig": best,
         "runs": runs,
         "long_runs": longs,
+        "long_run_table": long_run_table(longs),
         "locatello_2019_ranges": LOCATELLO_RANGES,
     }
     write_json(report, RESULTS / "study.json")
     (RESULTS / "table.md").write_text(markdown(rows))
+    (RESULTS / "long_run_table.md").write_text(long_run_markdown(report["long_run_table"]))
     print(markdown(rows))
+    print(long_run_markdown(report["long_run_table"]))
     print(f"wrote {RESULTS}")
 
 

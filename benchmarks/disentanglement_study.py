@@ -31,7 +31,7 @@ time: ``train`` continues each run from its last checkpoint, and ``evaluate`` sc
     python benchmarks/disentanglement_study.py evaluate [--worker 0/2] [--votes 1000 500]
     python benchmarks/disentanglement_study.py train --only beta_tcvae_long:0 --steps 20000   # the trend
     python benchmarks/disentanglement_study.py train --only beta_tcvae_mlp_b1024_long:1 --steps 12000
-    python benchmarks/disentanglement_study.py report   # table, plots: benchmarks/results/disentanglement_study/
+    python benchmarks/disentanglement_study.py report   # tables, plots: benchmarks/results/disentanglement_study/
     python benchmarks/disentanglement_study.py ship     # the best runs' weights into probrep/pretrained/
     python benchmarks/disentanglement_study.py ship --snapshots vae_locatello_long:0:20000 ...  # chosen snapshots
     python benchmarks/disentanglement_study.py confirm --snapshots beta_tcvae_locatello_long:1:5000  # full protocol

@@ -92,6 +92,37 @@ def test_report_finds_runs_of_any_seed_that_exist_only_as_folders(study):
     assert set(scoring.long_runs({})) == {"beta_tcvae_long-seed7"}
 
 
+def test_long_run_table_compares_every_seed_at_the_last_step_all_reached(study):
+    _, scoring = study
+
+    def run(model, seed, curve):
+        return {"model": model, "seed": seed, "curve": {step: {"mig": mig, "factor_vae": score}
+                                                        for step, (mig, score) in curve.items()}}  # fmt: skip
+
+    longs = {
+        "vae_locatello_long-seed0": run("vae_locatello", 0, {5000: (0.1, 0.6), 10000: (0.1, 0.6), 20000: (0.2, 0.9)}),
+        "vae_locatello_long-seed1": run("vae_locatello", 1, {5000: (0.1, 0.6), 10000: (0.3, 0.8)}),
+        "beta_tcvae_locatello_long-seed0": run("beta_tcvae_locatello", 0, {5000: (0.2, 0.5), 10000: (0.4, 0.7)}),
+        "beta_tcvae_locatello_long-seed1": run("beta_tcvae_locatello", 1, {10000: (0.6, 0.5), 30000: (0.9, 0.9)}),
+        "beta_tcvae_locatello_long-seed2": run("beta_tcvae_locatello", 2, {10000: (0.5, 0.6)}),
+    }
+    table = scoring.long_run_table(longs)["locatello"]
+    assert table["step"] == 10000  # not 20,000 or 30,000, which one seed reached
+    assert list(table["models"]) == ["vae_locatello", "beta_tcvae_locatello"]  # the VAE first
+    vae, tc = table["models"]["vae_locatello"], table["models"]["beta_tcvae_locatello"]
+    assert vae["seeds"] == [0, 1] and tc["seeds"] == [0, 1, 2]
+    assert vae["mig"]["mean"] == pytest.approx(0.2) and vae["mig"]["sd"] == pytest.approx(0.02**0.5)
+    assert tc["mig"]["values"] == [0.4, 0.6, 0.5] and tc["mig"]["sd"] == pytest.approx(0.1)
+    # by hand: (0.5 - 0.2) / sqrt(0.1^2 / 3 + 0.02 / 2) = 0.3 / sqrt(0.04 / 3) = 2.598...
+    lead = tc["lead_over_vae_in_standard_errors"]
+    assert lead["mig"] == pytest.approx(0.3 / (0.04 / 3) ** 0.5)
+    assert lead["factor_vae"] == pytest.approx((0.6 - 0.7) / (0.01 / 3 + 0.02 / 2) ** 0.5)
+    assert "lead_over_vae_in_standard_errors" not in vae
+    markdown = scoring.long_run_markdown(scoring.long_run_table(longs))
+    assert "at 10,000 steps" in markdown and "| beta_tcvae_locatello | 3 (0, 1, 2) | 0.500 ± 0.100 |" in markdown
+    assert "+2.6 | -0.9 |" in markdown
+
+
 def test_report_without_a_record_names_this_machine(study):
     _, scoring = study
     assert scoring.collect(None, {}) == {}
