@@ -139,6 +139,23 @@ def test_probrep_evaluate_scores_every_shipped_checkpoint(name, tmp_path, capsys
     assert "mig" in capsys.readouterr().out
 
 
+def test_irs_heat_map_labels_each_latent_with_its_share_of_the_score_by_hand(tmp_path):
+    from probrep.experiments.evaluate import irs_heatmap, irs_row_labels, irs_weight_shares
+    from probrep.metrics import irs
+
+    g = np.stack(np.meshgrid(np.arange(5), np.arange(2), indexing="ij"), -1).reshape(-1, 2).repeat(3, 0)
+    # z0 = g0 (largest deviation 2), z1 = 10 g1 (5), z2 = g0 / 1000 (0.002: barely moves), z3 constant
+    codes = np.stack([g[:, 0], 10.0 * g[:, 1], g[:, 0] / 1000, np.full(len(g), 3.0)], 1).astype(float)
+    result = irs(g, codes)
+    shares = irs_weight_shares(result.max_deviations, result.active)
+    np.testing.assert_allclose(shares, [2 / 7.002, 5 / 7.002, 0.002 / 7.002, 0.0])
+    # the score is the shares' average of the latents' IRS
+    assert result.score == pytest.approx(float(np.nansum(shares * np.nan_to_num(result.per_latent))))
+    assert irs_row_labels(shares) == ["z0 (29%)", "z1 (71%)", "z2 (0.0%, faint)", "z3 (inactive)"]
+    path = irs_heatmap({"toy": result.matrix}, ["a", "b"], tmp_path / "irs.png", {"toy": shares})
+    assert path.stat().st_size > 1000
+
+
 def test_reported_negative_elbo_is_the_unweighted_one_not_the_beta_weighted_objective():
     from probrep.experiments.vae_dsprites import negative_elbo
     from probrep.inference import svi

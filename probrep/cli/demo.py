@@ -56,7 +56,8 @@ def print_report(report: dict[str, Any]) -> None:
     if report["shipped"]:
         print(
             "\nFrom the disentanglement study, as the shipped manifest recorded it at export (mean ± sd over the "
-            "seeds run by then; the study's latest table: benchmarks/results/disentanglement_study/table.md):"
+            "seeds run by then; the study's latest tables, in benchmarks/results/disentanglement_study/: table.md, "
+            "and long_run_table.md for the long runs these come from):"
         )
         print(f"{'model':{NAME_WIDTH}s}" + "".join(f"{c:>20s}" for c in STUDY_COLUMNS))
         for name, entry in report["shipped"].items():

@@ -59,7 +59,7 @@ def demo(
     started = time.perf_counter()
     ds = DSprites()
     report: dict[str, Any] = {"steps": steps, "seed": seed, "num_points": num_points, "shipped": {}, "fresh": {}}
-    matrices, active, downstream = {}, {}, {}
+    matrices, irs_shares, downstream = {}, {}, {}
 
     def score(model, metrics=LIVE_METRICS) -> Any:
         encode = encoder_fn(model, next(model.parameters()).device)
@@ -75,7 +75,7 @@ def demo(
         evaluation = score(model, (*LIVE_METRICS, "downstream"))
         downstream[name] = evaluation.scores["downstream"]
         label = f"{name} (shipped)"
-        matrices[label], active[label] = evaluation.irs_matrix, evaluation.irs_active
+        matrices[label], irs_shares[label] = evaluation.irs_matrix, evaluation.irs_weights
         title = f"{name}: shipped weights (study seed {info['seed']}, {info['steps']} steps)"
         traversals = labelled_traversals(model, out / "shipped" / f"{name}_traversals.png", title, ds, seed)
         report["shipped"][name] = {
@@ -92,7 +92,7 @@ def demo(
         out / "fresh_beta_vae", beta=4.0, steps=steps, device=device, seed=seed, progress=progress, overwrite=True
     )
     evaluation = score(run.model)
-    matrices["beta-VAE (fresh)"], active["beta-VAE (fresh)"] = evaluation.irs_matrix, evaluation.irs_active
+    matrices["beta-VAE (fresh)"], irs_shares["beta-VAE (fresh)"] = evaluation.irs_matrix, evaluation.irs_weights
     report["fresh"] = {
         "model": "vae",
         "beta": 4.0,
@@ -100,7 +100,7 @@ def demo(
         "training": run.summary,
         "files": {k: str(v) for k, v in run.files.items()},
     }
-    files = {"irs_matrices": irs_heatmap(matrices, ds.factor_names[1:], out / "irs_matrices.png", active)}
+    files = {"irs_matrices": irs_heatmap(matrices, ds.factor_names[1:], out / "irs_matrices.png", irs_shares)}
     if downstream:
         title = "shipped models: gradient-boosted trees on the codes"
         files["downstream"] = downstream_plot(downstream, out / "downstream.png", title)

@@ -49,6 +49,7 @@ class Evaluation:
     seconds: dict[str, float] = field(default_factory=dict)
     irs_matrix: np.ndarray | None = None
     irs_active: np.ndarray | None = None  # [D] bool: the code dimensions IRS counts as active
+    irs_weights: np.ndarray | None = None  # [D]: each dimension's share of the IRS score's weight (0 if inactive)
 
 
 def evaluate(
@@ -92,6 +93,7 @@ def evaluate(
             res = irs(factors, codes)
             result.scores[name] = {"score": res.score, "num_active_dims": res.num_active_dims}
             result.irs_matrix, result.irs_active = res.matrix, np.asarray(res.active, dtype=bool)
+            result.irs_weights = irs_weight_shares(res.max_deviations, result.irs_active)
         elif name == "irs_interventional":
             c_int, im_int = ds.sample_scm(ds.scm().do({"shape": 2}), num_points, seed=seed + 1)
             res = irs(c_int[:, 2:], encode(im_int))  # shape is constant under the intervention
@@ -212,17 +214,49 @@ def _classifiers(summaries: dict[str, Any]) -> set[str]:
     return {key for one in summaries.values() for key, v in one.items() if isinstance(v, dict)}
 
 
+#: a latent with less than this share of the IRS score's weight is drawn faded: it moves so little next to the
+#: others that its row (a ratio of tiny deviations, often noise) hardly enters the score
+IRS_FAINT_SHARE = 0.02
+
+
+def irs_weight_shares(max_deviations: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Each latent's share of the IRS score's weight: the score averages the latents' IRS weighted by their largest
+    deviation ``max_dev_l`` (:func:`probrep.metrics.irs`), so ``max_dev_l / sum max_dev`` over the active latents,
+    0 for inactive ones."""
+    weights = np.where(active, np.nan_to_num(np.asarray(max_deviations, dtype=float), posinf=np.finfo(float).max), 0.0)
+    total = weights.sum()
+    if not np.isfinite(total) or total <= 0:  # overflowing codes: the active latents count alike
+        return np.asarray(active, dtype=float) / max(1, int(np.sum(active)))
+    return weights / total
+
+
+def irs_row_labels(shares: np.ndarray) -> list[str]:
+    """The heat map's row labels: each latent with its share of the score's weight, the faint and inactive ones said
+    so."""
+    labels = []
+    for d, share in enumerate(shares):
+        if share == 0:
+            labels.append(f"z{d} (inactive)")
+        elif share < IRS_FAINT_SHARE:
+            labels.append(f"z{d} ({share:.1%}, faint)")
+        else:
+            labels.append(f"z{d} ({share:.0%})")
+    return labels
+
+
 def irs_heatmap(
     matrices: dict[str, np.ndarray],
     factor_names: Sequence[str],
     path: str | Path,
-    active: dict[str, np.ndarray] | None = None,
+    weights: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """IRS matrices [D, K] side by side (rows: latents, columns: factors) with one shared colour bar.
 
-    Rows are sorted so that a disentangled code reads as a diagonal: active latents first, grouped by the
-    factor each explains best, strongest first; latents IRS counts as inactive (``active[title]`` False) come
-    last, greyed and labelled."""
+    ``weights[title]`` ([D], :func:`irs_weight_shares`) is each latent's share of that IRS score's weight; each row
+    is labelled with it. Rows are sorted so that a disentangled code reads as a diagonal: latents with at least
+    ``IRS_FAINT_SHARE`` of the weight first, grouped by the factor each explains best, strongest first; then the
+    faint latents (which barely move, so their rows are ratios of tiny deviations and hardly count) and the
+    inactive (constant) ones, greyed."""
     plt = pyplot()
     from matplotlib.patches import Rectangle
 
@@ -231,11 +265,13 @@ def irs_heatmap(
     )
     for ax, (title, matrix) in zip(axes[0], matrices.items()):
         values = np.nan_to_num(np.asarray(matrix, dtype=float), nan=0.0)
-        on = np.ones(len(values), bool) if active is None or title not in active else np.asarray(active[title])
+        shares = None if weights is None or title not in weights else np.asarray(weights[title], dtype=float)
+        on = np.ones(len(values), bool) if shares is None else shares >= IRS_FAINT_SHARE
+        labels = [f"z{d}" for d in range(len(values))] if shares is None else irs_row_labels(shares)
         order = sorted(range(len(values)), key=lambda d: (not on[d], int(values[d].argmax()), -values[d].max()))
         image = ax.imshow(values[order], vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(factor_names)), factor_names, rotation=45, ha="right")
-        ax.set_yticks(range(len(order)), [f"z{d}" if on[d] else f"z{d} (inactive)" for d in order])
+        ax.set_yticks(range(len(order)), [labels[d] for d in order])
         for row, (label, d) in enumerate(zip(ax.get_yticklabels(), order)):
             if not on[d]:
                 label.set_color("grey")
