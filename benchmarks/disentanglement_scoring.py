@@ -303,6 +303,10 @@ def curve_plot(runs: dict, path) -> None:
     save_figure(fig, path)
 
 
+#: what ``complete`` adds to a long run's snapshot (None at the snapshots it has not scored)
+COMPLETE_METRICS = ("beta_vae", "dci_completeness", "sap", "modularity", "irs", "irs_interventional")
+
+
 def long_runs(recorded: dict) -> dict:
     """Each long run's curve: its base run's scores where that run's folder is here (the same configuration and seed,
     so the same training up to the base run's steps), then its own (MIG, DCI, FactorVAE score, ...). A long run
@@ -321,12 +325,13 @@ def long_runs(recorded: dict) -> dict:
             scores = scores_with_base(name + LONG_SUFFIX, seed)
             out[key] = _run_entry(name, seed, scores, ("mig", "dci_disentanglement", "factor_vae",
                                                        "factor_vae_per_factor", "reconstruction_nats",
-                                                       "active_latents"))  # fmt: skip
+                                                       "active_latents", *COMPLETE_METRICS))  # fmt: skip
             out[key]["train_seconds"] = train_seconds(name + LONG_SUFFIX, seed)
     return out
 
 
-LONG_TABLE_METRICS = ("mig", "factor_vae", "dci_disentanglement", "reconstruction_nats", "active_latents")
+LONG_TABLE_METRICS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "sap", "irs", "reconstruction_nats",
+                      "active_latents")  # fmt: skip
 LEAD_METRICS = ("mig", "factor_vae")  # the two scores the study's targets name
 
 
@@ -380,7 +385,7 @@ def long_run_markdown(table: dict) -> str:
         head = (f"recipe {recipe}: {r['arch']} networks, batch {r['batch_size']}, Adam {r['lr']:g}; long runs at "
                 f"{entry['step']:,} steps, the last step every one of them reached (mean ± standard deviation over "
                 "the seeds; lead: the mean above the VAE's, in standard errors of the difference)\n\n")  # fmt: skip
-        cols = ("mig", "factor_vae", "dci_disentanglement", "reconstruction_nats", "active_latents")
+        cols = LONG_TABLE_METRICS
         lines = ["| model | seeds | " + " | ".join(cols) + " | MIG lead | FactorVAE score lead |",
                  "|---|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
         for name, row in entry["models"].items():
@@ -646,6 +651,31 @@ def full_protocol_scores(name: str, seed: int, step: int, votes=None, threads: i
             "factor_vae_standard_error": float(np.sqrt(score * (1 - score) / votes[1])),
             "factor_vae_per_factor": result.scores["factor_vae"]["per_factor"], "votes": list(votes),
             "score_seconds": round(time.perf_counter() - started, 1), "machine": cpu_name()}  # fmt: skip
+
+
+def command_complete(args) -> None:
+    """Score long-run snapshots (``--snapshots``) with every metric the study's last steps get (the BetaVAE score,
+    SAP, modularity and both IRS besides MIG, DCI and the FactorVAE score, at ``--votes``), in place of the three that
+    a long run's snapshots get, so that the long runs' table at a common step has every column. Each entry replaces
+    the snapshot's in the run's ``scores.json`` as soon as it is scored (the three it had come out the same: the
+    same code, images and votes)."""
+    if not args.snapshots:
+        raise SystemExit("complete needs --snapshots NAME:SEED:STEP ...")
+    chosen = [_parse_snapshot(spec) for spec in args.snapshots]
+    for name, seed, step in chosen:
+        if not name.endswith(LONG_SUFFIX):
+            raise SystemExit(f"complete: {name} is not a long run (its last step already gets every metric)")
+        if not snapshot_path(name, seed, step).exists():
+            raise SystemExit(f"complete: no snapshot of {name} seed {seed} at step {step} here")
+    for name, seed, step in chosen:
+        scores = read_scores(name, seed)
+        if scores.get(str(step), {}).get("final"):
+            logger.info("%s seed %d step %d already has every metric", name, seed, step)
+            continue
+        scores[str(step)] = score_snapshot(name, seed, step, True, args.votes, args.threads)
+        write_json(scores, _scores_path(name, seed))
+        logger.info("%s seed %d step %d, every metric: MIG %.3f, FactorVAE score %.3f, BetaVAE score %.3f", name,
+                    seed, step, *(scores[str(step)][m] for m in ("mig", "factor_vae", "beta_vae")))  # fmt: skip
 
 
 def command_confirm(args) -> None:

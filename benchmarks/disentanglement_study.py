@@ -35,6 +35,7 @@ time: ``train`` continues each run from its last checkpoint, and ``evaluate`` sc
     python benchmarks/disentanglement_study.py ship     # the best runs' weights into probrep/pretrained/
     python benchmarks/disentanglement_study.py ship --snapshots vae_locatello_long:0:20000 ...  # chosen snapshots
     python benchmarks/disentanglement_study.py confirm --snapshots beta_tcvae_locatello_long:1:5000  # full protocol
+    python benchmarks/disentanglement_study.py complete --snapshots vae_locatello_long:0:10000  # every metric
 
 ``train`` (``--only`` too) also evaluates each run when its training ends, as far as it trained (in a subprocess, so
 that a long-lived worker uses the evaluation code on disk). Set ``--threads`` (default 1) per worker; two workers use
@@ -229,7 +230,7 @@ def score_in_subprocess(name: str, seed: int, args) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("train", "evaluate", "report", "ship", "confirm"))
+    parser.add_argument("command", choices=("train", "evaluate", "report", "ship", "confirm", "complete"))
     parser.add_argument("--worker", default="0/1", help="i/n: this process takes every n-th run from the i-th")
     parser.add_argument("--steps", type=int, default=None, help="train to / score at (default: the recipe's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -238,7 +239,8 @@ def main(argv=None) -> None:
                         help="(train, eval) votes of the BetaVAE and FactorVAE scores")  # fmt: skip
     parser.add_argument("--snapshots", nargs="+", default=None, metavar="NAME:SEED:STEP",
                         help="ship: these scored snapshots (a long run's) instead of the table's best; "
-                        "confirm: the snapshots to score with the full FactorVAE protocol")  # fmt: skip
+                        "confirm: the snapshots to score with the full FactorVAE protocol; "
+                        "complete: a long run's snapshots to score with every metric")  # fmt: skip
     parser.add_argument("--only", default=None,
                         help="name:seed, one run; <name>_long:seed continues <name> past its steps")  # fmt: skip
     args = parser.parse_args(argv)
@@ -261,6 +263,10 @@ def main(argv=None) -> None:
         from disentanglement_scoring import command_confirm
 
         command_confirm(args)
+    elif args.command == "complete":
+        from disentanglement_scoring import command_complete
+
+        command_complete(args)
     else:
         from disentanglement_scoring import command_ship
 

@@ -254,6 +254,40 @@ def test_confirm_rescores_a_snapshot_as_the_study_scores_it_and_keeps_each_entry
     assert drawn == [f"traversals_{name}-seed1-step-3000.png"]
 
 
+def test_complete_scores_a_long_run_snapshot_with_every_metric_and_keeps_its_scores(study, monkeypatch):
+    """``complete``: a long run's snapshot gets the last step's metrics; MIG and the FactorVAE score come out as the
+    study's own scoring gave them, and the report's long-run table then has the new columns."""
+    import argparse
+    import functools
+
+    import torch
+
+    from probrep.experiments.vae_dsprites import build_model
+
+    study, scoring = study
+    cheap = ("mig", "factor_vae", "beta_vae", "sap", "irs")  # the last step's metrics without DCI's minute
+    monkeypatch.setattr(scoring, "LONG_METRICS", ("mig", "factor_vae"))
+    monkeypatch.setattr(scoring, "FINAL_METRICS", cheap)
+    monkeypatch.setattr(scoring, "evaluate", functools.partial(scoring.evaluate, num_points=600))
+    name, votes = "vae_locatello_long", (40, 20)
+    torch.manual_seed(0)
+    model = build_model("vae", 10, beta=1.0, arch="conv", dataset_size=737_280)
+    study.snapshot_path(name, 0, 10000).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"module": model.state_dict(), "step": 10000}, study.snapshot_path(name, 0, 10000))
+    studied = scoring.score_snapshot(name, 0, 10000, final=False, votes=votes, threads=1)
+    (study.run_dir(name, 0) / "scores.json").write_text(json.dumps({"10000": studied}))
+
+    with pytest.raises(SystemExit, match="not a long run"):
+        scoring.command_complete(argparse.Namespace(snapshots=["vae_locatello:0:3000"], votes=votes, threads=1))
+    scoring.command_complete(argparse.Namespace(snapshots=[f"{name}:0:10000"], votes=votes, threads=1))
+    kept = json.loads((study.run_dir(name, 0) / "scores.json").read_text())["10000"]
+    assert kept["final"] and kept["mig"] == studied["mig"] and kept["factor_vae"] == studied["factor_vae"]
+    assert {"beta_vae", "sap", "irs", "irs_matrix"} <= set(kept) and 0 <= kept["beta_vae"] <= 1
+    table = scoring.long_run_table(scoring.long_runs({}))["locatello"]
+    assert table["step"] == 10000 and table["models"]["vae_locatello"]["beta_vae"]["values"] == [kept["beta_vae"]]
+    assert "| beta_vae | factor_vae | mig |" in scoring.long_run_markdown({"locatello": table})
+
+
 def test_train_scores_what_it_trained_also_for_one_run(study, monkeypatch):
     """``train --only NAME:SEED --steps N`` scores the run as far as N when it ends, as the worker path does."""
     import argparse
