@@ -288,6 +288,29 @@ def test_complete_scores_a_long_run_snapshot_with_every_metric_and_keeps_its_sco
     assert "| beta_vae | factor_vae | mig |" in scoring.long_run_markdown({"locatello": table})
 
 
+def test_a_run_continued_in_a_later_session_ends_with_the_weights_of_one_trained_at_once(study, monkeypatch, tmp_path):
+    """``train --only NAME:SEED --steps N`` in one session and ``--steps M`` in the next (a long run that spans
+    sessions) keeps every snapshot and ends where one call to M steps ends, bit for bit."""
+    import torch
+
+    study, _ = study
+    monkeypatch.setitem(study.RECIPES, "locatello", {**study.RECIPES["locatello"], "eval_steps": (2,),
+                                                     "long_steps": (4,)})  # fmt: skip
+    name = "vae_locatello_long"
+    study.train_one(name, 0, steps=2)  # the first session
+    assert [p.name for p in sorted((study.run_dir(name, 0) / "snapshots").glob("*.pt"))] == ["step-000002.pt"]
+    study.train_one(name, 0, steps=4)  # the next one
+    split = {step: torch.load(study.snapshot_path(name, 0, step), weights_only=True)["module"] for step in (2, 4)}
+
+    monkeypatch.setattr(study, "RUNS", tmp_path / "at_once")
+    study.train_one(name, 0, steps=4)
+    for step in (2, 4):
+        at_once = torch.load(study.snapshot_path(name, 0, step), weights_only=True)["module"]
+        assert at_once.keys() == split[step].keys()
+        assert all(torch.equal(at_once[k], split[step][k]) for k in at_once), f"step {step}"
+    assert not all(torch.equal(split[2][k], split[4][k]) for k in split[2])  # it trained in between
+
+
 def test_train_scores_what_it_trained_also_for_one_run(study, monkeypatch):
     """``train --only NAME:SEED --steps N`` scores the run as far as N when it ends, as the worker path does."""
     import argparse
