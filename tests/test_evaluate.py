@@ -151,9 +151,24 @@ def test_irs_heat_map_labels_each_latent_with_its_share_of_the_score_by_hand(tmp
     np.testing.assert_allclose(shares, [2 / 7.002, 5 / 7.002, 0.002 / 7.002, 0.0])
     # the score is the shares' average of the latents' IRS
     assert result.score == pytest.approx(float(np.nansum(shares * np.nan_to_num(result.per_latent))))
-    assert irs_row_labels(shares) == ["z0 (29%)", "z1 (71%)", "z2 (0.0%, faint)", "z3 (inactive)"]
-    path = irs_heatmap({"toy": result.matrix}, ["a", "b"], tmp_path / "irs.png", {"toy": shares})
+    assert irs_row_labels(shares, result.active) == ["z0 (29%)", "z1 (71%)", "z2 (0.0%, faint)", "z3 (inactive)"]
+    path = irs_heatmap({"toy": result.matrix}, ["a", "b"], tmp_path / "irs.png", {"toy": shares},
+                       {"toy": result.active})  # fmt: skip
     assert path.stat().st_size > 1000
+    # the same code scaled near the float64 limit, and near its bottom: the same shares
+    for scale in (1.5e307, 1e-300):
+        scaled = irs(g, codes * scale)
+        np.testing.assert_allclose(irs_weight_shares(scaled.max_deviations, scaled.active), shares, rtol=1e-12)
+    # three deviations whose sum overflows float64 (7.5e307 each) and a small one: thirds, and the small one faint
+    big = irs(g, np.stack([g[:, 0] * 3.75e307] * 3 + [g[:, 0] * 1e-3], 1).astype(float))
+    big_shares = irs_weight_shares(big.max_deviations, big.active)
+    np.testing.assert_allclose(big_shares[:3], 1 / 3)
+    assert 0 < big_shares[3] < 1e-300
+    assert irs_row_labels(big_shares, big.active)[3] == "z3 (0.0%, faint)"
+    # an active latent whose share underflows next to a huge one is faint, not inactive
+    tiny = irs(g, np.stack([g[:, 0] * 1e300, g[:, 0] * 1e-300], 1).astype(float))
+    tiny_shares = irs_weight_shares(tiny.max_deviations, tiny.active)
+    assert tiny_shares[0] == 1.0 and irs_row_labels(tiny_shares, tiny.active)[1] == "z1 (0.0%, faint)"
 
 
 def test_reported_negative_elbo_is_the_unweighted_one_not_the_beta_weighted_objective():

@@ -222,25 +222,30 @@ IRS_FAINT_SHARE = 0.02
 def irs_weight_shares(max_deviations: np.ndarray, active: np.ndarray) -> np.ndarray:
     """Each latent's share of the IRS score's weight: the score averages the latents' IRS weighted by their largest
     deviation ``max_dev_l`` (:func:`probrep.metrics.irs`), so ``max_dev_l / sum max_dev`` over the active latents,
-    0 for inactive ones."""
-    weights = np.where(active, np.nan_to_num(np.asarray(max_deviations, dtype=float), posinf=np.finfo(float).max), 0.0)
-    total = weights.sum()
-    if not np.isfinite(total) or total <= 0:  # overflowing codes: the active latents count alike
-        return np.asarray(active, dtype=float) / max(1, int(np.sum(active)))
-    return weights / total
+    0 for inactive ones. Computed relative to the largest deviation, in powers of two, so codes near the float64
+    limit neither overflow the sum nor lose the small latents' shares."""
+    active = np.asarray(active, dtype=bool)
+    weights = np.where(active, np.asarray(max_deviations, dtype=float), 0.0)
+    if not active.any():
+        return weights
+    if not np.isfinite(weights).all():  # deviations past float64 (IRS reports them as inf): those share alike
+        return np.isinf(weights) / np.isinf(weights).sum()
+    mantissa, exponent = np.frexp(weights)
+    relative = np.ldexp(mantissa, exponent - exponent[active].max())  # the largest is in [0.5, 1)
+    return relative / relative.sum()
 
 
-def irs_row_labels(shares: np.ndarray) -> list[str]:
-    """The heat map's row labels: each latent with its share of the score's weight, the faint and inactive ones said
-    so."""
+def irs_row_labels(shares: np.ndarray, active: np.ndarray | None = None) -> list[str]:
+    """The heat map's row labels: each latent with its share of the score's weight (one decimal under 10%), the
+    faint ones (under ``IRS_FAINT_SHARE``) and the inactive ones (IRS's: constant codes) said so."""
+    active = np.asarray(shares) > 0 if active is None else np.asarray(active, dtype=bool)
     labels = []
     for d, share in enumerate(shares):
-        if share == 0:
+        if not active[d]:
             labels.append(f"z{d} (inactive)")
-        elif share < IRS_FAINT_SHARE:
-            labels.append(f"z{d} ({share:.1%}, faint)")
         else:
-            labels.append(f"z{d} ({share:.0%})")
+            text = f"{share:.1%}" if share < 0.1 else f"{share:.0%}"
+            labels.append(f"z{d} ({text}, faint)" if share < IRS_FAINT_SHARE else f"z{d} ({text})")
     return labels
 
 
@@ -249,6 +254,7 @@ def irs_heatmap(
     factor_names: Sequence[str],
     path: str | Path,
     weights: dict[str, np.ndarray] | None = None,
+    active: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """IRS matrices [D, K] side by side (rows: latents, columns: factors) with one shared colour bar.
 
@@ -266,9 +272,13 @@ def irs_heatmap(
     for ax, (title, matrix) in zip(axes[0], matrices.items()):
         values = np.nan_to_num(np.asarray(matrix, dtype=float), nan=0.0)
         shares = None if weights is None or title not in weights else np.asarray(weights[title], dtype=float)
-        on = np.ones(len(values), bool) if shares is None else shares >= IRS_FAINT_SHARE
-        labels = [f"z{d}" for d in range(len(values))] if shares is None else irs_row_labels(shares)
-        order = sorted(range(len(values)), key=lambda d: (not on[d], int(values[d].argmax()), -values[d].max()))
+        live = np.ones(len(values), bool) if active is None or title not in active else np.asarray(active[title])
+        on = live if shares is None else live & (shares >= IRS_FAINT_SHARE)
+        labels = [f"z{d}" if live[d] else f"z{d} (inactive)" for d in range(len(values))]
+        labels = labels if shares is None else irs_row_labels(shares, live)
+        # strong latents by factor, then the faint ones, then the inactive ones
+        order = sorted(range(len(values)),
+                       key=lambda d: (not on[d], not live[d], int(values[d].argmax()), -values[d].max()))  # fmt: skip
         image = ax.imshow(values[order], vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(factor_names)), factor_names, rotation=45, ha="right")
         ax.set_yticks(range(len(order)), [labels[d] for d in order])
