@@ -91,14 +91,21 @@ def score_snapshot(name: str, seed: int, step: int, final: bool, votes, threads:
              "machine": cpu_name()}  # fmt: skip
     if "factor_vae" in result.scores:  # which factors it finds: a code without a shape latent scores 0 on shape
         entry["factor_vae_per_factor"] = result.scores["factor_vae"]["per_factor"]
-    if final:
+    if "factor_vae" in result.scores or "beta_vae" in result.scores:
         entry["votes"] = list(votes)
+    if final:
         entry["irs_matrix"] = np.nan_to_num(result.irs_matrix).tolist() if result.irs_matrix is not None else None
     return entry
 
 
 def _scores_path(name: str, seed: int):
     return run_dir(name, seed) / "scores.json"
+
+
+def keep_score(name: str, seed: int, step: int, entry: dict) -> None:
+    """Write one snapshot's entry into the run's scores.json, read again just before, so that entries another process
+    wrote while this one was scoring (minutes) are kept."""
+    write_json({**read_scores(name, seed), str(step): entry}, _scores_path(name, seed))
 
 
 def read_scores(name: str, seed: int) -> dict:
@@ -136,7 +143,7 @@ def command_evaluate(args) -> None:
             if not snapshot_path(name, seed, step).exists() or (done and (done["final"] or not final)):
                 continue
             scores[str(step)] = score_snapshot(name, seed, step, final, args.votes, args.threads)
-            write_json(scores, _scores_path(name, seed))
+            keep_score(name, seed, step, scores[str(step)])
             logger.info("%s seed %d step %d: MIG %.3f, DCI %.3f", name, seed, step, scores[str(step)]["mig"],
                         scores[str(step)]["dci_disentanglement"])  # fmt: skip
 
@@ -215,8 +222,8 @@ def collect(steps: int | None, recorded: dict) -> dict:
 
 def train_seconds(name: str, seed: int) -> float:
     """The seconds a run trained for, over every segment that kept a snapshot (each records its own)."""
-    return sum((torch.load(p, map_location="cpu", weights_only=True).get("train_seconds") or 0.0)
-               for p in sorted((run_dir(name, seed) / "snapshots").glob("step-*.pt")))  # fmt: skip
+    return round(sum((torch.load(p, map_location="cpu", weights_only=True).get("train_seconds") or 0.0)
+                     for p in sorted((run_dir(name, seed) / "snapshots").glob("step-*.pt"))), 1)  # fmt: skip
 
 
 def table(runs: dict) -> dict:
@@ -668,14 +675,19 @@ def command_complete(args) -> None:
         if not snapshot_path(name, seed, step).exists():
             raise SystemExit(f"complete: no snapshot of {name} seed {seed} at step {step} here")
     for name, seed, step in chosen:
-        scores = read_scores(name, seed)
-        if scores.get(str(step), {}).get("final"):
+        before = scores_with_base(name, seed).get(str(step), {})
+        if before.get("final"):
             logger.info("%s seed %d step %d already has every metric", name, seed, step)
             continue
-        scores[str(step)] = score_snapshot(name, seed, step, True, args.votes, args.threads)
-        write_json(scores, _scores_path(name, seed))
+        entry = score_snapshot(name, seed, step, True, args.votes, args.threads)
+        changed = [m for m in ("mig", "dci_disentanglement", "factor_vae") if m in before and before[m] != entry[m]]
+        if changed:  # other votes, or other code: say so rather than replace a curve's numbers in silence
+            logger.warning("%s seed %d step %d: %s came out %s, against %s before (votes %s)", name, seed, step,
+                           changed, [entry[m] for m in changed], [before[m] for m in changed],
+                           before.get("votes", "not recorded"))  # fmt: skip
+        keep_score(name, seed, step, entry)
         logger.info("%s seed %d step %d, every metric: MIG %.3f, FactorVAE score %.3f, BetaVAE score %.3f", name,
-                    seed, step, *(scores[str(step)][m] for m in ("mig", "factor_vae", "beta_vae")))  # fmt: skip
+                    seed, step, *(entry[m] for m in ("mig", "factor_vae", "beta_vae")))  # fmt: skip
 
 
 def command_confirm(args) -> None:

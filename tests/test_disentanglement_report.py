@@ -103,12 +103,18 @@ def test_long_run_table_compares_every_seed_at_the_last_step_all_reached(study):
         "vae_locatello_long-seed0": run("vae_locatello", 0, {5000: (0.1, 0.6), 10000: (0.1, 0.6), 20000: (0.2, 0.9)}),
         "vae_locatello_long-seed1": run("vae_locatello", 1, {5000: (0.1, 0.6), 10000: (0.3, 0.8)}),
         "beta_tcvae_locatello_long-seed0": run("beta_tcvae_locatello", 0, {5000: (0.2, 0.5), 10000: (0.4, 0.7)}),
-        "beta_tcvae_locatello_long-seed1": run("beta_tcvae_locatello", 1, {10000: (0.6, 0.5), 30000: (0.9, 0.9)}),
-        "beta_tcvae_locatello_long-seed2": run("beta_tcvae_locatello", 2, {10000: (0.5, 0.6)}),
-    }
+        "beta_tcvae_locatello_long-seed1": run("beta_tcvae_locatello", 1, {5000: (0.3, 0.5), 10000: (0.6, 0.5),
+                                                                           30000: (0.9, 0.9)}),
+        "beta_tcvae_locatello_long-seed2": run("beta_tcvae_locatello", 2, {5000: (0.3, 0.5), 10000: (0.5, 0.6)}),
+        # one seed, and no FactorVAE score at 10,000: no spread, no lead, and "-" where a value is missing
+        "factor_vae_locatello_long-seed0": run("factor_vae_locatello", 0, {5000: (0.1, 0.5), 10000: (0.3, None)}),
+    }  # fmt: skip
     table = scoring.long_run_table(longs)["locatello"]
-    assert table["step"] == 10000  # not 20,000 or 30,000, which one seed reached
-    assert list(table["models"]) == ["vae_locatello", "beta_tcvae_locatello"]  # the VAE first
+    assert table["step"] == 10000  # the last step all reached: not 5,000, nor 20,000 or 30,000 that one seed reached
+    assert list(table["models"]) == ["vae_locatello", "beta_tcvae_locatello", "factor_vae_locatello"]  # the VAE first
+    one = table["models"]["factor_vae_locatello"]
+    assert one["mig"] == {"mean": 0.3, "sd": None, "values": [0.3]} and "factor_vae" not in one
+    assert one["lead_over_vae_in_standard_errors"] == {"mig": None}
     vae, tc = table["models"]["vae_locatello"], table["models"]["beta_tcvae_locatello"]
     assert vae["seeds"] == [0, 1] and tc["seeds"] == [0, 1, 2]
     assert vae["mig"]["mean"] == pytest.approx(0.2) and vae["mig"]["sd"] == pytest.approx(0.02**0.5)
@@ -123,6 +129,7 @@ def test_long_run_table_compares_every_seed_at_the_last_step_all_reached(study):
     # no BetaVAE score in these runs: "-"; then the FactorVAE score and MIG
     assert "| beta_tcvae_locatello | 3 (0, 1, 2) | - | 0.600 ± 0.100 | 0.500 ± 0.100 |" in markdown
     assert "+2.6 | -0.9 |" in markdown
+    assert "| factor_vae_locatello | 1 (0) | - | - | 0.300 | - | - | - | - | - | - | - |" in markdown
 
 
 def test_report_without_a_record_names_this_machine(study):
@@ -281,13 +288,24 @@ def test_complete_scores_a_long_run_snapshot_with_every_metric_and_keeps_its_sco
 
     with pytest.raises(SystemExit, match="not a long run"):
         scoring.command_complete(argparse.Namespace(snapshots=["vae_locatello:0:3000"], votes=votes, threads=1))
+    score = scoring.score_snapshot
+
+    def meanwhile(*args, **kwargs):  # another process (a training run's scoring) writes the file while this scores
+        path = study.run_dir(name, 0) / "scores.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "5000": studied}))
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_snapshot", meanwhile)
     scoring.command_complete(argparse.Namespace(snapshots=[f"{name}:0:10000"], votes=votes, threads=1))
+    assert set(json.loads((study.run_dir(name, 0) / "scores.json").read_text())) == {"5000", "10000"}
     kept = json.loads((study.run_dir(name, 0) / "scores.json").read_text())["10000"]
     assert kept["final"] and kept["mig"] == studied["mig"] and kept["factor_vae"] == studied["factor_vae"]
     assert {"beta_vae", "sap", "irs", "irs_matrix"} <= set(kept) and 0 <= kept["beta_vae"] <= 1
     table = scoring.long_run_table(scoring.long_runs({}))["locatello"]
     assert table["step"] == 10000 and table["models"]["vae_locatello"]["beta_vae"]["values"] == [kept["beta_vae"]]
-    assert "| beta_vae | factor_vae | mig |" in scoring.long_run_markdown({"locatello": table})
+    assert f"| {kept['beta_vae']:.3f} | {kept['factor_vae']:.3f} | {kept['mig']:.3f} |" in scoring.long_run_markdown(
+        {"locatello": table}
+    )
 
 
 def test_a_run_continued_in_a_later_session_ends_with_the_weights_of_one_trained_at_once(study, monkeypatch, tmp_path):
@@ -304,12 +322,15 @@ def test_a_run_continued_in_a_later_session_ends_with_the_weights_of_one_trained
     study.train_one(name, 0, steps=4)  # the next one
     split = {step: torch.load(study.snapshot_path(name, 0, step), weights_only=True)["module"] for step in (2, 4)}
 
-    monkeypatch.setattr(study, "RUNS", tmp_path / "at_once")
-    study.train_one(name, 0, steps=4)
-    for step in (2, 4):
-        at_once = torch.load(study.snapshot_path(name, 0, step), weights_only=True)["module"]
-        assert at_once.keys() == split[step].keys()
-        assert all(torch.equal(at_once[k], split[step][k]) for k in at_once), f"step {step}"
+    # one call straight to 4 steps, with the settings train_one passes, and no stop at the step-2 snapshot
+    from probrep.experiments.vae_dsprites import train_vae_on_dsprites
+
+    recipe = study.recipe_of(name)
+    at_once = train_vae_on_dsprites(tmp_path / "at_once", **study.config_of(name), arch=recipe["arch"], steps=4,
+                                    batch_size=recipe["batch_size"], lr=recipe["lr"], seed=0, checkpoint_every=250,
+                                    progress=False).model.state_dict()  # fmt: skip
+    assert at_once.keys() == split[4].keys()
+    assert all(torch.equal(at_once[k], split[4][k]) for k in at_once)
     assert not all(torch.equal(split[2][k], split[4][k]) for k in split[2])  # it trained in between
 
 
