@@ -3,7 +3,8 @@ takes the `device` fixture computes on the GPU), the GQN's paper tier trained an
 test), then the quick side-by-side benchmarks on CUDA, and a short report in runs/gpu_check/report.md. Without a
 CUDA device it says so and exits cleanly.
 
-Budget: under 8 minutes on one H100 (each part has its own time limit, so a hang cannot eat the rest).
+Budget: under 8 minutes expected on one H100, not yet measured there (each part has its own time limit, together
+at most 14.5 minutes, so a hang cannot eat the rest).
 """
 
 from __future__ import annotations
@@ -61,11 +62,12 @@ def main() -> int:
     failed = code != 0
     # the paper tier (64x64, 12 DRAW steps) end to end: a slow test on a CPU, the GPU user's configuration
     paper = "tests/test_gqn.py::test_paper_tier_trains_and_scores_end_to_end"
-    code, text, seconds = _run([sys.executable, "-m", "pytest", "-q", "-m", "slow", paper], 120, env)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-m", "slow", paper]
+    code, text, seconds = _run(command, 240, env)
     tail = text.strip().splitlines()[-1] if text.strip() else "(no output)"
     lines += [f"## GQN paper tier on cuda ({seconds:.0f} s, exit {code})", "", f"    {tail}", ""]
     (out / "gqn_paper_tier.log").write_text(text)
-    failed = failed or code != 0
+    failed = failed or code != 0 or "1 passed" not in tail  # a skip (no cuda for torch) is not a pass
     for name, command, limit in BENCHMARKS:
         result = out / f"{name}.json"
         code, text, seconds = _run([sys.executable, *command, "--out", str(result)], limit, env)
