@@ -234,12 +234,17 @@ def table(runs: dict) -> dict:
             continue
         row = {"seeds": len(finals)}
         for metric in TABLE_METRICS:
-            values = np.array([f[metric] for f in finals if f.get(metric) is not None], dtype=float)
-            if len(values):
-                row[metric] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1
-                               else None, "values": values.tolist()}  # fmt: skip
+            values = [f[metric] for f in finals if f.get(metric) is not None]
+            if values:
+                row[metric] = _over_seeds(values)
         out[name] = row
     return out
+
+
+def _over_seeds(values: list[float]) -> dict:
+    """A metric's mean, standard deviation (None for one seed) and values over the seeds."""
+    v = np.array(values, dtype=float)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None, "values": v.tolist()}
 
 
 #: the columns of the study's tables (the 3,000-step runs' and the long runs')
@@ -341,7 +346,6 @@ def long_runs(recorded: dict) -> dict:
     return out
 
 
-LONG_TABLE_METRICS = TABLE_COLUMNS
 LEAD_METRICS = ("mig", "factor_vae")  # the two scores the study's targets name
 
 
@@ -360,12 +364,10 @@ def long_run_table(longs: dict) -> dict:
         for name in sorted({run["model"] for run in mine}, key=lambda name: (_base(name) != "vae", name)):
             runs = sorted((run for run in mine if run["model"] == name), key=lambda run: run["seed"])
             row = {"seeds": [run["seed"] for run in runs]}
-            for metric in LONG_TABLE_METRICS:
+            for metric in TABLE_COLUMNS:
                 values = [run["curve"][step].get(metric) for run in runs]
                 if None not in values:
-                    v = np.array(values, dtype=float)
-                    row[metric] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
-                                   "values": v.tolist()}  # fmt: skip
+                    row[metric] = _over_seeds(values)
             models[name] = row
         vae = models.get(next((name for name in models if _base(name) == "vae"), ""))
         for row in models.values():
@@ -395,7 +397,7 @@ def long_run_markdown(table: dict) -> str:
         head = (f"recipe {recipe}: {r['arch']} networks, batch {r['batch_size']}, Adam {r['lr']:g}; long runs at "
                 f"{entry['step']:,} steps, the last step every one of them reached (mean ± standard deviation over "
                 "the seeds; lead: the mean above the VAE's, in standard errors of the difference)\n\n")  # fmt: skip
-        cols = LONG_TABLE_METRICS
+        cols = TABLE_COLUMNS
         lines = ["| model | seeds | " + " | ".join(cols) + " | MIG lead | FactorVAE score lead |",
                  "|---|---|" + "---|" * (len(cols) + 2)]  # fmt: skip
         for name, row in entry["models"].items():
@@ -663,21 +665,27 @@ def full_protocol_scores(name: str, seed: int, step: int, votes=None, threads: i
             "score_seconds": round(time.perf_counter() - started, 1), "machine": cpu_name()}  # fmt: skip
 
 
+def _snapshots_here(specs: list[str] | None, command: str, long_only: bool = False) -> list[tuple[str, int, int]]:
+    """``--snapshots`` as ``(name, seed, step)``, each checked (a long run's, with ``long_only``, and on disk) before
+    any is scored."""
+    if not specs:
+        raise SystemExit(f"{command} needs --snapshots NAME:SEED:STEP ...")
+    chosen = [_parse_snapshot(spec) for spec in specs]
+    for name, seed, step in chosen:
+        if long_only and not name.endswith(LONG_SUFFIX):
+            raise SystemExit(f"{command}: {name} is not a long run (its last step already gets every metric)")
+        if not snapshot_path(name, seed, step).exists():
+            raise SystemExit(f"{command}: no snapshot of {name} seed {seed} at step {step} here")
+    return chosen
+
+
 def command_complete(args) -> None:
     """Score long-run snapshots (``--snapshots``) with every metric the study's last steps get (the BetaVAE score,
     SAP, modularity and both IRS besides MIG, DCI and the FactorVAE score, at ``--votes``), in place of the three that
     a long run's snapshots get, so that the long runs' table at a common step has every column. Each entry replaces
     the snapshot's in the run's ``scores.json`` as soon as it is scored (the three it had come out the same: the
     same code, images and votes)."""
-    if not args.snapshots:
-        raise SystemExit("complete needs --snapshots NAME:SEED:STEP ...")
-    chosen = [_parse_snapshot(spec) for spec in args.snapshots]
-    for name, seed, step in chosen:
-        if not name.endswith(LONG_SUFFIX):
-            raise SystemExit(f"complete: {name} is not a long run (its last step already gets every metric)")
-        if not snapshot_path(name, seed, step).exists():
-            raise SystemExit(f"complete: no snapshot of {name} seed {seed} at step {step} here")
-    for name, seed, step in chosen:
+    for name, seed, step in _snapshots_here(args.snapshots, "complete", long_only=True):
         before = scores_with_base(name, seed).get(str(step), {})
         if before.get("final"):
             logger.info("%s seed %d step %d already has every metric", name, seed, step)
@@ -698,12 +706,7 @@ def command_confirm(args) -> None:
     sqrt(s (1 - s) / 5,000) <= 0.007, against <= 0.022 at the study's 500 votes), so that a snapshot near a target is
     told apart from the scatter of 500 votes. Each goes into ``RESULTS/full_protocol.json`` under
     ``NAME-seedK-step-N`` as soon as it is scored; the study's own scores are left as they are."""
-    if not args.snapshots:
-        raise SystemExit("confirm needs --snapshots NAME:SEED:STEP ...")
-    chosen = [_parse_snapshot(spec) for spec in args.snapshots]
-    for name, seed, step in chosen:
-        if not snapshot_path(name, seed, step).exists():
-            raise SystemExit(f"confirm: no snapshot of {name} seed {seed} at step {step} here")
+    chosen = _snapshots_here(args.snapshots, "confirm")
     path = RESULTS / "full_protocol.json"
     for name, seed, step in chosen:
         entry = full_protocol_scores(name, seed, step, threads=args.threads)

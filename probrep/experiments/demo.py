@@ -59,7 +59,7 @@ def demo(
     started = time.perf_counter()
     ds = DSprites()
     report: dict[str, Any] = {"steps": steps, "seed": seed, "num_points": num_points, "shipped": {}, "fresh": {}}
-    matrices, irs_shares, irs_active, downstream = {}, {}, {}, {}
+    evaluations, downstream = {}, {}  # by panel title, for the IRS heat maps
 
     def score(model, metrics=LIVE_METRICS) -> Any:
         encode = encoder_fn(model, next(model.parameters()).device)
@@ -74,9 +74,7 @@ def demo(
         model, info = pretrained.load(name, resolve_device(device))
         evaluation = score(model, (*LIVE_METRICS, "downstream"))
         downstream[name] = evaluation.scores["downstream"]
-        label = f"{name} (shipped)"
-        matrices[label], irs_shares[label] = evaluation.irs_matrix, evaluation.irs_weights
-        irs_active[label] = evaluation.irs_active
+        evaluations[f"{name} (shipped)"] = evaluation
         title = f"{name}: shipped weights (study seed {info['seed']}, {info['steps']} steps)"
         traversals = labelled_traversals(model, out / "shipped" / f"{name}_traversals.png", title, ds, seed)
         report["shipped"][name] = {
@@ -93,8 +91,7 @@ def demo(
         out / "fresh_beta_vae", beta=4.0, steps=steps, device=device, seed=seed, progress=progress, overwrite=True
     )
     evaluation = score(run.model)
-    matrices["beta-VAE (fresh)"], irs_shares["beta-VAE (fresh)"] = evaluation.irs_matrix, evaluation.irs_weights
-    irs_active["beta-VAE (fresh)"] = evaluation.irs_active
+    evaluations["beta-VAE (fresh)"] = evaluation
     report["fresh"] = {
         "model": "vae",
         "beta": 4.0,
@@ -102,9 +99,9 @@ def demo(
         "training": run.summary,
         "files": {k: str(v) for k, v in run.files.items()},
     }
-    files = {
-        "irs_matrices": irs_heatmap(matrices, ds.factor_names[1:], out / "irs_matrices.png", irs_shares, irs_active)
-    }
+    matrices, shares, active = ({title: getattr(e, key) for title, e in evaluations.items()}
+                                for key in ("irs_matrix", "irs_weights", "irs_active"))  # fmt: skip
+    files = {"irs_matrices": irs_heatmap(matrices, ds.factor_names[1:], out / "irs_matrices.png", shares, active)}
     if downstream:
         title = "shipped models: gradient-boosted trees on the codes"
         files["downstream"] = downstream_plot(downstream, out / "downstream.png", title)

@@ -235,10 +235,9 @@ def irs_weight_shares(max_deviations: np.ndarray, active: np.ndarray) -> np.ndar
     return relative / relative.sum()
 
 
-def irs_row_labels(shares: np.ndarray, active: np.ndarray | None = None) -> list[str]:
+def irs_row_labels(shares: np.ndarray, active: np.ndarray) -> list[str]:
     """The heat map's row labels: each latent with its share of the score's weight (one decimal under 10%), the
     faint ones (under ``IRS_FAINT_SHARE``) and the inactive ones (IRS's: constant codes) said so."""
-    active = np.asarray(shares) > 0 if active is None else np.asarray(active, dtype=bool)
     labels = []
     for d, share in enumerate(shares):
         if not active[d]:
@@ -274,8 +273,10 @@ def irs_heatmap(
         shares = None if weights is None or title not in weights else np.asarray(weights[title], dtype=float)
         live = np.ones(len(values), bool) if active is None or title not in active else np.asarray(active[title])
         on = live if shares is None else live & (shares >= IRS_FAINT_SHARE)
-        labels = [f"z{d}" if live[d] else f"z{d} (inactive)" for d in range(len(values))]
-        labels = labels if shares is None else irs_row_labels(shares, live)
+        if shares is None:
+            labels = [f"z{d}" if live[d] else f"z{d} (inactive)" for d in range(len(values))]
+        else:
+            labels = irs_row_labels(shares, live)
         # strong latents by factor, then the faint ones, then the inactive ones
         order = sorted(range(len(values)),
                        key=lambda d: (not on[d], not live[d], int(values[d].argmax()), -values[d].max()))  # fmt: skip
